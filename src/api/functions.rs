@@ -1,0 +1,372 @@
+//! Control-plane operations: CreateFunction, GetFunction, GetFunctionConfiguration,
+//! ListFunctions, UpdateFunctionCode, UpdateFunctionConfiguration, DeleteFunction,
+//! GetAccountSettings — request shapes, validation and responses.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, SharedState, parse_json, read_body};
+use crate::function::{self, FunctionRecord, FunctionSpec, limits, parse_function_ref};
+use crate::registry::ConfigPatch;
+
+/// Largest control-plane request: a 50 MB zip, base64-encoded, with room for the rest.
+const CONTROL_BODY_MAX: usize = 70 * 1024 * 1024;
+/// Lambda's quota for a zip uploaded directly.
+const ZIP_MAX_BYTES: usize = 50 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CodeInput {
+    zip_file: Option<String>,
+    #[serde(rename = "S3Bucket")]
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnvironmentInput {
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorageInput {
+    size: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateFunctionRequest {
+    function_name: String,
+    runtime: Option<String>,
+    role: Option<String>,
+    handler: Option<String>,
+    code: Option<CodeInput>,
+    description: Option<String>,
+    timeout: Option<i64>,
+    memory_size: Option<i64>,
+    package_type: Option<String>,
+    environment: Option<EnvironmentInput>,
+    ephemeral_storage: Option<EphemeralStorageInput>,
+    architectures: Option<Vec<String>>,
+    layers: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateCodeRequest {
+    zip_file: Option<String>,
+    #[serde(rename = "S3Bucket")]
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+    revision_id: Option<String>,
+    architectures: Option<Vec<String>>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfigurationRequest {
+    role: Option<String>,
+    handler: Option<String>,
+    description: Option<String>,
+    timeout: Option<i64>,
+    memory_size: Option<i64>,
+    environment: Option<EnvironmentInput>,
+    runtime: Option<String>,
+    revision_id: Option<String>,
+    ephemeral_storage: Option<EphemeralStorageInput>,
+    layers: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "Marker")]
+    marker: Option<String>,
+    #[serde(rename = "MaxItems")]
+    max_items: Option<String>,
+}
+
+fn decode_zip(zip_file: Option<String>, s3_bucket: Option<String>, image_uri: Option<String>) -> Result<Vec<u8>, ApiError> {
+    if image_uri.is_some() {
+        return Err(ApiError::InvalidParameterValue(
+            "Container images (ImageUri) are not supported by this server; upload a zip as ZipFile".into(),
+        ));
+    }
+    if s3_bucket.is_some() {
+        return Err(ApiError::InvalidParameterValue(
+            "Code from S3 (S3Bucket, S3Key) is not supported by this server; upload the zip as ZipFile".into(),
+        ));
+    }
+    let encoded = zip_file.ok_or_else(|| {
+        ApiError::InvalidParameterValue("Please provide a source for function code (ZipFile).".into())
+    })?;
+    let zip = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|e| ApiError::InvalidParameterValue(format!("Could not decode ZipFile: it must be base64-encoded ({e})")))?;
+    if zip.is_empty() {
+        return Err(ApiError::InvalidParameterValue(
+            "Could not unzip uploaded file. Please check your file, then try to upload again.".into(),
+        ));
+    }
+    if zip.len() > ZIP_MAX_BYTES {
+        return Err(ApiError::RequestTooLarge(format!(
+            "Zipped size must be smaller than {ZIP_MAX_BYTES} bytes; got {}",
+            zip.len()
+        )));
+    }
+    Ok(zip)
+}
+
+fn reject_layers(layers: &Option<Vec<String>>) -> Result<(), ApiError> {
+    match layers {
+        Some(layers) if !layers.is_empty() => Err(ApiError::InvalidParameterValue(
+            "Layers are not supported by this server".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn environment_of(input: Option<EnvironmentInput>) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+    match input {
+        Some(env) => {
+            function::validate_environment(&env.variables)?;
+            Ok(Some(env.variables))
+        }
+        None => Ok(None),
+    }
+}
+
+fn function_name(raw: &str) -> Result<String, ApiError> {
+    let reference = parse_function_ref(raw)?;
+    if let Some(q) = reference.qualifier.as_deref() {
+        if q != "$LATEST" {
+            return Err(ApiError::InvalidParameterValue(format!(
+                "Qualifier {q} is not valid here: only $LATEST exists until versions are published"
+            )));
+        }
+    }
+    Ok(reference.name)
+}
+
+fn too_large() -> ApiError {
+    ApiError::RequestTooLarge(format!("Request must be smaller than {CONTROL_BODY_MAX} bytes"))
+}
+
+fn configuration(state: &SharedState, record: &FunctionRecord) -> serde_json::Value {
+    record.configuration(&state.arns)
+}
+
+pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
+    let request: CreateFunctionRequest = parse_json(&body)?;
+    function::validate_name(&request.function_name)
+        .or_else(|_| parse_function_ref(&request.function_name).map(|_| ()))?;
+    let name = parse_function_ref(&request.function_name)?.name;
+    if request.package_type.as_deref().is_some_and(|p| p != "Zip") {
+        return Err(ApiError::InvalidParameterValue(
+            "PackageType Image is not supported by this server; use Zip".into(),
+        ));
+    }
+    reject_layers(&request.layers)?;
+    let (Some(runtime), Some(handler)) = (request.runtime, request.handler) else {
+        return Err(ApiError::InvalidParameterValue(
+            "Runtime and Handler are mandatory parameters for functions created with deployment packages.".into(),
+        ));
+    };
+    function::validate_handler(&handler)?;
+    let description = request.description.unwrap_or_default();
+    function::validate_description(&description)?;
+    let memory_mb = function::validate_memory(request.memory_size.unwrap_or(i64::from(limits::DEFAULT_MEMORY)))?;
+    let timeout_s = function::validate_timeout(request.timeout.unwrap_or(i64::from(limits::DEFAULT_TIMEOUT)))?;
+    let ephemeral_storage_mb = function::validate_ephemeral_storage(
+        request.ephemeral_storage.map(|e| e.size).unwrap_or(i64::from(limits::EPHEMERAL_MIN)),
+    )?;
+    let architecture = function::validate_architecture(request.architectures.as_deref().unwrap_or(&[]))?;
+    let environment = environment_of(request.environment)?.unwrap_or_default();
+    let code = request
+        .code
+        .ok_or_else(|| ApiError::InvalidParameterValue("Code is a required parameter".into()))?;
+    let zip = decode_zip(code.zip_file, code.s3_bucket, code.image_uri)?;
+    let spec = FunctionSpec {
+        name,
+        runtime,
+        handler,
+        role: request.role.unwrap_or_default(),
+        description,
+        memory_mb,
+        timeout_s,
+        ephemeral_storage_mb,
+        environment,
+        architecture,
+    };
+    let record = state.registry.create(spec, zip).await?;
+    tracing::info!(function = %record.spec.name, runtime = %record.spec.runtime, "function created");
+    Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
+}
+
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let record = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:9600");
+    Ok(Json(json!({
+        "Configuration": configuration(&state, &record),
+        "Code": {
+            "RepositoryType": "S3",
+            "Location": format!("http://{host}/shoal/v1/functions/{name}/code.zip"),
+        },
+    })))
+}
+
+pub async fn download_code(State(state): State<SharedState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let name = function_name(&raw)?;
+    let record = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    let path = state.registry.code_store().zip_path(&record.code.sha256_hex);
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| ApiError::Service(format!("reading the code package failed: {e}")))?;
+    Ok(([("content-type", "application/zip")], bytes).into_response())
+}
+
+pub async fn get_configuration(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let record = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    Ok(Json(configuration(&state, &record)))
+}
+
+pub async fn list(State(state): State<SharedState>, Query(query): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = match query.max_items.as_deref() {
+        None | Some("") => 50,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::InvalidParameterValue(format!(
+                    "1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy constraint: \
+                     Member must have value between 1 and 10000"
+                )));
+            }
+        },
+    };
+    let (page, next) = state.registry.list(query.marker.as_deref().filter(|m| !m.is_empty()), limit);
+    let functions: Vec<_> = page.iter().map(|r| configuration(&state, r)).collect();
+    let mut body = json!({ "Functions": functions });
+    if let Some(next) = next {
+        body["NextMarker"] = json!(next);
+    }
+    Ok(Json(body))
+}
+
+fn check_revision(expected: Option<&str>, record: &FunctionRecord) -> Result<(), ApiError> {
+    match expected {
+        Some(rev) if rev != record.revision_id => Err(ApiError::PreconditionFailed(
+            "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub async fn update_code(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
+    let request: UpdateCodeRequest = parse_json(&body)?;
+    let current = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    check_revision(request.revision_id.as_deref(), &current)?;
+    if let Some(architectures) = &request.architectures {
+        function::validate_architecture(architectures)?;
+    }
+    let zip = decode_zip(request.zip_file, request.s3_bucket, request.image_uri)?;
+    if request.dry_run == Some(true) {
+        return Ok(Json(configuration(&state, &current)));
+    }
+    let record = state.registry.update_code(&name, zip, state.arns.function_arn(&name)).await?;
+    state.scheduler.retire(&name);
+    tracing::info!(function = %name, code_sha256 = %record.code.sha256_b64, "function code updated");
+    Ok(Json(configuration(&state, &record)))
+}
+
+pub async fn update_configuration(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
+    let request: UpdateConfigurationRequest = parse_json(&body)?;
+    let current = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    check_revision(request.revision_id.as_deref(), &current)?;
+    reject_layers(&request.layers)?;
+    if let Some(handler) = &request.handler {
+        function::validate_handler(handler)?;
+    }
+    if let Some(description) = &request.description {
+        function::validate_description(description)?;
+    }
+    let patch = ConfigPatch {
+        runtime: request.runtime,
+        handler: request.handler,
+        role: request.role,
+        description: request.description,
+        memory_mb: request.memory_size.map(function::validate_memory).transpose()?,
+        timeout_s: request.timeout.map(function::validate_timeout).transpose()?,
+        ephemeral_storage_mb: request
+            .ephemeral_storage
+            .map(|e| function::validate_ephemeral_storage(e.size))
+            .transpose()?,
+        environment: environment_of(request.environment)?,
+    };
+    let record = state
+        .registry
+        .update_configuration(&name, patch, state.arns.function_arn(&name))
+        .await?;
+    state.scheduler.retire(&name);
+    tracing::info!(function = %name, "function configuration updated");
+    Ok(Json(configuration(&state, &record)))
+}
+
+pub async fn delete(State(state): State<SharedState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+    let name = function_name(&raw)?;
+    state.registry.delete(&name, state.arns.function_arn(&name)).await?;
+    state.scheduler.retire(&name);
+    tracing::info!(function = %name, "function deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn account_settings(State(state): State<SharedState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "AccountLimit": {
+            "TotalCodeSize": 80_530_636_800u64,
+            "CodeSizeUnzipped": crate::code::UNZIPPED_MAX_BYTES,
+            "CodeSizeZipped": ZIP_MAX_BYTES,
+            "ConcurrentExecutions": 1000,
+            "UnreservedConcurrentExecutions": 1000,
+        },
+        "AccountUsage": {
+            "TotalCodeSize": state.registry.total_code_size(),
+            "FunctionCount": state.registry.count(),
+        },
+    }))
+}

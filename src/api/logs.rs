@@ -1,0 +1,36 @@
+//! `GET /shoal/v1/functions/{name}/logs`: a function's log events, oldest first, after a
+//! cursor; what `shoal logs` (and `--follow`, by polling) reads.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+
+use super::{ApiError, SharedState};
+use crate::function::parse_function_ref;
+
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+
+#[derive(Deserialize)]
+pub struct LogsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub async fn read(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = parse_function_ref(&raw)?.name;
+    state.registry.require(&name, || state.arns.function_arn(&name))?;
+    let after = query.after.unwrap_or(0);
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let store = state.registry.logs();
+    let events = tokio::task::spawn_blocking(move || store.read_logs(&name, after, limit))
+        .await
+        .map_err(|e| ApiError::Service(e.to_string()))?
+        .map_err(|e| ApiError::Service(e.to_string()))?;
+    let next_after = events.last().map(|e| e.seq).unwrap_or(after);
+    Ok(Json(serde_json::json!({ "events": events, "nextAfter": next_after })))
+}

@@ -1,0 +1,137 @@
+//! The public HTTP surface: Lambda's REST API (2015-03-31 and friends), Shoal's own
+//! `/shoal/v1` endpoints (logs, code download) and `/health`.
+//!
+//! This layer only translates: it parses requests into typed values, calls the registry
+//! or the invoke service, and renders results and [`ApiError`]s in Lambda's wire format.
+//! Bodies are read with a hard limit before anything is buffered beyond it. Every request
+//! runs in a `tracing` span carrying its request id, which is also returned as
+//! `x-amzn-RequestId`.
+
+pub mod error;
+mod functions;
+mod invoke;
+mod logs;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+
+pub use error::ApiError;
+
+use crate::function::ArnContext;
+use crate::invoke::Invoker;
+use crate::registry::{Registry, RegistryError};
+use crate::scheduler::Scheduler;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub scheduler: Arc<Scheduler>,
+    pub invoker: Arc<Invoker>,
+    pub arns: ArnContext,
+}
+
+pub type SharedState = Arc<AppState>;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/2015-03-31/functions", post(functions::create).get(functions::list))
+        .route("/2015-03-31/functions/", post(functions::create).get(functions::list))
+        .route("/2015-03-31/functions/{name}", get(functions::get).delete(functions::delete))
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_configuration).put(functions::update_configuration),
+        )
+        .route("/2015-03-31/functions/{name}/code", put(functions::update_code))
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke::invoke))
+        .route("/2016-08-19/account-settings", get(functions::account_settings))
+        .route("/2016-08-19/account-settings/", get(functions::account_settings))
+        .route("/shoal/v1/functions/{name}/logs", get(logs::read))
+        .route("/shoal/v1/functions/{name}/code.zip", get(functions::download_code))
+        .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn unknown_operation(request: Request) -> ApiError {
+    ApiError::UnknownOperation(format!(
+        "No operation matches {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+/// Gives each request a span and an `x-amzn-RequestId` (unless the handler set its own).
+async fn request_context(request: Request, next: Next) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    );
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    if !response.headers().contains_key("x-amzn-requestid") {
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amzn-requestid", value);
+        }
+    }
+    response
+}
+
+/// Reads a request body, refusing it once it passes `limit` bytes.
+pub async fn read_body(body: Body, limit: usize, too_large: impl FnOnce() -> ApiError) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::InvalidRequestContent(format!("Could not read the request body: {e}"))),
+    }
+}
+
+/// Parses a JSON body into `T`, naming the offending field on a type error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"{}")
+            .map_err(|e| ApiError::InvalidRequestContent(format!("The request body is empty: {e}")));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::InvalidRequestContent(format!("Could not parse request body into json: {inner}"))
+        } else if path == "." {
+            ApiError::InvalidParameterValue(format!("Invalid request: {inner}"))
+        } else {
+            ApiError::InvalidParameterValue(format!("Invalid value for '{path}': {inner}"))
+        }
+    })
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(_) => ApiError::ResourceNotFound(e.to_string()),
+            RegistryError::AlreadyExists(_) => ApiError::ResourceConflict(e.to_string()),
+            RegistryError::Invalid(m) => ApiError::InvalidParameterValue(m),
+            RegistryError::Internal(m) => ApiError::Service(m),
+        }
+    }
+}
+
+impl From<crate::function::InvalidField> for ApiError {
+    fn from(e: crate::function::InvalidField) -> Self {
+        ApiError::InvalidParameterValue(e.0)
+    }
+}

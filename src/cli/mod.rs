@@ -1,0 +1,236 @@
+//! The friendly CLI: `deploy`, `invoke`, `logs`, `ls`, `rm`. Every command talks to a
+//! server through the same public API any other client uses (never around it).
+
+pub mod client;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::json;
+
+use client::{Client, ClientError};
+
+const FUNCTIONS: &str = "/2015-03-31/functions";
+
+#[derive(Debug, clap::Args)]
+pub struct Endpoint {
+    /// URL of the Shoal server.
+    #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:9600", global = true)]
+    pub endpoint: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// A folder (zipped for you) or a .zip file.
+    pub path: PathBuf,
+    /// Function name (default: the folder's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Runtime identifier: python3.12, nodejs20.x, provided.al2023, ...
+    #[arg(long)]
+    pub runtime: String,
+    /// Handler: module.function (Python), file.export (Node); any value for provided runtimes.
+    #[arg(long, default_value = "bootstrap")]
+    pub handler: String,
+    /// Memory size in MB (128-10240).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Timeout in seconds (1-900).
+    #[arg(long)]
+    pub timeout: Option<u32>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InvokeArgs {
+    pub name: String,
+    /// The event, as JSON.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
+    /// Print the invocation's log tail on stderr.
+    #[arg(long)]
+    pub tail: bool,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    pub name: String,
+    /// Keep printing new log lines as they arrive.
+    #[arg(long, short)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+fn package(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if path.is_dir() {
+        crate::code::zip_directory(path).with_context(|| format!("zipping {}", path.display()))
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.endpoint.endpoint);
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => args
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .context("give the function a --name")?,
+    };
+    let zip = package(&args.path)?;
+    let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
+    let mut variables = serde_json::Map::new();
+    for pair in &args.env {
+        let (k, v) = pair.split_once('=').with_context(|| format!("--env {pair}: expected KEY=VALUE"))?;
+        variables.insert(k.to_string(), json!(v));
+    }
+    let mut config = json!({ "Runtime": args.runtime, "Handler": args.handler });
+    if let Some(memory) = args.memory {
+        config["MemorySize"] = json!(memory);
+    }
+    if let Some(timeout) = args.timeout {
+        config["Timeout"] = json!(timeout);
+    }
+    if !args.env.is_empty() {
+        config["Environment"] = json!({ "Variables": variables });
+    }
+    let exists = match client.get_json(&format!("{FUNCTIONS}/{name}/configuration")).await {
+        Ok(_) => true,
+        Err(ClientError::Api { code, .. }) if code == "ResourceNotFoundException" => false,
+        Err(e) => return Err(e.into()),
+    };
+    let result = if exists {
+        client
+            .send_json(Method::PUT, &format!("{FUNCTIONS}/{name}/code"), &json!({ "ZipFile": zip_b64 }))
+            .await?;
+        client
+            .send_json(Method::PUT, &format!("{FUNCTIONS}/{name}/configuration"), &config)
+            .await?
+    } else {
+        let mut create = config;
+        create["FunctionName"] = json!(name);
+        create["Role"] = json!("arn:aws:iam::000000000000:role/shoal");
+        create["Code"] = json!({ "ZipFile": zip_b64 });
+        client.send_json(Method::POST, FUNCTIONS, &create).await?
+    };
+    print_json(&result);
+    Ok(())
+}
+
+pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
+    let client = Client::new(&args.endpoint.endpoint);
+    let mut headers = Vec::new();
+    if args.tail {
+        headers.push(("x-amz-log-type", "Tail".to_string()));
+    }
+    let reply = client
+        .send(
+            Method::POST,
+            &format!("{FUNCTIONS}/{}/invocations", args.name),
+            &headers,
+            Some(Bytes::from(args.payload.clone())),
+        )
+        .await?;
+    println!("{}", String::from_utf8_lossy(&reply.body));
+    if let Some(tail) = reply.headers.get("x-amz-log-result").and_then(|v| v.to_str().ok()) {
+        let text = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+        eprint!("{}", String::from_utf8_lossy(&text));
+    }
+    if let Some(error) = reply.headers.get("x-amz-function-error").and_then(|v| v.to_str().ok()) {
+        eprintln!("FunctionError: {error}");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.endpoint.endpoint);
+    let mut after = 0u64;
+    loop {
+        let page = client
+            .get_json(&format!("/shoal/v1/functions/{}/logs?after={after}&limit=1000", args.name))
+            .await?;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        for event in &events {
+            println!("{}", event["message"].as_str().unwrap_or_default());
+        }
+        after = page["nextAfter"].as_u64().unwrap_or(after);
+        if events.len() >= 1000 {
+            continue;
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
+    let client = Client::new(&endpoint.endpoint);
+    let mut marker: Option<String> = None;
+    println!("{:<32} {:<16} {:>7} {:>8}  LAST_MODIFIED", "NAME", "RUNTIME", "MEMORY", "TIMEOUT");
+    loop {
+        let path = match &marker {
+            Some(m) => format!("{FUNCTIONS}/?MaxItems=50&Marker={m}"),
+            None => format!("{FUNCTIONS}/?MaxItems=50"),
+        };
+        let page = client.get_json(&path).await?;
+        for f in page["Functions"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "{:<32} {:<16} {:>7} {:>8}  {}",
+                f["FunctionName"].as_str().unwrap_or_default(),
+                f["Runtime"].as_str().unwrap_or_default(),
+                f["MemorySize"].as_u64().unwrap_or_default(),
+                f["Timeout"].as_u64().unwrap_or_default(),
+                f["LastModified"].as_str().unwrap_or_default()
+            );
+        }
+        match page["NextMarker"].as_str() {
+            Some(next) => marker = Some(next.to_string()),
+            None => return Ok(()),
+        }
+    }
+}
+
+pub async fn remove(args: NameArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.endpoint.endpoint);
+    client
+        .send(Method::DELETE, &format!("{FUNCTIONS}/{}", args.name), &[], None)
+        .await?;
+    println!("deleted {}", args.name);
+    Ok(())
+}
+
+/// Fails with the server's message for a missing name.
+pub fn require_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty() {
+        bail!("a function name is required");
+    }
+    Ok(())
+}

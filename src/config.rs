@@ -1,0 +1,156 @@
+//! Server settings: one typed struct, filled from flags, then `SHOAL_*` environment
+//! variables, then an optional TOML file, then defaults (in that order of precedence).
+//!
+//! Clap resolves flags and environment variables; [`ServerSettings::apply_file`] then
+//! fills, from the file, only the settings clap left at their defaults. Every setting is
+//! documented by `shoal server --help`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw.trim()).map_err(|e| format!("'{raw}' is not a duration like 3s, 500ms or 10m: {e}"))
+}
+
+fn parse_interpreter(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("'{raw}' is not RUNTIME=PATH (for example python3.12=/usr/bin/python3.12)"))
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerSettings {
+    /// TOML file with settings (keys are the flag names with '_' for '-'); flags and
+    /// SHOAL_* variables take precedence over it.
+    #[arg(long, env = "SHOAL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the API (Lambda API, Shoal API and health check).
+    #[arg(long, env = "SHOAL_LISTEN", default_value = "127.0.0.1:9600")]
+    pub listen: SocketAddr,
+
+    /// Folder of the embedded store, code packages and environments.
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./.shoal")]
+    pub data_dir: PathBuf,
+
+    /// How long an idle environment is kept warm before it is shut down (e.g. 30s, 5m).
+    #[arg(long, env = "SHOAL_KEEP_ALIVE", default_value = "5m", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+
+    /// How long a runtime may take to initialise before the invocation fails.
+    #[arg(long, env = "SHOAL_INIT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub init_timeout: Duration,
+
+    /// Region used in ARNs and given to functions as AWS_REGION.
+    #[arg(long, env = "SHOAL_REGION", default_value = "us-east-1")]
+    pub region: String,
+
+    /// Account id used in ARNs.
+    #[arg(long, env = "SHOAL_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+
+    /// Interpreter for every python3.x runtime without an --interpreter of its own.
+    #[arg(long, env = "SHOAL_PYTHON", default_value = "python3")]
+    pub python: String,
+
+    /// Interpreter for every nodejsNN.x runtime without an --interpreter of its own.
+    #[arg(long, env = "SHOAL_NODE", default_value = "node")]
+    pub node: String,
+
+    /// Interpreter for one runtime, as RUNTIME=PATH (repeatable; comma-separated in the variable).
+    #[arg(long = "interpreter", env = "SHOAL_INTERPRETERS", value_delimiter = ',', value_parser = parse_interpreter)]
+    pub interpreters: Vec<(String, String)>,
+
+    /// Log events kept per function (older ones are dropped).
+    #[arg(long, env = "SHOAL_LOG_RETENTION", default_value_t = 10_000)]
+    pub log_retention: usize,
+}
+
+/// The TOML file's shape: every key optional, named like the flag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    keep_alive: Option<String>,
+    init_timeout: Option<String>,
+    region: Option<String>,
+    account_id: Option<String>,
+    python: Option<String>,
+    node: Option<String>,
+    interpreters: Option<HashMap<String, String>>,
+    log_retention: Option<usize>,
+}
+
+impl ServerSettings {
+    /// Fills the settings that neither a flag nor a variable set from the config file.
+    pub fn apply_file(&mut self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+        let Some(path) = &self.config else { return Ok(()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let file: FileSettings =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        let defaulted = |id: &str| matches!(matches.value_source(id), Some(ValueSource::DefaultValue) | None);
+        let duration = |raw: String| parse_duration(&raw).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()));
+        if let (Some(v), true) = (file.listen, defaulted("listen")) { self.listen = v; }
+        if let (Some(v), true) = (file.data_dir, defaulted("data_dir")) { self.data_dir = v; }
+        if let (Some(v), true) = (file.keep_alive, defaulted("keep_alive")) { self.keep_alive = duration(v)?; }
+        if let (Some(v), true) = (file.init_timeout, defaulted("init_timeout")) { self.init_timeout = duration(v)?; }
+        if let (Some(v), true) = (file.region, defaulted("region")) { self.region = v; }
+        if let (Some(v), true) = (file.account_id, defaulted("account_id")) { self.account_id = v; }
+        if let (Some(v), true) = (file.python, defaulted("python")) { self.python = v; }
+        if let (Some(v), true) = (file.node, defaulted("node")) { self.node = v; }
+        if let (Some(v), true) = (file.interpreters, defaulted("interpreters")) { self.interpreters = v.into_iter().collect(); }
+        if let (Some(v), true) = (file.log_retention, defaulted("log_retention")) { self.log_retention = v; }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        settings: ServerSettings,
+    }
+
+    fn parse(args: &[&str], file: &str) -> ServerSettings {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec!["shoal", "--config", path.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        let matches = Wrapper::command().get_matches_from(argv);
+        let mut settings = Wrapper::from_arg_matches(&matches).unwrap().settings;
+        settings.apply_file(&matches).unwrap();
+        settings
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let file = "keep_alive = \"7s\"\nregion = \"eu-west-1\"\n";
+        let from_file = parse(&[], file);
+        assert_eq!(from_file.keep_alive, Duration::from_secs(7));
+        assert_eq!(from_file.region, "eu-west-1");
+        assert_eq!(from_file.init_timeout, Duration::from_secs(10));
+        let from_flag = parse(&["--keep-alive", "500ms"], file);
+        assert_eq!(from_flag.keep_alive, Duration::from_millis(500));
+        assert_eq!(from_flag.region, "eu-west-1");
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert!(parse_duration("soon").is_err());
+    }
+}

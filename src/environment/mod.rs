@@ -1,0 +1,378 @@
+//! Execution environments: one function's process tree plus its own Runtime API endpoint.
+//!
+//! An [`Environment`] moves through `Starting → Ready ⇄ Busy → Gone`; the scheduler
+//! owns the Ready/Busy bookkeeping, this module owns everything inside one environment:
+//! starting it through the [`Sandbox`], serving its Runtime API, capturing its output,
+//! handing it one invocation at a time, noticing when it exits, and destroying it.
+//! The [`Launcher`] holds what every environment needs (sandbox, runtimes, code store,
+//! log sink) so that the scheduler only asks "start one for this function".
+
+pub mod output;
+pub mod runtime_api;
+pub mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+
+use crate::code::CodeStore;
+use crate::function::{ArnContext, FunctionRecord};
+use crate::logs::LogSink;
+use crate::runtimes::RuntimeCatalog;
+use output::{LogTarget, OutputCapture, Tail};
+use runtime_api::{Dispatch, InitState, RuntimeApiState, RuntimeOutcome};
+use sandbox::{LaunchSpec, Sandbox, SandboxError, TreeControl};
+
+/// How a process tree ended, in the words Lambda uses (`exit status 1`, `signal: killed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitReason(pub String);
+
+impl ExitReason {
+    fn from_status(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(code) = status.code() {
+            Self(format!("exit status {code}"))
+        } else if let Some(signal) = status.signal() {
+            let name = match signal {
+                9 => "killed".to_string(),
+                15 => "terminated".to_string(),
+                11 => "segmentation fault".to_string(),
+                6 => "aborted".to_string(),
+                other => format!("signal {other}"),
+            };
+            Self(format!("signal: {name}"))
+        } else {
+            Self("exited".to_string())
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("runtime unavailable: {0}")]
+    Runtime(String),
+    #[error("environment setup failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why the init phase did not finish.
+#[derive(Debug)]
+pub enum InitFailure {
+    /// The runtime posted to `/runtime/init/error`.
+    Reported { error_type: Option<String>, body: Bytes },
+    Exited(ExitReason),
+    TimedOut(Duration),
+}
+
+/// Why an invocation did not produce an outcome.
+#[derive(Debug)]
+pub enum InvokeFailure {
+    Exited(ExitReason),
+    TimedOut,
+}
+
+/// Everything environments are started with; shared by all of them.
+pub struct Launcher {
+    pub sandbox: Arc<dyn Sandbox>,
+    pub runtimes: Arc<RuntimeCatalog>,
+    pub code: CodeStore,
+    pub sink: LogSink,
+    pub arns: ArnContext,
+    /// `<data-dir>/envs`: one scratch folder per live environment.
+    pub envs_dir: PathBuf,
+    /// `PATH` given to functions.
+    pub path: String,
+}
+
+impl Launcher {
+    /// Starts an environment for `function`; returns as soon as the process runs
+    /// (the init phase goes on; see [`Environment::wait_ready`]).
+    pub async fn start(&self, function: &FunctionRecord) -> Result<Arc<Environment>, StartError> {
+        let started_at = Instant::now();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let spec = &function.spec;
+        let log_stream: Arc<str> =
+            format!("{}/[$LATEST]{}", crate::timefmt::stream_date(crate::timefmt::now_ms()), id).into();
+        let task_root = self.code.task_root(&function.code.sha256_hex);
+        let launch = self
+            .runtimes
+            .launch(&spec.runtime, &task_root)
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let dir = self.envs_dir.join(&id);
+        let tmp_dir = dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir).await?;
+
+        let function_arn = self.arns.function_arn(&spec.name);
+        let (inbox_tx, inbox_rx) = mpsc::channel(1);
+        let api = Arc::new(RuntimeApiState::new(function_arn, inbox_rx));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let api_addr = listener.local_addr()?;
+        let server = tokio::spawn(serve_runtime_api(listener, api.clone()));
+        let server = AbortOnDrop(server);
+
+        let mut env: Vec<(String, String)> = spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let platform = [
+            ("AWS_LAMBDA_RUNTIME_API", api_addr.to_string()),
+            ("_HANDLER", spec.handler.clone()),
+            ("LAMBDA_TASK_ROOT", task_root.display().to_string()),
+            ("LAMBDA_RUNTIME_DIR", launch.runtime_dir.display().to_string()),
+            ("AWS_LAMBDA_FUNCTION_NAME", spec.name.clone()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name)),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
+            ("AWS_REGION", self.arns.region.clone()),
+            ("AWS_DEFAULT_REGION", self.arns.region.clone()),
+            ("TZ", ":UTC".to_string()),
+            ("LANG", "en_US.UTF-8".to_string()),
+            ("TMPDIR", tmp_dir.display().to_string()),
+            ("PATH", self.path.clone()),
+        ];
+        env.extend(platform.into_iter().map(|(k, v)| (k.to_string(), v)));
+        if let Some(execution_env) = &launch.execution_env {
+            env.push(("AWS_EXECUTION_ENV".to_string(), execution_env.clone()));
+        }
+        let launch_spec = LaunchSpec {
+            program: launch.program.clone(),
+            args: launch.args.clone(),
+            env,
+            cwd: task_root.clone(),
+            tmp_dir,
+            memory_mb: spec.memory_mb,
+        };
+
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| StartError::Io(std::io::Error::from(e)))?;
+        let target = LogTarget {
+            sink: self.sink.clone(),
+            function: spec.name.as_str().into(),
+            stream: log_stream.clone(),
+            tail: Arc::new(Mutex::new(None)),
+        };
+        let output = OutputCapture::start(read_end, target.clone())?;
+        let started = match self.sandbox.start(&launch_spec, write_end) {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                return Err(e.into());
+            }
+        };
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let mut child = started.child;
+        tokio::spawn(async move {
+            let reason = match child.wait().await {
+                Ok(status) => ExitReason::from_status(status),
+                Err(e) => ExitReason(format!("wait failed: {e}")),
+            };
+            let _ = exit_tx.send(Some(reason));
+        });
+        tracing::debug!(env = %id, function = %spec.name, runtime_api = %api_addr, sandbox = self.sandbox.name(), "environment started");
+        Ok(Arc::new(Environment {
+            id,
+            function_name: spec.name.clone(),
+            revision_id: function.revision_id.clone(),
+            memory_mb: spec.memory_mb,
+            started_at,
+            api,
+            inbox: inbox_tx,
+            tree: started.control,
+            exit: exit_rx,
+            output,
+            target,
+            dir,
+            last_used: Mutex::new(Instant::now()),
+            _server: server,
+        }))
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn serve_runtime_api(listener: tokio::net::TcpListener, api: Arc<RuntimeApiState>) {
+    // Connection tasks live in the set, so aborting this task ends them all.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let api = api.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| runtime_api::handle(api.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Resolves once the process tree has exited.
+async fn until_exit(mut exit: watch::Receiver<Option<ExitReason>>) {
+    loop {
+        let exited = exit.borrow_and_update().is_some();
+        if exited {
+            return;
+        }
+        if exit.changed().await.is_err() {
+            // The watcher is gone without a verdict: the exit will never be observed.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+pub struct Environment {
+    pub id: String,
+    pub function_name: String,
+    pub revision_id: String,
+    pub memory_mb: u32,
+    started_at: Instant,
+    api: Arc<RuntimeApiState>,
+    inbox: mpsc::Sender<Dispatch>,
+    tree: Arc<dyn TreeControl>,
+    exit: watch::Receiver<Option<ExitReason>>,
+    output: OutputCapture,
+    target: LogTarget,
+    dir: PathBuf,
+    last_used: Mutex<Instant>,
+    _server: AbortOnDrop,
+}
+
+/// One event for [`Environment::invoke`].
+pub struct EventSpec {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub trace_id: String,
+    pub client_context: Option<String>,
+    pub timeout: Duration,
+}
+
+impl Environment {
+    pub fn is_alive(&self) -> bool {
+        self.exit.borrow().is_none()
+    }
+
+    pub fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_used.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    pub fn log_stream(&self) -> &str {
+        &self.target.stream
+    }
+
+    /// Waits for the end of the init phase: the runtime's first `/next` call.
+    /// Returns the init duration (process start to first `/next`).
+    pub async fn wait_ready(&self, limit: Duration) -> Result<Duration, InitFailure> {
+        let mut init = self.api.init.subscribe();
+        let outcome = tokio::select! {
+            biased;
+            state = init.wait_for(|s| !matches!(s, InitState::Initializing)) => state.map(|s| s.clone()).ok(),
+            _ = until_exit(self.exit.clone()) => None,
+            _ = tokio::time::sleep(limit) => return Err(InitFailure::TimedOut(limit)),
+        };
+        // An exit may race with an init error posted just before it: the report wins.
+        let state = outcome.unwrap_or_else(|| self.api.init.borrow().clone());
+        match state {
+            InitState::Ready(at) => Ok(at.saturating_duration_since(self.started_at)),
+            InitState::Failed { error_type, body } => Err(InitFailure::Reported { error_type, body }),
+            InitState::Initializing => Err(InitFailure::Exited(
+                self.exit.borrow().clone().unwrap_or_else(|| ExitReason("exited".into())),
+            )),
+        }
+    }
+
+    /// Hands one event to the runtime and waits for its outcome, the process's exit or the deadline.
+    pub async fn invoke(&self, event: EventSpec) -> Result<RuntimeOutcome, InvokeFailure> {
+        let deadline = tokio::time::Instant::now() + event.timeout;
+        let deadline_ms = crate::timefmt::now_ms() + event.timeout.as_millis() as u64;
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        let dispatch = Dispatch {
+            request_id: event.request_id,
+            payload: event.payload,
+            deadline_ms,
+            trace_id: event.trace_id,
+            client_context: event.client_context,
+            reply: reply_tx,
+        };
+        if self.inbox.send(dispatch).await.is_err() {
+            return Err(InvokeFailure::Exited(self.exit_reason()));
+        }
+        tokio::select! {
+            biased;
+            outcome = reply_rx => match outcome {
+                Ok(outcome) => Ok(outcome),
+                Err(_) => {
+                    let _ = tokio::time::timeout_at(deadline, until_exit(self.exit.clone())).await;
+                    Err(if self.is_alive() { InvokeFailure::TimedOut } else { InvokeFailure::Exited(self.exit_reason()) })
+                }
+            },
+            _ = until_exit(self.exit.clone()) => Err(InvokeFailure::Exited(self.exit_reason())),
+            _ = tokio::time::sleep_until(deadline) => Err(InvokeFailure::TimedOut),
+        }
+    }
+
+    fn exit_reason(&self) -> ExitReason {
+        self.exit.borrow().clone().unwrap_or_else(|| ExitReason("exited".into()))
+    }
+
+    /// Starts collecting the invocation's log lines for the tail.
+    pub fn begin_tail(&self) {
+        self.target.begin_tail();
+    }
+
+    pub fn take_tail(&self) -> Option<Tail> {
+        self.target.take_tail()
+    }
+
+    /// Writes a platform line (START, END, REPORT, ...) into this environment's stream.
+    pub async fn log(&self, line: String) {
+        self.target.line(line).await;
+    }
+
+    /// Waits until the function's output so far is in the log.
+    pub async fn sync_output(&self) {
+        self.output.sync().await;
+    }
+
+    pub fn peak_memory_mb(&self) -> u64 {
+        self.tree.peak_memory_mb()
+    }
+
+    /// Kills the process tree and removes the environment's scratch folder.
+    pub fn destroy(&self) {
+        self.tree.kill();
+        let dir = self.dir.clone();
+        tokio::spawn(async move {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        });
+        tracing::debug!(env = %self.id, function = %self.function_name, "environment destroyed");
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        // An environment nobody holds any more must not leave processes behind.
+        if self.is_alive() {
+            self.tree.kill();
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The Lambda Runtime API of one environment (`/2018-06-01/runtime/...`).
+//!
+//! Each environment gets its own listener, so an environment can only ever see its own
+//! events: the endpoint holds no reference to any other. The runtime long-polls
+//! `invocation/next`, which hands over the next [`Dispatch`]; `response` and `error`
+//! complete the invocation whose id they name; `init/error` fails the init phase.
+//! Status codes and bodies follow AWS's Runtime API.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Lambda's limit on a synchronous response (6 MB).
+pub const RESPONSE_MAX_BYTES: usize = 6 * 1024 * 1024;
+/// Error bodies are small; a larger one is cut off.
+const ERROR_MAX_BYTES: usize = 1024 * 1024;
+
+/// One invocation handed to the runtime.
+pub struct Dispatch {
+    pub request_id: String,
+    pub payload: Bytes,
+    pub deadline_ms: u64,
+    pub trace_id: String,
+    pub client_context: Option<String>,
+    pub reply: oneshot::Sender<RuntimeOutcome>,
+}
+
+/// What the runtime reported for an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeOutcome {
+    Response(Bytes),
+    Error { error_type: Option<String>, body: Bytes },
+    /// The response exceeded [`RESPONSE_MAX_BYTES`].
+    ResponseTooLarge,
+}
+
+/// The init phase, as the runtime reports it.
+#[derive(Debug, Clone)]
+pub enum InitState {
+    Initializing,
+    /// The runtime asked for its first event at this instant.
+    Ready(Instant),
+    Failed { error_type: Option<String>, body: Bytes },
+}
+
+pub struct RuntimeApiState {
+    function_arn: String,
+    inbox: tokio::sync::Mutex<mpsc::Receiver<Dispatch>>,
+    inflight: Mutex<HashMap<String, oneshot::Sender<RuntimeOutcome>>>,
+    pub init: watch::Sender<InitState>,
+}
+
+impl RuntimeApiState {
+    pub fn new(function_arn: String, inbox: mpsc::Receiver<Dispatch>) -> Self {
+        Self {
+            function_arn,
+            inbox: tokio::sync::Mutex::new(inbox),
+            inflight: Mutex::new(HashMap::new()),
+            init: watch::Sender::new(InitState::Initializing),
+        }
+    }
+
+    fn complete(&self, request_id: &str, outcome: RuntimeOutcome) -> bool {
+        let reply = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(request_id);
+        match reply {
+            Some(reply) => {
+                // The invoker may have given up (timeout); the outcome then has no reader.
+                let _ = reply.send(outcome);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+type ApiResponse = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, body: serde_json::Value) -> ApiResponse {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("static response parts are valid")
+}
+
+fn error(status: StatusCode, error_type: &str, message: &str) -> ApiResponse {
+    json(status, serde_json::json!({ "errorType": error_type, "errorMessage": message }))
+}
+
+fn accepted() -> ApiResponse {
+    json(StatusCode::ACCEPTED, serde_json::json!({ "status": "OK" }))
+}
+
+/// Serves one request of the Runtime API.
+pub async fn handle(state: Arc<RuntimeApiState>, req: Request<Incoming>) -> Result<ApiResponse, Infallible> {
+    let path = req.uri().path().to_string();
+    let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
+        return Ok(error(StatusCode::NOT_FOUND, "InvalidRequest", "unknown Runtime API path"));
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let method = req.method().clone();
+    Ok(match (method, segments.as_slice()) {
+        (Method::GET, ["invocation", "next"]) => next(&state).await,
+        (Method::POST, ["invocation", id, "response"]) => {
+            let id = id.to_string();
+            match Limited::new(req.into_body(), RESPONSE_MAX_BYTES).collect().await {
+                Ok(body) => {
+                    if state.complete(&id, RuntimeOutcome::Response(body.to_bytes())) {
+                        accepted()
+                    } else {
+                        unknown_request(&id)
+                    }
+                }
+                Err(_) => {
+                    state.complete(&id, RuntimeOutcome::ResponseTooLarge);
+                    error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "RequestEntityTooLarge",
+                        &format!("Exceeded maximum allowed payload size ({RESPONSE_MAX_BYTES} bytes)."),
+                    )
+                }
+            }
+        }
+        (Method::POST, ["invocation", id, "error"]) => {
+            let id = id.to_string();
+            let (error_type, body) = read_error(req).await;
+            if state.complete(&id, RuntimeOutcome::Error { error_type, body }) {
+                accepted()
+            } else {
+                unknown_request(&id)
+            }
+        }
+        (Method::POST, ["init", "error"]) => {
+            let (error_type, body) = read_error(req).await;
+            let failed = state.init.send_if_modified(|s| {
+                if matches!(s, InitState::Initializing) {
+                    *s = InitState::Failed { error_type: error_type.clone(), body: body.clone() };
+                    true
+                } else {
+                    false
+                }
+            });
+            if failed {
+                accepted()
+            } else {
+                error(StatusCode::FORBIDDEN, "InvalidStateTransition", "init/error is only valid during the init phase")
+            }
+        }
+        (_, ["invocation", "next"]) | (_, ["invocation", _, _]) | (_, ["init", "error"]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "InvalidRequest", "method not allowed")
+        }
+        _ => error(StatusCode::NOT_FOUND, "InvalidRequest", "unknown Runtime API path"),
+    })
+}
+
+fn unknown_request(id: &str) -> ApiResponse {
+    error(StatusCode::BAD_REQUEST, "InvalidRequestID", &format!("Invalid request ID: {id}"))
+}
+
+async fn read_error(req: Request<Incoming>) -> (Option<String>, Bytes) {
+    let error_type = req
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), ERROR_MAX_BYTES).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    (error_type, body)
+}
+
+async fn next(state: &RuntimeApiState) -> ApiResponse {
+    state.init.send_if_modified(|s| {
+        if matches!(s, InitState::Initializing) {
+            *s = InitState::Ready(Instant::now());
+            true
+        } else {
+            false
+        }
+    });
+    let dispatch = {
+        let mut inbox = state.inbox.lock().await;
+        inbox.recv().await
+    };
+    let Some(dispatch) = dispatch else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "the environment is shutting down");
+    };
+    state
+        .inflight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(dispatch.request_id.clone(), dispatch.reply);
+    let mut builder = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("lambda-runtime-aws-request-id", &dispatch.request_id)
+        .header("lambda-runtime-deadline-ms", dispatch.deadline_ms.to_string())
+        .header("lambda-runtime-invoked-function-arn", &state.function_arn)
+        .header("lambda-runtime-trace-id", &dispatch.trace_id);
+    if let Some(context) = &dispatch.client_context {
+        builder = builder.header("lambda-runtime-client-context", context);
+    }
+    builder
+        .body(Full::new(dispatch.payload))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "invalid event headers"))
+}

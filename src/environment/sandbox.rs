@@ -1,0 +1,111 @@
+//! The sandbox seam: how an environment's process tree is started, killed and measured.
+//!
+//! [`Sandbox`] turns a [`LaunchSpec`] (plain data: program, arguments, environment,
+//! working directory, limits) into a running process tree. [`ProcessSandbox`] is the
+//! unisolated implementation: a new process group (so the whole tree can be killed at
+//! once), a cleared environment, the output pipe as stdout and stderr. Isolating
+//! implementations (namespaces, cgroups, seccomp) implement the same trait.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+/// Everything needed to start one environment's process tree.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// The environment's own writable scratch directory.
+    pub tmp_dir: PathBuf,
+    pub memory_mb: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The entrypoint cannot be executed (missing, not executable, bad interpreter line).
+    #[error("fork/exec {program}: {reason}")]
+    InvalidEntrypoint { program: String, reason: String },
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+}
+
+/// Control over a started process tree, usable from any task.
+pub trait TreeControl: Send + Sync {
+    /// Kills every process of the tree.
+    fn kill(&self);
+    /// Peak memory of the tree so far, in MB, as well as the sandbox can measure it.
+    fn peak_memory_mb(&self) -> u64;
+}
+
+pub struct StartedTree {
+    pub child: tokio::process::Child,
+    pub control: Arc<dyn TreeControl>,
+}
+
+pub trait Sandbox: Send + Sync {
+    /// A short name for logs (`process`, `namespaces`).
+    fn name(&self) -> &'static str;
+    /// Starts the tree with `output` as its stdout and stderr.
+    fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError>;
+}
+
+/// Runs the environment as a plain process group of the server's user.
+pub struct ProcessSandbox;
+
+struct ProcessGroup {
+    pgid: i32,
+}
+
+impl TreeControl for ProcessGroup {
+    fn kill(&self) {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        // ESRCH (already gone) is the expected outcome after an exit; nothing to report.
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+    }
+
+    fn peak_memory_mb(&self) -> u64 {
+        // VmHWM of the group leader: the runtime process itself.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pgid)).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb.div_ceil(1024))
+            .unwrap_or(0)
+    }
+}
+
+impl Sandbox for ProcessSandbox {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError> {
+        let stderr = output.try_clone().map_err(|e| SandboxError::Setup(e.to_string()))?;
+        let mut command = tokio::process::Command::new(&spec.program);
+        command
+            .args(&spec.args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(output))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = command.spawn().map_err(|e| SandboxError::InvalidEntrypoint {
+            program: spec.program.display().to_string(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            },
+        })?;
+        let pgid = child.id().map(|id| id as i32).ok_or_else(|| SandboxError::Setup("child exited at once".into()))?;
+        Ok(StartedTree { child, control: Arc::new(ProcessGroup { pgid }) })
+    }
+}

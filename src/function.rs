@@ -1,0 +1,373 @@
+//! What a function *is*: its configuration, its code reference, and the rules a valid one obeys.
+//!
+//! Owns the typed [`FunctionRecord`] (what the store persists), the validation of every
+//! user-controlled field against Lambda's limits, the parsing of function references
+//! (`name`, `name:qualifier`, partial and full ARNs), and the rendering of Lambda's
+//! `FunctionConfiguration` JSON. It does not own storage, code blobs or execution.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Lambda's quotas for the fields Shoal validates.
+pub mod limits {
+    pub const MEMORY_MIN: u32 = 128;
+    pub const MEMORY_MAX: u32 = 10_240;
+    pub const TIMEOUT_MIN: u32 = 1;
+    pub const TIMEOUT_MAX: u32 = 900;
+    pub const EPHEMERAL_MIN: u32 = 512;
+    pub const EPHEMERAL_MAX: u32 = 10_240;
+    pub const NAME_MAX: usize = 64;
+    pub const HANDLER_MAX: usize = 128;
+    pub const DESCRIPTION_MAX: usize = 256;
+    /// Total size of all environment variable names and values.
+    pub const ENVIRONMENT_BYTES_MAX: usize = 4 * 1024;
+    pub const DEFAULT_MEMORY: u32 = 128;
+    pub const DEFAULT_TIMEOUT: u32 = 3;
+}
+
+/// Environment variable names the platform sets itself; a function may not override them.
+pub const RESERVED_VARIABLES: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
+/// A validation failure; the message names the offending field as Lambda's do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidField(pub String);
+
+/// Everything about a function that its owner sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub name: String,
+    pub runtime: String,
+    pub handler: String,
+    pub role: String,
+    pub description: String,
+    pub memory_mb: u32,
+    pub timeout_s: u32,
+    pub ephemeral_storage_mb: u32,
+    pub environment: BTreeMap<String, String>,
+    pub architecture: String,
+}
+
+/// The content-addressed code package a function runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRef {
+    /// Lowercase hex SHA-256 of the zip; names the blob on disk.
+    pub sha256_hex: String,
+    /// Base64 SHA-256 of the zip, Lambda's `CodeSha256`.
+    pub sha256_b64: String,
+    /// Size of the zip in bytes, Lambda's `CodeSize`.
+    pub size: u64,
+}
+
+/// A function as the store persists it: spec, code and bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub spec: FunctionSpec,
+    pub code: CodeRef,
+    pub last_modified_ms: u64,
+    /// Changes on every update; environments of an older revision are never reused.
+    pub revision_id: String,
+}
+
+/// Region and account that ARNs are built from.
+#[derive(Debug, Clone)]
+pub struct ArnContext {
+    pub region: String,
+    pub account_id: String,
+}
+
+impl ArnContext {
+    pub fn function_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.region, self.account_id, name
+        )
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<(), InvalidField> {
+    let ok = !name.is_empty()
+        && name.len() <= limits::NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidField(format!(
+            "1 validation error detected: Value '{name}' at 'functionName' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: [a-zA-Z0-9-_]+ and have length 1 to {}",
+            limits::NAME_MAX
+        )))
+    }
+}
+
+/// A reference to a function as the API accepts it in a path: `name`, `name:qualifier`,
+/// `123456789012:name`, or a full ARN with an optional qualifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionRef {
+    pub name: String,
+    pub qualifier: Option<String>,
+}
+
+pub fn parse_function_ref(raw: &str) -> Result<FunctionRef, InvalidField> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let (name, qualifier) = match parts.as_slice() {
+        [name] => (*name, None),
+        [name, qualifier] if !is_account_id(name) => (*name, Some(*qualifier)),
+        [_account, name] => (*name, None),
+        [_account, "function", name] => (*name, None),
+        [_account, "function", name, qualifier] => (*name, Some(*qualifier)),
+        ["arn", _partition, "lambda", _region, _account, "function", name] => (*name, None),
+        ["arn", _partition, "lambda", _region, _account, "function", name, qualifier] => {
+            (*name, Some(*qualifier))
+        }
+        _ => {
+            return Err(InvalidField(format!(
+                "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: \
+                 Member must be a function name or a function ARN"
+            )));
+        }
+    };
+    validate_name(name)?;
+    if let Some(q) = qualifier {
+        validate_qualifier(q)?;
+    }
+    Ok(FunctionRef {
+        name: name.to_string(),
+        qualifier: qualifier.map(str::to_string),
+    })
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub fn validate_qualifier(q: &str) -> Result<(), InvalidField> {
+    let ok = !q.is_empty()
+        && q.len() <= 128
+        && q
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'$' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidField(format!(
+            "1 validation error detected: Value '{q}' at 'qualifier' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"
+        )))
+    }
+}
+
+fn range_error(field: &str, value: i64, min: u32, max: u32) -> InvalidField {
+    let bound = if value < i64::from(min) {
+        format!("greater than or equal to {min}")
+    } else {
+        format!("less than or equal to {max}")
+    };
+    InvalidField(format!(
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must have value {bound}"
+    ))
+}
+
+pub fn validate_memory(value: i64) -> Result<u32, InvalidField> {
+    if (i64::from(limits::MEMORY_MIN)..=i64::from(limits::MEMORY_MAX)).contains(&value) {
+        Ok(value as u32)
+    } else {
+        Err(range_error("memorySize", value, limits::MEMORY_MIN, limits::MEMORY_MAX))
+    }
+}
+
+pub fn validate_timeout(value: i64) -> Result<u32, InvalidField> {
+    if (i64::from(limits::TIMEOUT_MIN)..=i64::from(limits::TIMEOUT_MAX)).contains(&value) {
+        Ok(value as u32)
+    } else {
+        Err(range_error("timeout", value, limits::TIMEOUT_MIN, limits::TIMEOUT_MAX))
+    }
+}
+
+pub fn validate_ephemeral_storage(value: i64) -> Result<u32, InvalidField> {
+    if (i64::from(limits::EPHEMERAL_MIN)..=i64::from(limits::EPHEMERAL_MAX)).contains(&value) {
+        Ok(value as u32)
+    } else {
+        Err(range_error(
+            "ephemeralStorage.size",
+            value,
+            limits::EPHEMERAL_MIN,
+            limits::EPHEMERAL_MAX,
+        ))
+    }
+}
+
+pub fn validate_handler(handler: &str) -> Result<(), InvalidField> {
+    if handler.len() > limits::HANDLER_MAX || handler.chars().any(char::is_whitespace) {
+        return Err(InvalidField(format!(
+            "1 validation error detected: Value '{handler}' at 'handler' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: [^\\s]+ and have length at most {}",
+            limits::HANDLER_MAX
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_description(description: &str) -> Result<(), InvalidField> {
+    if description.chars().count() > limits::DESCRIPTION_MAX {
+        return Err(InvalidField(format!(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: \
+             Member must have length less than or equal to {}",
+            limits::DESCRIPTION_MAX
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_architecture(architectures: &[String]) -> Result<String, InvalidField> {
+    match architectures {
+        [] => Ok(host_architecture().to_string()),
+        [one] if one == host_architecture() => Ok(one.clone()),
+        [one] if one == "x86_64" || one == "arm64" => Err(InvalidField(format!(
+            "Architecture {one} is not available on this host; it runs {}",
+            host_architecture()
+        ))),
+        _ => Err(InvalidField(format!(
+            "1 validation error detected: Value '{architectures:?}' at 'architectures' failed to satisfy constraint: \
+             Member must have length 1 and contain one of [x86_64, arm64]"
+        ))),
+    }
+}
+
+/// The Lambda name of the architecture this server runs on.
+pub fn host_architecture() -> &'static str {
+    if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" }
+}
+
+pub fn validate_environment(vars: &BTreeMap<String, String>) -> Result<(), InvalidField> {
+    let mut total = 0;
+    for (key, value) in vars {
+        let well_formed = key.len() >= 2
+            && key.as_bytes()[0].is_ascii_alphabetic()
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !well_formed {
+            return Err(InvalidField(format!(
+                "1 validation error detected: Value at 'environment.variables' failed to satisfy constraint: \
+                 Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+] (key '{key}')"
+            )));
+        }
+        if RESERVED_VARIABLES.contains(&key.as_str()) {
+            return Err(InvalidField(format!(
+                "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {key}"
+            )));
+        }
+        total += key.len() + value.len();
+    }
+    if total > limits::ENVIRONMENT_BYTES_MAX {
+        return Err(InvalidField(format!(
+            "Lambda was unable to configure your environment variables because the environment variables you have provided exceeded the 4KB limit. String measured: {total} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl FunctionRecord {
+    /// Lambda's `FunctionConfiguration` for `$LATEST`.
+    pub fn configuration(&self, arns: &ArnContext) -> serde_json::Value {
+        let spec = &self.spec;
+        let mut config = serde_json::json!({
+            "FunctionName": spec.name,
+            "FunctionArn": arns.function_arn(&spec.name),
+            "Runtime": spec.runtime,
+            "Role": spec.role,
+            "Handler": spec.handler,
+            "CodeSize": self.code.size,
+            "Description": spec.description,
+            "Timeout": spec.timeout_s,
+            "MemorySize": spec.memory_mb,
+            "LastModified": crate::timefmt::lambda_timestamp(self.last_modified_ms),
+            "CodeSha256": self.code.sha256_b64,
+            "Version": "$LATEST",
+            "TracingConfig": { "Mode": "PassThrough" },
+            "RevisionId": self.revision_id,
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
+            "Architectures": [spec.architecture],
+            "EphemeralStorage": { "Size": spec.ephemeral_storage_mb },
+            "SnapStart": { "ApplyOn": "None", "OptimizationStatus": "Off" },
+            "LoggingConfig": { "LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", spec.name) },
+        });
+        if !spec.environment.is_empty() {
+            config["Environment"] = serde_json::json!({ "Variables": spec.environment });
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_reference_form() {
+        let plain = parse_function_ref("hello").unwrap();
+        assert_eq!((plain.name.as_str(), plain.qualifier), ("hello", None));
+        let qualified = parse_function_ref("hello:$LATEST").unwrap();
+        assert_eq!(qualified.qualifier.as_deref(), Some("$LATEST"));
+        let partial = parse_function_ref("123456789012:function:hello").unwrap();
+        assert_eq!(partial.name, "hello");
+        let account = parse_function_ref("123456789012:hello").unwrap();
+        assert_eq!((account.name.as_str(), account.qualifier), ("hello", None));
+        let arn = parse_function_ref("arn:aws:lambda:us-east-1:123456789012:function:hello:prod").unwrap();
+        assert_eq!((arn.name.as_str(), arn.qualifier.as_deref()), ("hello", Some("prod")));
+        assert!(parse_function_ref("bad name!").is_err());
+        assert!(parse_function_ref("").is_err());
+        assert!(parse_function_ref("a:b:c:d:e").is_err());
+    }
+
+    #[test]
+    fn ranges_are_lambdas() {
+        assert!(validate_memory(127).is_err());
+        assert_eq!(validate_memory(128).unwrap(), 128);
+        assert_eq!(validate_memory(10_240).unwrap(), 10_240);
+        assert!(validate_memory(10_241).is_err());
+        assert!(validate_timeout(0).is_err());
+        assert!(validate_timeout(901).is_err());
+        assert!(validate_timeout(900).is_ok());
+        assert!(validate_ephemeral_storage(511).is_err());
+        assert!(validate_memory(-5).unwrap_err().0.contains("greater than or equal to 128"));
+    }
+
+    #[test]
+    fn environment_rules() {
+        let mut vars = BTreeMap::new();
+        vars.insert("GOOD_NAME".to_string(), "v".to_string());
+        assert!(validate_environment(&vars).is_ok());
+        vars.insert("AWS_REGION".to_string(), "x".to_string());
+        assert!(validate_environment(&vars).unwrap_err().0.contains("reserved"));
+        let mut bad = BTreeMap::new();
+        bad.insert("1X".to_string(), "v".to_string());
+        assert!(validate_environment(&bad).is_err());
+        let mut big = BTreeMap::new();
+        big.insert("BIG".to_string(), "x".repeat(5000));
+        assert!(validate_environment(&big).unwrap_err().0.contains("4KB"));
+    }
+}

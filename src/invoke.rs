@@ -1,0 +1,253 @@
+//! The invoke service: the one interface every producer of invocations calls.
+//!
+//! The HTTP API calls it today; the async dispatcher, event-source pollers, workflows and
+//! the event bus will call the same [`Invoker::invoke`]. It resolves the function, asks
+//! the scheduler for an environment, runs the init phase on a cold start, hands the event
+//! over, and turns every ending (response, function error, timeout, crash, init failure)
+//! into Lambda's result shape, with START/END/REPORT lines in the function's log.
+//! An invocation runs to its end in its own task even if the caller goes away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::environment::runtime_api::{RESPONSE_MAX_BYTES, RuntimeOutcome};
+use crate::environment::{EventSpec, InitFailure, InvokeFailure, StartError};
+use crate::function::{ArnContext, FunctionRecord};
+use crate::logs::lines;
+use crate::registry::Registry;
+use crate::scheduler::Scheduler;
+
+pub struct InvokeRequest {
+    pub function_name: String,
+    pub payload: Bytes,
+    pub client_context: Option<String>,
+    pub trace_id: Option<String>,
+    pub want_log_tail: bool,
+}
+
+#[derive(Debug)]
+pub struct InvokeResponse {
+    pub request_id: String,
+    pub payload: Bytes,
+    /// `Unhandled` when the function failed, as `X-Amz-Function-Error`.
+    pub function_error: Option<&'static str>,
+    /// The last 4 KB of the invocation's log, when asked for.
+    pub log_tail: Option<String>,
+    pub executed_version: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("Function not found: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub struct Invoker {
+    registry: Arc<Registry>,
+    scheduler: Arc<Scheduler>,
+    arns: ArnContext,
+    init_timeout: Duration,
+}
+
+/// How one invocation ended, before it is turned into a response.
+struct Ending {
+    payload: Bytes,
+    function_error: bool,
+    /// `Status:` of the REPORT line, when not a success.
+    status: Option<&'static str>,
+    /// Whether the environment may be reused.
+    healthy: bool,
+}
+
+fn error_payload(error_type: &str, message: String) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+fn new_trace_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let epoch = crate::timefmt::now_ms() / 1000;
+    format!("Root=1-{epoch:08x}-{};Parent={};Sampled=0", &id[..24], &id[16..32])
+}
+
+impl Invoker {
+    pub fn new(registry: Arc<Registry>, scheduler: Arc<Scheduler>, arns: ArnContext, init_timeout: Duration) -> Self {
+        Self { registry, scheduler, arns, init_timeout }
+    }
+
+    pub async fn invoke(self: &Arc<Self>, request: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+        let function = self
+            .registry
+            .get(&request.function_name)
+            .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(&request.function_name)))?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let this = self.clone();
+        let span = tracing::info_span!("invoke", function = %function.spec.name, request_id = %request_id);
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move { this.run(function, request_id, request).await },
+            span,
+        ));
+        task.await.map_err(|e| InvokeError::Internal(format!("invocation task failed: {e}")))?
+    }
+
+    async fn run(
+        &self,
+        function: Arc<FunctionRecord>,
+        request_id: String,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, InvokeError> {
+        let lease = match self.scheduler.acquire(&function).await {
+            Ok(lease) => lease,
+            Err(StartError::Sandbox(crate::environment::sandbox::SandboxError::InvalidEntrypoint { program, reason })) => {
+                return Ok(InvokeResponse {
+                    payload: error_payload(
+                        "Runtime.InvalidEntrypoint",
+                        format!("RequestId: {request_id} Error: fork/exec {program}: {reason}"),
+                    ),
+                    request_id,
+                    function_error: Some("Unhandled"),
+                    log_tail: None,
+                    executed_version: "$LATEST",
+                });
+            }
+            Err(e) => return Err(InvokeError::Internal(e.to_string())),
+        };
+        let env = lease.env().clone();
+        if request.want_log_tail {
+            env.begin_tail();
+        }
+
+        let mut init_duration = None;
+        let mut ending = None;
+        if lease.cold {
+            match env.wait_ready(self.init_timeout).await {
+                Ok(d) => init_duration = Some(d),
+                Err(failure) => {
+                    init_duration = Some(Duration::ZERO);
+                    ending = Some(self.init_ending(&request_id, failure));
+                }
+            }
+        }
+
+        env.log(lines::start(&request_id, "$LATEST")).await;
+        let started = Instant::now();
+        let ending = match ending {
+            Some(ending) => ending,
+            None => {
+                let event = EventSpec {
+                    request_id: request_id.clone(),
+                    payload: request.payload,
+                    trace_id: request.trace_id.unwrap_or_else(new_trace_id),
+                    client_context: request.client_context,
+                    timeout: Duration::from_secs(u64::from(function.spec.timeout_s)),
+                };
+                let outcome = env.invoke(event).await;
+                self.invoke_ending(&request_id, function.spec.timeout_s, outcome)
+            }
+        };
+        let duration = started.elapsed();
+        env.sync_output().await;
+        if ending.status == Some("timeout") {
+            env.log(format!(
+                "{} {request_id} Task timed out after {}.00 seconds",
+                crate::timefmt::iso_timestamp(crate::timefmt::now_ms()),
+                function.spec.timeout_s
+            ))
+            .await;
+        }
+        env.log(lines::end(&request_id)).await;
+        let report = lines::Report {
+            request_id: &request_id,
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            memory_mb: function.spec.memory_mb,
+            max_memory_used_mb: env.peak_memory_mb(),
+            init_duration_ms: init_duration.map(|d| d.as_secs_f64() * 1000.0),
+            status: ending.status,
+        };
+        env.log(report.line()).await;
+        let log_tail = if request.want_log_tail { env.take_tail().map(|t| t.text()) } else { None };
+        lease.release(ending.healthy);
+        Ok(InvokeResponse {
+            request_id,
+            payload: ending.payload,
+            function_error: ending.function_error.then_some("Unhandled"),
+            log_tail,
+            executed_version: "$LATEST",
+        })
+    }
+
+    fn init_ending(&self, request_id: &str, failure: InitFailure) -> Ending {
+        let payload = match failure {
+            InitFailure::Reported { error_type, body } => {
+                if body.is_empty() {
+                    error_payload(
+                        error_type.as_deref().unwrap_or("Runtime.Unknown"),
+                        format!("RequestId: {request_id} Error: the runtime failed to initialise"),
+                    )
+                } else {
+                    body
+                }
+            }
+            InitFailure::Exited(reason) => error_payload(
+                "Runtime.ExitError",
+                format!("RequestId: {request_id} Error: Runtime exited with error: {}", reason.0),
+            ),
+            InitFailure::TimedOut(limit) => error_payload(
+                "Sandbox.Timedout",
+                format!("RequestId: {request_id} Error: Init phase timed out after {:.2} seconds", limit.as_secs_f64()),
+            ),
+        };
+        Ending { payload, function_error: true, status: Some("error"), healthy: false }
+    }
+
+    fn invoke_ending(
+        &self,
+        request_id: &str,
+        timeout_s: u32,
+        outcome: Result<RuntimeOutcome, InvokeFailure>,
+    ) -> Ending {
+        match outcome {
+            Ok(RuntimeOutcome::Response(payload)) => {
+                Ending { payload, function_error: false, status: None, healthy: true }
+            }
+            Ok(RuntimeOutcome::Error { error_type, body }) => {
+                let payload = if body.is_empty() {
+                    error_payload(error_type.as_deref().unwrap_or("Unhandled"), String::new())
+                } else {
+                    body
+                };
+                Ending { payload, function_error: true, status: None, healthy: true }
+            }
+            Ok(RuntimeOutcome::ResponseTooLarge) => Ending {
+                payload: error_payload(
+                    "Function.ResponseSizeTooLarge",
+                    format!("Response payload size exceeded maximum allowed payload size ({RESPONSE_MAX_BYTES} bytes)."),
+                ),
+                function_error: true,
+                status: Some("error"),
+                healthy: true,
+            },
+            Err(InvokeFailure::TimedOut) => Ending {
+                payload: error_payload(
+                    "Sandbox.Timedout",
+                    format!("RequestId: {request_id} Error: Task timed out after {timeout_s}.00 seconds"),
+                ),
+                function_error: true,
+                status: Some("timeout"),
+                healthy: false,
+            },
+            Err(InvokeFailure::Exited(reason)) => Ending {
+                payload: error_payload(
+                    "Runtime.ExitError",
+                    format!("RequestId: {request_id} Error: Runtime exited with error: {}", reason.0),
+                ),
+                function_error: true,
+                status: Some("error"),
+                healthy: false,
+            },
+        }
+    }
+}

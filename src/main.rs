@@ -1,0 +1,94 @@
+//! `shoal`: a self-hosted serverless function platform that speaks the AWS Lambda API.
+//!
+//! One binary: `shoal server` runs the platform; the other subcommands are a CLI that
+//! talks to a server over its public API.
+
+mod api;
+mod cli;
+mod code;
+mod config;
+mod environment;
+mod function;
+mod invoke;
+mod logs;
+mod registry;
+mod runtimes;
+mod scheduler;
+mod server;
+mod store;
+mod timefmt;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "shoal", version, about = "A self-hosted serverless function platform that speaks the AWS Lambda API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: the Lambda-compatible API, environments and store.
+    Server(config::ServerSettings),
+    /// Create or update a function from a folder or a zip.
+    Deploy(cli::DeployArgs),
+    /// Invoke a function and print its result.
+    Invoke(cli::InvokeArgs),
+    /// Print a function's logs.
+    Logs(cli::LogsArgs),
+    /// List functions.
+    Ls(cli::Endpoint),
+    /// Delete a function.
+    Rm(cli::NameArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<bool> = runtime.block_on(async {
+        match cli.command {
+            Command::Server(mut settings) => {
+                init_tracing();
+                if let Some(server_matches) = matches.subcommand_matches("server") {
+                    settings.apply_file(server_matches)?;
+                }
+                server::run(settings).await.map(|()| true)
+            }
+            Command::Deploy(args) => cli::deploy(args).await.map(|()| true),
+            Command::Invoke(args) => {
+                cli::require_name(&args.name)?;
+                cli::invoke(args).await
+            }
+            Command::Logs(args) => cli::logs(args).await.map(|()| true),
+            Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
+            Command::Rm(args) => cli::remove(args).await.map(|()| true),
+        }
+    });
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

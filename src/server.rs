@@ -1,0 +1,128 @@
+//! `shoal server`: wires the parts together, serves the API, and shuts down cleanly.
+//!
+//! Start-up order: data directory, store, code store, runtimes, log writer, launcher and
+//! scheduler, registry, invoke service, HTTP listener. On SIGINT/SIGTERM the listener
+//! stops accepting, in-flight requests finish, idle environments are destroyed, and the
+//! log writer flushes before the process exits.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::api::{self, AppState};
+use crate::code::CodeStore;
+use crate::config::ServerSettings;
+use crate::environment::Launcher;
+use crate::environment::sandbox::ProcessSandbox;
+use crate::function::ArnContext;
+use crate::invoke::Invoker;
+use crate::logs::LogSink;
+use crate::registry::Registry;
+use crate::runtimes::{InterpreterSettings, RuntimeCatalog};
+use crate::scheduler::Scheduler;
+use crate::store::sqlite::SqliteStore;
+
+/// A running server: its address and the means to stop it.
+pub struct RunningServer {
+    pub addr: std::net::SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.done.await.context("server task failed")?
+    }
+}
+
+/// Builds every part and starts serving; returns once the listener is bound.
+pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
+    let data_dir = &settings.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let envs_dir = data_dir.join("envs");
+    // Scratch folders of environments from a previous run are never reused.
+    let _ = std::fs::remove_dir_all(&envs_dir);
+    std::fs::create_dir_all(&envs_dir)?;
+
+    let store = Arc::new(SqliteStore::open(&data_dir.join("shoal.db")).context("opening the store")?);
+    let code = CodeStore::open(data_dir.join("code"))?;
+    let interpreters = InterpreterSettings {
+        python: settings.python.clone(),
+        node: settings.node.clone(),
+        overrides: settings.interpreters.iter().cloned().collect(),
+    };
+    let runtimes = Arc::new(RuntimeCatalog::prepare(&data_dir.join("runtimes"), &interpreters)?);
+    let (sink, log_writer) = LogSink::start(store.clone(), settings.log_retention);
+    let arns = ArnContext { region: settings.region.clone(), account_id: settings.account_id.clone() };
+
+    let mut path_dirs: Vec<String> = runtimes.interpreter_dirs().iter().map(|d| d.display().to_string()).collect();
+    path_dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
+    path_dirs.dedup();
+    let sandbox = Arc::new(ProcessSandbox);
+    tracing::warn!(
+        sandbox = "process",
+        "environments run unisolated: functions share this server's user, filesystem and network"
+    );
+    let launcher = Arc::new(Launcher {
+        sandbox,
+        runtimes: runtimes.clone(),
+        code: code.clone(),
+        sink,
+        arns: arns.clone(),
+        envs_dir,
+        path: path_dirs.join(":"),
+    });
+    let scheduler = Scheduler::new(launcher, settings.keep_alive);
+    scheduler.spawn_reaper();
+    let registry = Arc::new(Registry::open(store.clone(), store.clone(), code, runtimes)?);
+    let invoker = Arc::new(Invoker::new(registry.clone(), scheduler.clone(), arns.clone(), settings.init_timeout));
+    let state = Arc::new(AppState { registry, scheduler: scheduler.clone(), invoker, arns });
+
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "shoal is serving the Lambda API on http://{addr}");
+
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let app = api::router(state);
+    let done = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+            .context("serving the API")?;
+        scheduler.shutdown();
+        drop(scheduler);
+        // The writer ends once every sink is gone; give it a moment to flush.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log_writer).await;
+        Ok(())
+    });
+    Ok(RunningServer { addr, shutdown: shutdown_tx, done })
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(settings: ServerSettings) -> anyhow::Result<()> {
+    let server = start(settings).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Durable state behind traits: function metadata and log events.
+//!
+//! The traits are the seam for other backends (a NATS JetStream store for cluster mode);
+//! [`sqlite::SqliteStore`] is the embedded default. Methods are synchronous: callers on
+//! the async runtime run them through `spawn_blocking`, keeping the store free of any
+//! executor. A successful write has been committed (WAL, `synchronous=FULL`).
+
+pub mod sqlite;
+
+use crate::function::FunctionRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("function {0} already exists")]
+    AlreadyExists(String),
+    #[error("function {0} does not exist")]
+    NotFound(String),
+    #[error("store failure: {0}")]
+    Backend(String),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub trait FunctionStore: Send + Sync {
+    fn load_functions(&self) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// Inserts a new function; fails with [`StoreError::AlreadyExists`] if the name is taken.
+    fn insert_function(&self, record: &FunctionRecord) -> Result<(), StoreError>;
+    /// Replaces an existing function; fails with [`StoreError::NotFound`] if it is gone.
+    fn update_function(&self, record: &FunctionRecord) -> Result<(), StoreError>;
+    fn delete_function(&self, name: &str) -> Result<(), StoreError>;
+}
+
+/// One line of a function's log, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLogEvent {
+    pub function: String,
+    pub stream: String,
+    pub timestamp_ms: u64,
+    pub message: String,
+}
+
+/// One line of a function's log, as read back; `seq` orders all events of the store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEvent {
+    pub seq: u64,
+    pub timestamp: u64,
+    pub log_stream: String,
+    pub message: String,
+}
+
+pub trait LogStore: Send + Sync {
+    fn append_logs(&self, events: &[NewLogEvent]) -> Result<(), StoreError>;
+    /// Events of `function` with `seq > after`, oldest first, at most `limit`.
+    fn read_logs(&self, function: &str, after: u64, limit: usize) -> Result<Vec<LogEvent>, StoreError>;
+    /// Keeps only the newest `keep` events of `function`.
+    fn trim_logs(&self, function: &str, keep: usize) -> Result<(), StoreError>;
+    fn delete_logs(&self, function: &str) -> Result<(), StoreError>;
+}

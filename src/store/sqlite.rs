@@ -1,0 +1,252 @@
+//! The embedded store: one SQLite database in WAL mode under the data directory.
+//!
+//! Functions are kept as JSON documents keyed by name (the record type is the schema);
+//! log events in an append-only table ordered by an autoincrement sequence. A single
+//! connection behind a mutex serialises writers, which SQLite requires anyway.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{FunctionStore, LogEvent, LogStore, NewLogEvent, StoreError};
+use crate::function::FunctionRecord;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS functions (
+    name   TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS logs (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    function  TEXT NOT NULL,
+    ts        INTEGER NOT NULL,
+    stream    TEXT NOT NULL,
+    message   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_function ON logs (function, seq);
+";
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions
+        // roll back), so a poisoned lock is still safe to use.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn encode(record: &FunctionRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl FunctionStore for SqliteStore {
+    fn load_functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT name, record FROM functions ORDER BY name")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .map_err(backend)?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (name, json) = row.map_err(backend)?;
+            let record = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("function {name}: {e}")))?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn insert_function(&self, record: &FunctionRecord) -> Result<(), StoreError> {
+        let json = encode(record)?;
+        let conn = self.lock();
+        let inserted = conn
+            .execute(
+                "INSERT INTO functions (name, record) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                params![record.spec.name, json],
+            )
+            .map_err(backend)?;
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists(record.spec.name.clone()));
+        }
+        Ok(())
+    }
+
+    fn update_function(&self, record: &FunctionRecord) -> Result<(), StoreError> {
+        let json = encode(record)?;
+        let conn = self.lock();
+        let updated = conn
+            .execute(
+                "UPDATE functions SET record = ?2 WHERE name = ?1",
+                params![record.spec.name, json],
+            )
+            .map_err(backend)?;
+        if updated == 0 {
+            return Err(StoreError::NotFound(record.spec.name.clone()));
+        }
+        Ok(())
+    }
+
+    fn delete_function(&self, name: &str) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let deleted = conn
+            .execute("DELETE FROM functions WHERE name = ?1", params![name])
+            .map_err(backend)?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        Ok(())
+    }
+}
+
+impl LogStore for SqliteStore {
+    fn append_logs(&self, events: &[NewLogEvent]) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO logs (function, ts, stream, message) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(backend)?;
+            for event in events {
+                stmt.execute(params![event.function, event.timestamp_ms as i64, event.stream, event.message])
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn read_logs(&self, function: &str, after: u64, limit: usize) -> Result<Vec<LogEvent>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, ts, stream, message FROM logs WHERE function = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![function, after as i64, limit as i64], |row| {
+                Ok(LogEvent {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    timestamp: row.get::<_, i64>(1)? as u64,
+                    log_stream: row.get(2)?,
+                    message: row.get(3)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
+    fn trim_logs(&self, function: &str, keep: usize) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let cutoff: Option<i64> = conn
+            .query_row(
+                "SELECT seq FROM logs WHERE function = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+                params![function, keep as i64],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some(cutoff) = cutoff {
+            conn.execute(
+                "DELETE FROM logs WHERE function = ?1 AND seq <= ?2",
+                params![function, cutoff],
+            )
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn delete_logs(&self, function: &str) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute("DELETE FROM logs WHERE function = ?1", params![function])
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::function::{CodeRef, FunctionSpec};
+
+    fn record(name: &str) -> FunctionRecord {
+        FunctionRecord {
+            spec: FunctionSpec {
+                name: name.into(),
+                runtime: "python3.12".into(),
+                handler: "app.handler".into(),
+                role: "r".into(),
+                description: String::new(),
+                memory_mb: 128,
+                timeout_s: 3,
+                ephemeral_storage_mb: 512,
+                environment: Default::default(),
+                architecture: "x86_64".into(),
+            },
+            code: CodeRef { sha256_hex: "00".into(), sha256_b64: "AA==".into(), size: 1 },
+            last_modified_ms: 1,
+            revision_id: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn functions_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.insert_function(&record("a")).unwrap();
+            assert!(matches!(store.insert_function(&record("a")), Err(StoreError::AlreadyExists(_))));
+            let mut changed = record("a");
+            changed.spec.memory_mb = 256;
+            store.update_function(&changed).unwrap();
+            assert!(matches!(store.update_function(&record("zz")), Err(StoreError::NotFound(_))));
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let loaded = store.load_functions().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].spec.memory_mb, 256);
+        store.delete_function("a").unwrap();
+        assert!(store.load_functions().unwrap().is_empty());
+    }
+
+    #[test]
+    fn logs_read_in_order_and_trim() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("shoal.db")).unwrap();
+        let events: Vec<_> = (0..10)
+            .map(|i| NewLogEvent {
+                function: "f".into(),
+                stream: "s".into(),
+                timestamp_ms: i,
+                message: format!("line {i}"),
+            })
+            .collect();
+        store.append_logs(&events).unwrap();
+        let all = store.read_logs("f", 0, 100).unwrap();
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[3].message, "line 3");
+        let after = store.read_logs("f", all[7].seq, 100).unwrap();
+        assert_eq!(after.len(), 2);
+        store.trim_logs("f", 4).unwrap();
+        let kept = store.read_logs("f", 0, 100).unwrap();
+        assert_eq!(kept.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["line 6", "line 7", "line 8", "line 9"]);
+    }
+}

@@ -1,0 +1,66 @@
+//! Wall-clock helpers: epoch milliseconds and the timestamp formats Lambda's API uses.
+//!
+//! Owns no state. Formats are computed here (civil-from-days) so the crate needs no
+//! date library for the two shapes it prints: `LastModified` (`2024-01-01T00:00:00.000+0000`)
+//! and the date prefix of a log stream name (`2024/01/01`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// (year, month, day, hour, minute, second, millisecond) of an epoch-milliseconds instant, in UTC.
+fn civil(ms: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let secs = (ms / 1000) as i64;
+    let millis = (ms % 1000) as u32;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u32;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3600, (rem / 60) % 60, rem % 60, millis)
+}
+
+/// `2024-01-01T00:00:00.000+0000`, the shape of `FunctionConfiguration.LastModified`.
+pub fn lambda_timestamp(ms: u64) -> String {
+    let (y, mo, d, h, mi, s, milli) = civil(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}+0000")
+}
+
+/// `2024-01-01T00:00:00.000Z`, the ISO-8601 shape used in log lines.
+pub fn iso_timestamp(ms: u64) -> String {
+    let (y, mo, d, h, mi, s, milli) = civil(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// `2024/01/01`, the date prefix of a Lambda log stream name.
+pub fn stream_date(ms: u64) -> String {
+    let (y, mo, d, ..) = civil(ms);
+    format!("{y:04}/{mo:02}/{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(lambda_timestamp(0), "1970-01-01T00:00:00.000+0000");
+        // 2024-02-29T12:34:56.789Z, a leap day.
+        assert_eq!(lambda_timestamp(1_709_210_096_789), "2024-02-29T12:34:56.789+0000");
+        assert_eq!(iso_timestamp(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
+        assert_eq!(stream_date(1_709_210_096_789), "2024/02/29");
+    }
+}

@@ -1,0 +1,199 @@
+"""The `shoal` CLI, the way the README uses it."""
+
+import json
+import queue
+import subprocess
+import threading
+import time
+
+import pytest
+
+import support
+from support import SHOAL_BIN, invoke
+
+HELLO = support.EXAMPLES / "hello-python"
+
+
+@pytest.fixture
+def hello(cli, lam, unique_name):
+    """A name for the README's `hello` function, deleted after the test."""
+    if not (HELLO / "app.py").is_file():
+        pytest.fail(f"{HELLO}/app.py is missing: the README's example function", pytrace=False)
+    name = unique_name("hello")
+    yield name
+    try:
+        lam.delete_function(FunctionName=name)
+    except Exception:
+        pass
+
+
+def deploy(cli, name, path=str(HELLO), *extra):
+    return cli("deploy", path, "--name", name, "--runtime", support.PY_RUNTIME,
+               "--handler", "app.handler", *extra)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, (
+        f"{proc.args} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def test_deploy_prints_configuration(cli, lam, hello):
+    out = ok(deploy(cli, hello))
+    cfg = json.loads(out.stdout)
+    assert cfg["FunctionName"] == hello
+    assert cfg["Runtime"] == support.PY_RUNTIME
+    assert cfg["Handler"] == "app.handler"
+    assert lam.get_function(FunctionName=hello)["Configuration"]["CodeSha256"] == cfg["CodeSha256"]
+
+
+def test_invoke_prints_payload(cli, hello):
+    ok(deploy(cli, hello))
+    out = ok(cli("invoke", hello, "--payload", '{"name":"x"}'))
+    assert "Hello, x!" in out.stdout
+    assert json.loads(out.stdout) == {"message": "Hello, x!"}
+
+
+def test_invoke_tail_prints_log_on_stderr(cli, hello):
+    ok(deploy(cli, hello))
+    out = ok(cli("invoke", hello, "--payload", '{"name":"t"}', "--tail"))
+    assert "Hello, t!" in out.stdout
+    assert "START RequestId:" in out.stderr
+    assert "REPORT RequestId:" in out.stderr
+
+
+def test_deploy_again_updates(cli, lam, hello):
+    first = json.loads(ok(deploy(cli, hello)).stdout)
+    second = json.loads(ok(deploy(cli, hello, str(HELLO), "--memory", "256", "--timeout", "7",
+                                  "--env", "GREETING=Howdy")).stdout)
+    assert second["FunctionName"] == hello
+    assert second["MemorySize"] == 256
+    assert second["Timeout"] == 7
+    assert second["Environment"]["Variables"]["GREETING"] == "Howdy"
+    assert second["CodeSha256"] == first["CodeSha256"]
+    got = lam.get_function_configuration(FunctionName=hello)
+    assert got["MemorySize"] == 256
+    assert got["Timeout"] == 7
+    ok(cli("invoke", hello, "--payload", '{"name":"y"}'))
+
+
+def test_deploy_a_zip_file(cli, lam, hello, tmp_path):
+    z = tmp_path / "hello.zip"
+    z.write_bytes(support.zip_dir(HELLO))
+    cfg = json.loads(ok(deploy(cli, hello, str(z))).stdout)
+    assert cfg["CodeSha256"] == support.b64sha256(z.read_bytes())
+    assert "Hello, z!" in ok(cli("invoke", hello, "--payload", '{"name":"z"}')).stdout
+
+
+def test_ls_lists_function(cli, hello):
+    ok(deploy(cli, hello))
+    out = ok(cli("ls"))
+    lines = out.stdout.splitlines()
+    assert lines, out
+    header = lines[0].split()
+    assert header[:5] == ["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "LAST_MODIFIED"], lines[0]
+    rows = [line.split() for line in lines[1:]]
+    mine = [r for r in rows if r and r[0] == hello]
+    assert len(mine) == 1, out.stdout
+    assert mine[0][1] == support.PY_RUNTIME
+    assert mine[0][2] == "128"
+    assert mine[0][3] == "3"
+
+
+def test_logs_show_invocation(cli, hello):
+    ok(deploy(cli, hello))
+    ok(cli("invoke", hello, "--payload", '{"name":"logs"}'))
+    deadline = time.monotonic() + 5
+    while True:
+        out = ok(cli("logs", hello))
+        text = out.stdout
+        if "REPORT RequestId:" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "START RequestId:" in text, text
+    assert "END RequestId:" in text, text
+    assert "REPORT RequestId:" in text, text
+    # One message per line, START before END before REPORT.
+    assert text.index("START RequestId:") < text.index("END RequestId:") < text.index("REPORT")
+
+
+def test_logs_follow_shows_new_invocations(cli, lam, hello, endpoint):
+    ok(deploy(cli, hello))
+    ok(cli("invoke", hello, "--payload", '{"name":"before"}'))
+    proc = subprocess.Popen([str(SHOAL_BIN), "logs", hello, "--follow", "--endpoint", endpoint],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    lines: queue.Queue = queue.Queue()
+
+    def reader():
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        time.sleep(1.0)
+        resp = invoke(lam, hello, {"name": "during-follow"}, LogType="Tail")
+        request_id = support.request_id_from_tail(resp["LogResult"])
+        seen = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=0.2))
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+                continue
+            if any(l.startswith(f"REPORT RequestId: {request_id}") for l in seen):
+                break
+        assert any(l.startswith(f"START RequestId: {request_id}") for l in seen), (
+            f"follow output did not show the new invocation {request_id}; got:\n"
+            + "\n".join(seen) + f"\nexit: {proc.poll()}")
+        assert any(l.startswith(f"REPORT RequestId: {request_id}") for l in seen), seen
+        assert proc.poll() is None, "`shoal logs --follow` exited on its own"
+    finally:
+        proc.kill()
+        proc.wait(5)
+        t.join(2)
+
+
+def test_rm_then_invoke_fails(cli, lam, hello):
+    ok(deploy(cli, hello))
+    ok(cli("rm", hello))
+    out = cli("invoke", hello, "--payload", "{}")
+    assert out.returncode != 0, out
+    assert hello in out.stderr or "not found" in out.stderr.lower(), out.stderr
+    names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    assert hello not in names
+
+
+def test_rm_missing_function_fails(cli, unique_name):
+    out = cli("rm", unique_name("missing"))
+    assert out.returncode != 0, out
+
+
+def test_function_error_exits_1(cli, lam, unique_name, fixture_zip):
+    fixture_zip("py-echo")  # fails clearly if the fixture is missing
+    name = unique_name("clifail")
+    path = str(support.FIXTURES / "py-echo")
+    try:
+        ok(cli("deploy", path, "--name", name, "--runtime", support.PY_RUNTIME,
+               "--handler", "app.fail"))
+        out = cli("invoke", name, "--payload", "{}")
+        assert out.returncode == 1, out
+        assert "FunctionError: Unhandled" in out.stderr, out.stderr
+        body = json.loads(out.stdout)
+        assert body["errorType"] == "ValueError"
+        assert body["errorMessage"] == "boom"
+    finally:
+        try:
+            lam.delete_function(FunctionName=name)
+        except Exception:
+            pass
+
+
+def test_invoke_bad_payload_fails(cli, hello):
+    ok(deploy(cli, hello))
+    out = cli("invoke", hello, "--payload", "{not json")
+    assert out.returncode != 0, out
+    assert out.stderr.strip(), out

@@ -1,0 +1,74 @@
+"""What survives a restart, and how code is stored on disk."""
+
+import hashlib
+import os
+
+import support
+from support import invoke, py_zip
+
+SRC = "def handler(event, context):\n    return {'persisted': True, 'event': event}\n"
+
+
+def test_function_survives_restart(own_server, client_for, unique_name):
+    lam = client_for(own_server)
+    name = unique_name("persist")
+    code = py_zip(SRC)
+    created = lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME,
+                                  Handler="app.handler", Role=support.ROLE,
+                                  Code={"ZipFile": code}, MemorySize=256,
+                                  Environment={"Variables": {"KEEP": "me"}})
+    assert invoke(lam, name, {"n": 1})["json"] == {"persisted": True, "event": {"n": 1}}
+
+    old_port = own_server.port
+    own_server.restart()
+    assert own_server.port == old_port
+
+    lam = client_for(own_server)
+    got = lam.get_function(FunctionName=name)["Configuration"]
+    for key in ("FunctionName", "FunctionArn", "Runtime", "Handler", "CodeSha256", "CodeSize",
+                "MemorySize", "Timeout", "LastModified", "Environment"):
+        assert got[key] == created[key], key
+    resp = invoke(lam, name, {"n": 2})
+    assert "FunctionError" not in resp, resp["raw"]
+    assert resp["json"] == {"persisted": True, "event": {"n": 2}}
+    assert name in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    # Logs written before the restart are still there.
+    events = support.all_log_events(own_server.endpoint, name)
+    assert sum(e["message"].startswith("START RequestId:") for e in events) >= 2
+
+
+def test_deleted_function_stays_deleted_after_restart(own_server, client_for, unique_name):
+    lam = client_for(own_server)
+    name = unique_name("persist")
+    lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME, Handler="app.handler",
+                        Role=support.ROLE, Code={"ZipFile": py_zip(SRC)})
+    lam.delete_function(FunctionName=name)
+    own_server.restart()
+    lam = client_for(own_server)
+    assert name not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+
+
+def _entries_named_by(root, hex_digest: str) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            if hex_digest in n:
+                found.append(os.path.join(dirpath, n))
+    return found
+
+
+def test_code_blob_stored_once_per_digest(server, make_fn, unique_name):
+    # A zip of its own, so that its digest is new to this server.
+    code = support.zip_files({"app.py": SRC, "unique.txt": unique_name("blob")})
+    hex_digest = hashlib.sha256(code).hexdigest()
+    code_dir = server.data_dir / "code"
+
+    make_fn(code)
+    assert code_dir.is_dir(), f"no {code_dir}: {sorted(os.listdir(server.data_dir))}"
+    after_one = _entries_named_by(code_dir, hex_digest)
+    assert after_one, f"nothing under {code_dir} is named by the sha256 {hex_digest}"
+
+    make_fn(code)
+    after_two = _entries_named_by(code_dir, hex_digest)
+    assert sorted(after_two) == sorted(after_one), (
+        f"the same zip was stored again: {after_one} -> {after_two}")

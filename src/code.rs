@@ -21,7 +21,9 @@ pub const UNZIPPED_MAX_BYTES: u64 = 262_144_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
-    #[error("Could not unzip uploaded file. Please check your file, then try to upload again. ({0})")]
+    #[error(
+        "Could not unzip uploaded file. Please check your file, then try to upload again. ({0})"
+    )]
     Corrupt(String),
     #[error("Zip entry '{0}' is not allowed: entries must stay inside the function's directory")]
     EscapingEntry(String),
@@ -70,7 +72,9 @@ impl CodeStore {
         if tree.is_dir() && self.zip_path(&code.sha256_hex).is_file() {
             return Ok(code);
         }
-        let staging = self.root.join(format!(".staging-{}", uuid::Uuid::new_v4().simple()));
+        let staging = self
+            .root
+            .join(format!(".staging-{}", uuid::Uuid::new_v4().simple()));
         let result = unpack(zip_bytes, &staging).and_then(|()| {
             write_atomically(&self.zip_path(&code.sha256_hex), zip_bytes)?;
             match fs::rename(&staging, &tree) {
@@ -87,7 +91,10 @@ impl CodeStore {
     }
 
     /// Removes the blobs of digests no function uses any more.
-    pub fn remove_unreferenced(&self, in_use: &std::collections::HashSet<String>) -> io::Result<()> {
+    pub fn remove_unreferenced(
+        &self,
+        in_use: &std::collections::HashSet<String>,
+    ) -> io::Result<()> {
         for entry in fs::read_dir(&self.root)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().to_string();
@@ -200,7 +207,10 @@ fn unpack(zip_bytes: &[u8], dest: &Path) -> Result<(), CodeError> {
                 .read_to_string(&mut target)
                 .map_err(corrupt)?;
             if !symlink_stays_inside(&relative, &target) {
-                return Err(CodeError::EscapingEntry(format!("{} -> {target}", entry.name())));
+                return Err(CodeError::EscapingEntry(format!(
+                    "{} -> {target}",
+                    entry.name()
+                )));
             }
             std::os::unix::fs::symlink(&target, &out_path)?;
             continue;
@@ -256,7 +266,9 @@ pub fn zip_directory(dir: &Path) -> io::Result<Vec<u8>> {
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .unix_permissions(mode);
-        writer.start_file(relative, options).map_err(io::Error::other)?;
+        writer
+            .start_file(relative, options)
+            .map_err(io::Error::other)?;
         writer.write_all(&fs::read(&path)?)?;
     }
     let cursor = writer.finish().map_err(io::Error::other)?;
@@ -281,14 +293,20 @@ mod tests {
     fn stores_once_per_digest_and_keeps_exec_bits() {
         let dir = tempfile::tempdir().unwrap();
         let store = CodeStore::open(dir.path().join("code")).unwrap();
-        let zip = zip_of(&[("bootstrap", b"#!/bin/sh\n", 0o755), ("lib/a.txt", b"a", 0o644)]);
+        let zip = zip_of(&[
+            ("bootstrap", b"#!/bin/sh\n", 0o755),
+            ("lib/a.txt", b"a", 0o644),
+        ]);
         let first = store.put(&zip).unwrap();
         let second = store.put(&zip).unwrap();
         assert_eq!(first, second);
         assert_eq!(first.size, zip.len() as u64);
         let root = store.task_root(&first.sha256_hex);
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(root.join("bootstrap")).unwrap().permissions().mode();
+        let mode = fs::metadata(root.join("bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
         assert_eq!(fs::read(root.join("lib/a.txt")).unwrap(), b"a");
         let entries = fs::read_dir(dir.path().join("code")).unwrap().count();
@@ -300,10 +318,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CodeStore::open(dir.path().join("code")).unwrap();
         let parent = zip_of(&[("../evil", b"x", 0o644)]);
-        assert!(matches!(store.put(&parent), Err(CodeError::EscapingEntry(_))));
+        assert!(matches!(
+            store.put(&parent),
+            Err(CodeError::EscapingEntry(_))
+        ));
         let absolute = zip_of(&[("/etc/evil", b"x", 0o644)]);
-        assert!(matches!(store.put(&absolute), Err(CodeError::EscapingEntry(_))));
-        assert!(matches!(store.put(b"not a zip"), Err(CodeError::Corrupt(_))));
+        assert!(matches!(
+            store.put(&absolute),
+            Err(CodeError::EscapingEntry(_))
+        ));
+        assert!(matches!(
+            store.put(b"not a zip"),
+            Err(CodeError::Corrupt(_))
+        ));
         assert!(!dir.path().join("evil").exists());
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("code")).unwrap().collect();
         assert!(leftovers.is_empty(), "nothing written for a refused upload");
@@ -328,6 +355,9 @@ mod tests {
         // The store folder itself is created after zipping, so it is not in the package.
         let code = store.put(&zip).unwrap();
         let root = store.task_root(&code.sha256_hex);
-        assert_eq!(fs::read_to_string(root.join("pkg/m.py")).unwrap(), "y = 2\n");
+        assert_eq!(
+            fs::read_to_string(root.join("pkg/m.py")).unwrap(),
+            "y = 2\n"
+        );
     }
 }

@@ -14,14 +14,17 @@ use clap::parser::ValueSource;
 use serde::Deserialize;
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
-    humantime::parse_duration(raw.trim()).map_err(|e| format!("'{raw}' is not a duration like 3s, 500ms or 10m: {e}"))
+    humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("'{raw}' is not a duration like 3s, 500ms or 10m: {e}"))
 }
 
 fn parse_interpreter(raw: &str) -> Result<(String, String), String> {
     raw.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .filter(|(k, v)| !k.is_empty() && !v.is_empty())
-        .ok_or_else(|| format!("'{raw}' is not RUNTIME=PATH (for example python3.12=/usr/bin/python3.12)"))
+        .ok_or_else(|| {
+            format!("'{raw}' is not RUNTIME=PATH (for example python3.12=/usr/bin/python3.12)")
+        })
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -91,23 +94,52 @@ struct FileSettings {
 impl ServerSettings {
     /// Fills the settings that neither a flag nor a variable set from the config file.
     pub fn apply_file(&mut self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-        let Some(path) = &self.config else { return Ok(()) };
+        let Some(path) = &self.config else {
+            return Ok(());
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        let file: FileSettings =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-        let defaulted = |id: &str| matches!(matches.value_source(id), Some(ValueSource::DefaultValue) | None);
-        let duration = |raw: String| parse_duration(&raw).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()));
-        if let (Some(v), true) = (file.listen, defaulted("listen")) { self.listen = v; }
-        if let (Some(v), true) = (file.data_dir, defaulted("data_dir")) { self.data_dir = v; }
-        if let (Some(v), true) = (file.keep_alive, defaulted("keep_alive")) { self.keep_alive = duration(v)?; }
-        if let (Some(v), true) = (file.init_timeout, defaulted("init_timeout")) { self.init_timeout = duration(v)?; }
-        if let (Some(v), true) = (file.region, defaulted("region")) { self.region = v; }
-        if let (Some(v), true) = (file.account_id, defaulted("account_id")) { self.account_id = v; }
-        if let (Some(v), true) = (file.python, defaulted("python")) { self.python = v; }
-        if let (Some(v), true) = (file.node, defaulted("node")) { self.node = v; }
-        if let (Some(v), true) = (file.interpreters, defaulted("interpreters")) { self.interpreters = v.into_iter().collect(); }
-        if let (Some(v), true) = (file.log_retention, defaulted("log_retention")) { self.log_retention = v; }
+        let file: FileSettings = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        let defaulted = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::DefaultValue) | None
+            )
+        };
+        let duration = |raw: String| {
+            parse_duration(&raw).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+        };
+        if let (Some(v), true) = (file.listen, defaulted("listen")) {
+            self.listen = v;
+        }
+        if let (Some(v), true) = (file.data_dir, defaulted("data_dir")) {
+            self.data_dir = v;
+        }
+        if let (Some(v), true) = (file.keep_alive, defaulted("keep_alive")) {
+            self.keep_alive = duration(v)?;
+        }
+        if let (Some(v), true) = (file.init_timeout, defaulted("init_timeout")) {
+            self.init_timeout = duration(v)?;
+        }
+        if let (Some(v), true) = (file.region, defaulted("region")) {
+            self.region = v;
+        }
+        if let (Some(v), true) = (file.account_id, defaulted("account_id")) {
+            self.account_id = v;
+        }
+        if let (Some(v), true) = (file.python, defaulted("python")) {
+            self.python = v;
+        }
+        if let (Some(v), true) = (file.node, defaulted("node")) {
+            self.node = v;
+        }
+        if let (Some(v), true) = (file.interpreters, defaulted("interpreters")) {
+            self.interpreters = v.into_iter().collect();
+        }
+        if let (Some(v), true) = (file.log_retention, defaulted("log_retention")) {
+            self.log_retention = v;
+        }
         Ok(())
     }
 }

@@ -138,10 +138,25 @@ pub fn parse_function_ref(raw: &str) -> Result<FunctionRef, InvalidField> {
         [_account, name] => (*name, None),
         [_account, "function", name] => (*name, None),
         [_account, "function", name, qualifier] => (*name, Some(*qualifier)),
-        ["arn", _partition, "lambda", _region, _account, "function", name] => (*name, None),
-        ["arn", _partition, "lambda", _region, _account, "function", name, qualifier] => {
-            (*name, Some(*qualifier))
-        }
+        [
+            "arn",
+            _partition,
+            "lambda",
+            _region,
+            _account,
+            "function",
+            name,
+        ] => (*name, None),
+        [
+            "arn",
+            _partition,
+            "lambda",
+            _region,
+            _account,
+            "function",
+            name,
+            qualifier,
+        ] => (*name, Some(*qualifier)),
         _ => {
             return Err(InvalidField(format!(
                 "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: \
@@ -166,8 +181,7 @@ fn is_account_id(s: &str) -> bool {
 pub fn validate_qualifier(q: &str) -> Result<(), InvalidField> {
     let ok = !q.is_empty()
         && q.len() <= 128
-        && q
-            .bytes()
+        && q.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'$' || b == b'_' || b == b'-');
     if ok {
         Ok(())
@@ -194,7 +208,12 @@ pub fn validate_memory(value: i64) -> Result<u32, InvalidField> {
     if (i64::from(limits::MEMORY_MIN)..=i64::from(limits::MEMORY_MAX)).contains(&value) {
         Ok(value as u32)
     } else {
-        Err(range_error("memorySize", value, limits::MEMORY_MIN, limits::MEMORY_MAX))
+        Err(range_error(
+            "memorySize",
+            value,
+            limits::MEMORY_MIN,
+            limits::MEMORY_MAX,
+        ))
     }
 }
 
@@ -202,7 +221,12 @@ pub fn validate_timeout(value: i64) -> Result<u32, InvalidField> {
     if (i64::from(limits::TIMEOUT_MIN)..=i64::from(limits::TIMEOUT_MAX)).contains(&value) {
         Ok(value as u32)
     } else {
-        Err(range_error("timeout", value, limits::TIMEOUT_MIN, limits::TIMEOUT_MAX))
+        Err(range_error(
+            "timeout",
+            value,
+            limits::TIMEOUT_MIN,
+            limits::TIMEOUT_MAX,
+        ))
     }
 }
 
@@ -258,7 +282,11 @@ pub fn validate_architecture(architectures: &[String]) -> Result<String, Invalid
 
 /// The Lambda name of the architecture this server runs on.
 pub fn host_architecture() -> &'static str {
-    if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" }
+    if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "x86_64"
+    }
 }
 
 pub fn validate_environment(vars: &BTreeMap<String, String>) -> Result<(), InvalidField> {
@@ -336,8 +364,12 @@ mod tests {
         assert_eq!(partial.name, "hello");
         let account = parse_function_ref("123456789012:hello").unwrap();
         assert_eq!((account.name.as_str(), account.qualifier), ("hello", None));
-        let arn = parse_function_ref("arn:aws:lambda:us-east-1:123456789012:function:hello:prod").unwrap();
-        assert_eq!((arn.name.as_str(), arn.qualifier.as_deref()), ("hello", Some("prod")));
+        let arn = parse_function_ref("arn:aws:lambda:us-east-1:123456789012:function:hello:prod")
+            .unwrap();
+        assert_eq!(
+            (arn.name.as_str(), arn.qualifier.as_deref()),
+            ("hello", Some("prod"))
+        );
         assert!(parse_function_ref("bad name!").is_err());
         assert!(parse_function_ref("").is_err());
         assert!(parse_function_ref("a:b:c:d:e").is_err());
@@ -353,7 +385,12 @@ mod tests {
         assert!(validate_timeout(901).is_err());
         assert!(validate_timeout(900).is_ok());
         assert!(validate_ephemeral_storage(511).is_err());
-        assert!(validate_memory(-5).unwrap_err().0.contains("greater than or equal to 128"));
+        assert!(
+            validate_memory(-5)
+                .unwrap_err()
+                .0
+                .contains("greater than or equal to 128")
+        );
     }
 
     #[test]
@@ -362,7 +399,12 @@ mod tests {
         vars.insert("GOOD_NAME".to_string(), "v".to_string());
         assert!(validate_environment(&vars).is_ok());
         vars.insert("AWS_REGION".to_string(), "x".to_string());
-        assert!(validate_environment(&vars).unwrap_err().0.contains("reserved"));
+        assert!(
+            validate_environment(&vars)
+                .unwrap_err()
+                .0
+                .contains("reserved")
+        );
         let mut bad = BTreeMap::new();
         bad.insert("1X".to_string(), "v".to_string());
         assert!(validate_environment(&bad).is_err());

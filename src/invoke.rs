@@ -70,27 +70,46 @@ fn error_payload(error_type: &str, message: String) -> Bytes {
 fn new_trace_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let epoch = crate::timefmt::now_ms() / 1000;
-    format!("Root=1-{epoch:08x}-{};Parent={};Sampled=0", &id[..24], &id[16..32])
+    format!(
+        "Root=1-{epoch:08x}-{};Parent={};Sampled=0",
+        &id[..24],
+        &id[16..32]
+    )
 }
 
 impl Invoker {
-    pub fn new(registry: Arc<Registry>, scheduler: Arc<Scheduler>, arns: ArnContext, init_timeout: Duration) -> Self {
-        Self { registry, scheduler, arns, init_timeout }
+    pub fn new(
+        registry: Arc<Registry>,
+        scheduler: Arc<Scheduler>,
+        arns: ArnContext,
+        init_timeout: Duration,
+    ) -> Self {
+        Self {
+            registry,
+            scheduler,
+            arns,
+            init_timeout,
+        }
     }
 
-    pub async fn invoke(self: &Arc<Self>, request: InvokeRequest) -> Result<InvokeResponse, InvokeError> {
+    pub async fn invoke(
+        self: &Arc<Self>,
+        request: InvokeRequest,
+    ) -> Result<InvokeResponse, InvokeError> {
         let function = self
             .registry
             .get(&request.function_name)
             .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(&request.function_name)))?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let this = self.clone();
-        let span = tracing::info_span!("invoke", function = %function.spec.name, request_id = %request_id);
+        let span =
+            tracing::info_span!("invoke", function = %function.spec.name, request_id = %request_id);
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move { this.run(function, request_id, request).await },
             span,
         ));
-        task.await.map_err(|e| InvokeError::Internal(format!("invocation task failed: {e}")))?
+        task.await
+            .map_err(|e| InvokeError::Internal(format!("invocation task failed: {e}")))?
     }
 
     async fn run(
@@ -101,7 +120,9 @@ impl Invoker {
     ) -> Result<InvokeResponse, InvokeError> {
         let lease = match self.scheduler.acquire(&function).await {
             Ok(lease) => lease,
-            Err(StartError::Sandbox(crate::environment::sandbox::SandboxError::InvalidEntrypoint { program, reason })) => {
+            Err(StartError::Sandbox(
+                crate::environment::sandbox::SandboxError::InvalidEntrypoint { program, reason },
+            )) => {
                 return Ok(InvokeResponse {
                     payload: error_payload(
                         "Runtime.InvalidEntrypoint",
@@ -168,7 +189,11 @@ impl Invoker {
             status: ending.status,
         };
         env.log(report.line()).await;
-        let log_tail = if request.want_log_tail { env.take_tail().map(|t| t.text()) } else { None };
+        let log_tail = if request.want_log_tail {
+            env.take_tail().map(|t| t.text())
+        } else {
+            None
+        };
         lease.release(ending.healthy);
         Ok(InvokeResponse {
             request_id,
@@ -193,14 +218,25 @@ impl Invoker {
             }
             InitFailure::Exited(reason) => error_payload(
                 "Runtime.ExitError",
-                format!("RequestId: {request_id} Error: Runtime exited with error: {}", reason.0),
+                format!(
+                    "RequestId: {request_id} Error: Runtime exited with error: {}",
+                    reason.0
+                ),
             ),
             InitFailure::TimedOut(limit) => error_payload(
                 "Sandbox.Timedout",
-                format!("RequestId: {request_id} Error: Init phase timed out after {:.2} seconds", limit.as_secs_f64()),
+                format!(
+                    "RequestId: {request_id} Error: Init phase timed out after {:.2} seconds",
+                    limit.as_secs_f64()
+                ),
             ),
         };
-        Ending { payload, function_error: true, status: Some("error"), healthy: false }
+        Ending {
+            payload,
+            function_error: true,
+            status: Some("error"),
+            healthy: false,
+        }
     }
 
     fn invoke_ending(
@@ -210,21 +246,31 @@ impl Invoker {
         outcome: Result<RuntimeOutcome, InvokeFailure>,
     ) -> Ending {
         match outcome {
-            Ok(RuntimeOutcome::Response(payload)) => {
-                Ending { payload, function_error: false, status: None, healthy: true }
-            }
+            Ok(RuntimeOutcome::Response(payload)) => Ending {
+                payload,
+                function_error: false,
+                status: None,
+                healthy: true,
+            },
             Ok(RuntimeOutcome::Error { error_type, body }) => {
                 let payload = if body.is_empty() {
                     error_payload(error_type.as_deref().unwrap_or("Unhandled"), String::new())
                 } else {
                     body
                 };
-                Ending { payload, function_error: true, status: None, healthy: true }
+                Ending {
+                    payload,
+                    function_error: true,
+                    status: None,
+                    healthy: true,
+                }
             }
             Ok(RuntimeOutcome::ResponseTooLarge) => Ending {
                 payload: error_payload(
                     "Function.ResponseSizeTooLarge",
-                    format!("Response payload size exceeded maximum allowed payload size ({RESPONSE_MAX_BYTES} bytes)."),
+                    format!(
+                        "Response payload size exceeded maximum allowed payload size ({RESPONSE_MAX_BYTES} bytes)."
+                    ),
                 ),
                 function_error: true,
                 status: Some("error"),
@@ -233,7 +279,9 @@ impl Invoker {
             Err(InvokeFailure::TimedOut) => Ending {
                 payload: error_payload(
                     "Sandbox.Timedout",
-                    format!("RequestId: {request_id} Error: Task timed out after {timeout_s}.00 seconds"),
+                    format!(
+                        "RequestId: {request_id} Error: Task timed out after {timeout_s}.00 seconds"
+                    ),
                 ),
                 function_error: true,
                 status: Some("timeout"),
@@ -242,7 +290,10 @@ impl Invoker {
             Err(InvokeFailure::Exited(reason)) => Ending {
                 payload: error_payload(
                     "Runtime.ExitError",
-                    format!("RequestId: {request_id} Error: Runtime exited with error: {}", reason.0),
+                    format!(
+                        "RequestId: {request_id} Error: Runtime exited with error: {}",
+                        reason.0
+                    ),
                 ),
                 function_error: true,
                 status: Some("error"),

@@ -24,7 +24,10 @@ pub struct LogSink {
 
 impl LogSink {
     /// Starts the writer; it ends (after writing what it has) when every sink is dropped.
-    pub fn start(store: Arc<dyn LogStore>, retention: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Arc<dyn LogStore>,
+        retention: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let handle = tokio::spawn(write_loop(store, rx, retention));
         (Self { tx }, handle)
@@ -38,7 +41,11 @@ impl LogSink {
     }
 }
 
-async fn write_loop(store: Arc<dyn LogStore>, mut rx: mpsc::Receiver<NewLogEvent>, retention: usize) {
+async fn write_loop(
+    store: Arc<dyn LogStore>,
+    mut rx: mpsc::Receiver<NewLogEvent>,
+    retention: usize,
+) {
     let mut touched: HashSet<String> = HashSet::new();
     let mut last_trim = tokio::time::Instant::now();
     let mut batch = Vec::with_capacity(BATCH_MAX);
@@ -137,7 +144,10 @@ mod tests {
             report.line(),
             "REPORT RequestId: abc\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\tInit Duration: 12.50 ms"
         );
-        assert_eq!(start("abc", "$LATEST"), "START RequestId: abc Version: $LATEST");
+        assert_eq!(
+            start("abc", "$LATEST"),
+            "START RequestId: abc Version: $LATEST"
+        );
         assert_eq!(end("abc"), "END RequestId: abc");
     }
 }

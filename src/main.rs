@@ -4,6 +4,7 @@
 //! talks to a server over its public API.
 
 mod api;
+mod bench;
 mod cli;
 mod code;
 mod config;
@@ -21,7 +22,11 @@ mod timefmt;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "A self-hosted serverless function platform that speaks the AWS Lambda API")]
+#[command(
+    name = "shoal",
+    version,
+    about = "A self-hosted serverless function platform that speaks the AWS Lambda API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,23 +46,39 @@ enum Command {
     Ls(cli::Endpoint),
     /// Delete a function.
     Rm(cli::NameArgs),
+    /// Measure the invoke path against a plain HTTP baseline, in one run.
+    Bench(bench::BenchArgs),
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::var_os(bench::NOOP_RUNTIME_VAR).is_some() {
+        return match bench::noop_runtime() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("noop runtime: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -81,6 +102,7 @@ fn main() -> std::process::ExitCode {
             Command::Logs(args) => cli::logs(args).await.map(|()| true),
             Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
+            Command::Bench(args) => bench::run(args).await.map(|()| true),
         }
     });
     match result {

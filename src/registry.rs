@@ -38,7 +38,11 @@ impl From<StoreError> for RegistryError {
 
 impl From<CodeError> for RegistryError {
     fn from(e: CodeError) -> Self {
-        if e.is_client_error() { Self::Invalid(e.to_string()) } else { Self::Internal(e.to_string()) }
+        if e.is_client_error() {
+            Self::Invalid(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
     }
 }
 
@@ -83,21 +87,44 @@ impl Registry {
         // Code no function refers to (left by updates and deletes) is removed at start,
         // when no environment can still be running it.
         let in_use: HashSet<String> = records.iter().map(|r| r.code.sha256_hex.clone()).collect();
-        code.remove_unreferenced(&in_use).map_err(|e| RegistryError::Internal(e.to_string()))?;
-        let cache = records.into_iter().map(|r| (r.spec.name.clone(), Arc::new(r))).collect();
-        Ok(Self { functions, logs, code, runtimes, cache: RwLock::new(cache), writes: tokio::sync::Mutex::new(()) })
+        code.remove_unreferenced(&in_use)
+            .map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let cache = records
+            .into_iter()
+            .map(|r| (r.spec.name.clone(), Arc::new(r)))
+            .collect();
+        Ok(Self {
+            functions,
+            logs,
+            code,
+            runtimes,
+            cache: RwLock::new(cache),
+            writes: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<FunctionRecord>> {
-        self.cache.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
-    pub fn require(&self, name: &str, arn: impl FnOnce() -> String) -> Result<Arc<FunctionRecord>, RegistryError> {
+    pub fn require(
+        &self,
+        name: &str,
+        arn: impl FnOnce() -> String,
+    ) -> Result<Arc<FunctionRecord>, RegistryError> {
         self.get(name).ok_or_else(|| RegistryError::NotFound(arn()))
     }
 
     /// Functions in name order, starting after `marker`, at most `limit`; with the next marker.
-    pub fn list(&self, marker: Option<&str>, limit: usize) -> (Vec<Arc<FunctionRecord>>, Option<String>) {
+    pub fn list(
+        &self,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Arc<FunctionRecord>>, Option<String>) {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         let mut iter: Box<dyn Iterator<Item = &Arc<FunctionRecord>>> = match marker {
             Some(m) => Box::new(
@@ -108,7 +135,11 @@ impl Registry {
             None => Box::new(cache.values()),
         };
         let page: Vec<_> = iter.by_ref().take(limit).cloned().collect();
-        let next = if iter.next().is_some() { page.last().map(|r| r.spec.name.clone()) } else { None };
+        let next = if iter.next().is_some() {
+            page.last().map(|r| r.spec.name.clone())
+        } else {
+            None
+        };
         (page, next)
     }
 
@@ -134,10 +165,17 @@ impl Registry {
     }
 
     fn check_runtime(&self, runtime: &str) -> Result<(), RegistryError> {
-        self.runtimes.check(runtime).map(|_| ()).map_err(|e| RegistryError::Invalid(e.to_string()))
+        self.runtimes
+            .check(runtime)
+            .map(|_| ())
+            .map_err(|e| RegistryError::Invalid(e.to_string()))
     }
 
-    pub async fn create(&self, spec: FunctionSpec, zip: Vec<u8>) -> Result<Arc<FunctionRecord>, RegistryError> {
+    pub async fn create(
+        &self,
+        spec: FunctionSpec,
+        zip: Vec<u8>,
+    ) -> Result<Arc<FunctionRecord>, RegistryError> {
         self.check_runtime(&spec.runtime)?;
         let _guard = self.writes.lock().await;
         if self.get(&spec.name).is_some() {
@@ -153,7 +191,12 @@ impl Registry {
         };
         let store = self.functions.clone();
         let to_store = record.clone();
-        blocking(move || store.insert_function(&to_store).map_err(RegistryError::from)).await?;
+        blocking(move || {
+            store
+                .insert_function(&to_store)
+                .map_err(RegistryError::from)
+        })
+        .await?;
         let record = Arc::new(record);
         self.publish(record.clone());
         Ok(record)
@@ -162,13 +205,23 @@ impl Registry {
     async fn replace(&self, record: FunctionRecord) -> Result<Arc<FunctionRecord>, RegistryError> {
         let store = self.functions.clone();
         let to_store = record.clone();
-        blocking(move || store.update_function(&to_store).map_err(RegistryError::from)).await?;
+        blocking(move || {
+            store
+                .update_function(&to_store)
+                .map_err(RegistryError::from)
+        })
+        .await?;
         let record = Arc::new(record);
         self.publish(record.clone());
         Ok(record)
     }
 
-    pub async fn update_code(&self, name: &str, zip: Vec<u8>, arn: String) -> Result<Arc<FunctionRecord>, RegistryError> {
+    pub async fn update_code(
+        &self,
+        name: &str,
+        zip: Vec<u8>,
+        arn: String,
+    ) -> Result<Arc<FunctionRecord>, RegistryError> {
         let _guard = self.writes.lock().await;
         let current = self.require(name, || arn)?;
         let code_store = self.code.clone();
@@ -193,14 +246,30 @@ impl Registry {
         let current = self.require(name, || arn)?;
         let mut record = (*current).clone();
         let spec = &mut record.spec;
-        if let Some(v) = patch.runtime { spec.runtime = v; }
-        if let Some(v) = patch.handler { spec.handler = v; }
-        if let Some(v) = patch.role { spec.role = v; }
-        if let Some(v) = patch.description { spec.description = v; }
-        if let Some(v) = patch.memory_mb { spec.memory_mb = v; }
-        if let Some(v) = patch.timeout_s { spec.timeout_s = v; }
-        if let Some(v) = patch.ephemeral_storage_mb { spec.ephemeral_storage_mb = v; }
-        if let Some(v) = patch.environment { spec.environment = v; }
+        if let Some(v) = patch.runtime {
+            spec.runtime = v;
+        }
+        if let Some(v) = patch.handler {
+            spec.handler = v;
+        }
+        if let Some(v) = patch.role {
+            spec.role = v;
+        }
+        if let Some(v) = patch.description {
+            spec.description = v;
+        }
+        if let Some(v) = patch.memory_mb {
+            spec.memory_mb = v;
+        }
+        if let Some(v) = patch.timeout_s {
+            spec.timeout_s = v;
+        }
+        if let Some(v) = patch.ephemeral_storage_mb {
+            spec.ephemeral_storage_mb = v;
+        }
+        if let Some(v) = patch.environment {
+            spec.environment = v;
+        }
         record.last_modified_ms = now_ms();
         record.revision_id = uuid::Uuid::new_v4().to_string();
         self.replace(record).await
@@ -218,7 +287,10 @@ impl Registry {
             Ok(())
         })
         .await?;
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         Ok(())
     }
 

@@ -18,13 +18,52 @@ const NODE_LOOP: &str = include_str!("../runtimes/node/bootstrap.mjs");
 
 /// Every identifier in Lambda's `Runtime` enum; anything else is not a runtime at all.
 const KNOWN: &[&str] = &[
-    "nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x", "nodejs14.x",
-    "nodejs16.x", "nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x", "java8", "java8.al2",
-    "java11", "java17", "java21", "java25", "python2.7", "python3.6", "python3.7", "python3.8",
-    "python3.9", "python3.10", "python3.11", "python3.12", "python3.13", "python3.14",
-    "dotnetcore1.0", "dotnetcore2.0", "dotnetcore2.1", "dotnetcore3.1", "dotnet6", "dotnet8",
-    "dotnet10", "nodejs4.3-edge", "go1.x", "ruby2.5", "ruby2.7", "ruby3.2", "ruby3.3", "ruby3.4",
-    "ruby4.0", "provided", "provided.al2", "provided.al2023",
+    "nodejs",
+    "nodejs4.3",
+    "nodejs6.10",
+    "nodejs8.10",
+    "nodejs10.x",
+    "nodejs12.x",
+    "nodejs14.x",
+    "nodejs16.x",
+    "nodejs18.x",
+    "nodejs20.x",
+    "nodejs22.x",
+    "nodejs24.x",
+    "java8",
+    "java8.al2",
+    "java11",
+    "java17",
+    "java21",
+    "java25",
+    "python2.7",
+    "python3.6",
+    "python3.7",
+    "python3.8",
+    "python3.9",
+    "python3.10",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "python3.14",
+    "dotnetcore1.0",
+    "dotnetcore2.0",
+    "dotnetcore2.1",
+    "dotnetcore3.1",
+    "dotnet6",
+    "dotnet8",
+    "dotnet10",
+    "nodejs4.3-edge",
+    "go1.x",
+    "ruby2.5",
+    "ruby2.7",
+    "ruby3.2",
+    "ruby3.3",
+    "ruby3.4",
+    "ruby4.0",
+    "provided",
+    "provided.al2",
+    "provided.al2023",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,15 +131,24 @@ fn family_of(runtime: &str) -> Result<Family, RuntimeError> {
     } else if runtime.starts_with("nodejs") && runtime.ends_with(".x") {
         Ok(Family::Node)
     } else {
-        Err(RuntimeError::Unsupported(runtime.to_string(), String::new()))
+        Err(RuntimeError::Unsupported(
+            runtime.to_string(),
+            String::new(),
+        ))
     }
 }
 
 /// Runs an interpreter once to learn its real path and version.
 fn probe(program: &str, family: Family) -> Option<Interpreter> {
     let script: &[&str] = match family {
-        Family::Python => &["-c", "import sys;print(sys.executable);print('%d.%d'%sys.version_info[:2])"],
-        Family::Node => &["-e", "console.log(process.execPath);console.log(process.versions.node)"],
+        Family::Python => &[
+            "-c",
+            "import sys;print(sys.executable);print('%d.%d'%sys.version_info[:2])",
+        ],
+        Family::Node => &[
+            "-e",
+            "console.log(process.execPath);console.log(process.versions.node)",
+        ],
         Family::Provided => return None,
     };
     let output = Command::new(program).args(script).output().ok()?;
@@ -127,12 +175,20 @@ impl RuntimeCatalog {
         let python = probe(&settings.python, Family::Python);
         let node = probe(&settings.node, Family::Node);
         match &python {
-            Some(i) => tracing::info!(path = %i.path.display(), version = %i.version, "python runtimes use this interpreter"),
-            None => tracing::warn!(program = %settings.python, "no python interpreter found: python3.x runtimes are unavailable"),
+            Some(i) => {
+                tracing::info!(path = %i.path.display(), version = %i.version, "python runtimes use this interpreter")
+            }
+            None => {
+                tracing::warn!(program = %settings.python, "no python interpreter found: python3.x runtimes are unavailable")
+            }
         }
         match &node {
-            Some(i) => tracing::info!(path = %i.path.display(), version = %i.version, "nodejs runtimes use this interpreter"),
-            None => tracing::warn!(program = %settings.node, "no node interpreter found: nodejs runtimes are unavailable"),
+            Some(i) => {
+                tracing::info!(path = %i.path.display(), version = %i.version, "nodejs runtimes use this interpreter")
+            }
+            None => {
+                tracing::warn!(program = %settings.node, "no node interpreter found: nodejs runtimes are unavailable")
+            }
         }
         let mut overrides = HashMap::new();
         for (runtime, program) in &settings.overrides {
@@ -141,10 +197,17 @@ impl RuntimeCatalog {
                 Some(interpreter) => {
                     overrides.insert(runtime.clone(), interpreter);
                 }
-                None => tracing::warn!(%runtime, %program, "configured interpreter does not run; ignoring it"),
+                None => {
+                    tracing::warn!(%runtime, %program, "configured interpreter does not run; ignoring it")
+                }
             }
         }
-        Ok(Self { runtimes_dir: runtimes_dir.to_path_buf(), python, node, overrides })
+        Ok(Self {
+            runtimes_dir: runtimes_dir.to_path_buf(),
+            python,
+            node,
+            overrides,
+        })
     }
 
     fn interpreter(&self, runtime: &str, family: Family) -> Option<&Interpreter> {
@@ -194,7 +257,13 @@ impl RuntimeCatalog {
                 let dir = self.runtimes_dir.join("python");
                 Launch {
                     program: interpreter.path.clone(),
-                    args: vec!["-u".into(), dir.join("bootstrap.py").to_string_lossy().into()],
+                    // -S: no `site` processing at start (it dominates cold start when the
+                    // interpreter has many .pth files); the loop adds site-packages itself.
+                    args: vec![
+                        "-S".into(),
+                        "-u".into(),
+                        dir.join("bootstrap.py").to_string_lossy().into(),
+                    ],
                     runtime_dir: dir,
                     execution_env: Some(format!("AWS_Lambda_{runtime}")),
                 }
@@ -256,8 +325,14 @@ mod tests {
         assert_eq!(family_of("python3.12"), Ok(Family::Python));
         assert_eq!(family_of("nodejs20.x"), Ok(Family::Node));
         assert!(matches!(family_of("cobol1"), Err(RuntimeError::Unknown(_))));
-        assert!(matches!(family_of("java21"), Err(RuntimeError::Unsupported(..))));
-        assert!(matches!(family_of("python2.7"), Err(RuntimeError::Unsupported(..))));
+        assert!(matches!(
+            family_of("java21"),
+            Err(RuntimeError::Unsupported(..))
+        ));
+        assert!(matches!(
+            family_of("python2.7"),
+            Err(RuntimeError::Unsupported(..))
+        ));
     }
 
     #[test]

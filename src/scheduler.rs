@@ -42,7 +42,9 @@ pub struct Lease {
 
 impl Lease {
     pub fn env(&self) -> &Arc<Environment> {
-        self.env.as_ref().expect("a lease holds its environment until released")
+        self.env
+            .as_ref()
+            .expect("a lease holds its environment until released")
     }
 
     /// Returns the environment: reused if `healthy`, destroyed otherwise.
@@ -61,16 +63,13 @@ impl Drop for Lease {
     }
 }
 
-/// Counts for metrics and tests.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStats {
-    pub idle: usize,
-    pub busy: usize,
-}
-
 impl Scheduler {
     pub fn new(launcher: Arc<Launcher>, keep_alive: Duration) -> Arc<Self> {
-        Arc::new(Self { launcher, pools: Mutex::new(HashMap::new()), keep_alive })
+        Arc::new(Self {
+            launcher,
+            pools: Mutex::new(HashMap::new()),
+            keep_alive,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pool>> {
@@ -102,10 +101,18 @@ impl Scheduler {
             env.destroy();
         }
         if let Some(env) = warm {
-            return Ok(Lease { env: Some(env), scheduler: self.clone(), cold: false });
+            return Ok(Lease {
+                env: Some(env),
+                scheduler: self.clone(),
+                cold: false,
+            });
         }
         match self.launcher.start(function).await {
-            Ok(env) => Ok(Lease { env: Some(env), scheduler: self.clone(), cold: true }),
+            Ok(env) => Ok(Lease {
+                env: Some(env),
+                scheduler: self.clone(),
+                cold: true,
+            }),
             Err(e) => {
                 if let Some(pool) = self.lock().get_mut(&function.spec.name) {
                     pool.busy = pool.busy.saturating_sub(1);
@@ -155,13 +162,6 @@ impl Scheduler {
         }
     }
 
-    pub fn stats(&self, name: &str) -> PoolStats {
-        self.lock()
-            .get(name)
-            .map(|p| PoolStats { idle: p.idle.len(), busy: p.busy })
-            .unwrap_or_default()
-    }
-
     /// Destroys environments idle longer than the keep-alive, and those whose process died.
     pub fn reap(&self) -> usize {
         let mut expired = Vec::new();
@@ -187,12 +187,15 @@ impl Scheduler {
     /// Runs [`Scheduler::reap`] periodically until the scheduler is dropped.
     pub fn spawn_reaper(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        let period = (self.keep_alive / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+        let period =
+            (self.keep_alive / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             loop {
                 ticker.tick().await;
-                let Some(scheduler) = weak.upgrade() else { break };
+                let Some(scheduler) = weak.upgrade() else {
+                    break;
+                };
                 let reaped = scheduler.reap();
                 if reaped > 0 {
                     tracing::debug!(reaped, "idle environments shut down");
@@ -203,7 +206,11 @@ impl Scheduler {
 
     /// Destroys every idle environment (server shutdown).
     pub fn shutdown(&self) {
-        let all: Vec<_> = self.lock().values_mut().flat_map(|p| p.idle.drain(..)).collect();
+        let all: Vec<_> = self
+            .lock()
+            .values_mut()
+            .flat_map(|p| p.idle.drain(..))
+            .collect();
         for env in all {
             env.destroy();
         }

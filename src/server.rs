@@ -39,25 +39,37 @@ impl RunningServer {
 /// Builds every part and starts serving; returns once the listener is bound.
 pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let data_dir = &settings.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
     let envs_dir = data_dir.join("envs");
     // Scratch folders of environments from a previous run are never reused.
     let _ = std::fs::remove_dir_all(&envs_dir);
     std::fs::create_dir_all(&envs_dir)?;
 
-    let store = Arc::new(SqliteStore::open(&data_dir.join("shoal.db")).context("opening the store")?);
+    let store =
+        Arc::new(SqliteStore::open(&data_dir.join("shoal.db")).context("opening the store")?);
     let code = CodeStore::open(data_dir.join("code"))?;
     let interpreters = InterpreterSettings {
         python: settings.python.clone(),
         node: settings.node.clone(),
         overrides: settings.interpreters.iter().cloned().collect(),
     };
-    let runtimes = Arc::new(RuntimeCatalog::prepare(&data_dir.join("runtimes"), &interpreters)?);
+    let runtimes = Arc::new(RuntimeCatalog::prepare(
+        &data_dir.join("runtimes"),
+        &interpreters,
+    )?);
     let (sink, log_writer) = LogSink::start(store.clone(), settings.log_retention);
-    let arns = ArnContext { region: settings.region.clone(), account_id: settings.account_id.clone() };
+    let arns = ArnContext {
+        region: settings.region.clone(),
+        account_id: settings.account_id.clone(),
+    };
 
-    let mut path_dirs: Vec<String> = runtimes.interpreter_dirs().iter().map(|d| d.display().to_string()).collect();
+    let mut path_dirs: Vec<String> = runtimes
+        .interpreter_dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
     path_dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
     path_dirs.dedup();
     let sandbox = Arc::new(ProcessSandbox);
@@ -76,9 +88,24 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     });
     let scheduler = Scheduler::new(launcher, settings.keep_alive);
     scheduler.spawn_reaper();
-    let registry = Arc::new(Registry::open(store.clone(), store.clone(), code, runtimes)?);
-    let invoker = Arc::new(Invoker::new(registry.clone(), scheduler.clone(), arns.clone(), settings.init_timeout));
-    let state = Arc::new(AppState { registry, scheduler: scheduler.clone(), invoker, arns });
+    let registry = Arc::new(Registry::open(
+        store.clone(),
+        store.clone(),
+        code,
+        runtimes,
+    )?);
+    let invoker = Arc::new(Invoker::new(
+        registry.clone(),
+        scheduler.clone(),
+        arns.clone(),
+        settings.init_timeout,
+    ));
+    let state = Arc::new(AppState {
+        registry,
+        scheduler: scheduler.clone(),
+        invoker,
+        arns,
+    });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -101,7 +128,11 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log_writer).await;
         Ok(())
     });
-    Ok(RunningServer { addr, shutdown: shutdown_tx, done })
+    Ok(RunningServer {
+        addr,
+        shutdown: shutdown_tx,
+        done,
+    })
 }
 
 /// Runs until SIGINT or SIGTERM.

@@ -30,7 +30,15 @@ fn civil(ms: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3600, (rem / 60) % 60, rem % 60, millis)
+    (
+        year,
+        month,
+        day,
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        millis,
+    )
 }
 
 /// `2024-01-01T00:00:00.000+0000`, the shape of `FunctionConfiguration.LastModified`.
@@ -59,7 +67,10 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(lambda_timestamp(0), "1970-01-01T00:00:00.000+0000");
         // 2024-02-29T12:34:56.789Z, a leap day.
-        assert_eq!(lambda_timestamp(1_709_210_096_789), "2024-02-29T12:34:56.789+0000");
+        assert_eq!(
+            lambda_timestamp(1_709_210_096_789),
+            "2024-02-29T12:34:56.789+0000"
+        );
         assert_eq!(iso_timestamp(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
         assert_eq!(stream_date(1_709_210_096_789), "2024/02/29");
     }

@@ -21,10 +21,6 @@ pub enum ApiError {
     #[error("{0}")]
     RequestTooLarge(String),
     #[error("{0}")]
-    UnsupportedMediaType(String),
-    #[error("{message}")]
-    TooManyRequests { reason: &'static str, message: String },
-    #[error("{0}")]
     UnknownOperation(String),
     #[error("{0}")]
     PreconditionFailed(String),
@@ -41,8 +37,6 @@ impl ApiError {
             Self::InvalidParameterValue(_) => "InvalidParameterValueException",
             Self::InvalidRequestContent(_) => "InvalidRequestContentException",
             Self::RequestTooLarge(_) => "RequestTooLargeException",
-            Self::UnsupportedMediaType(_) => "UnsupportedMediaTypeException",
-            Self::TooManyRequests { .. } => "TooManyRequestsException",
             Self::UnknownOperation(_) => "UnknownOperationException",
             Self::PreconditionFailed(_) => "PreconditionFailedException",
             Self::Service(_) => "ServiceException",
@@ -57,8 +51,6 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,13 +59,14 @@ impl ApiError {
     /// The JSON body; the key of the message follows each exception's shape in the service model.
     pub fn body(&self) -> serde_json::Value {
         let message = self.to_string();
-        let kind = if matches!(self, Self::Service(_)) { "Service" } else { "User" };
+        let kind = if matches!(self, Self::Service(_)) {
+            "Service"
+        } else {
+            "User"
+        };
         match self {
             Self::ResourceNotFound(_) | Self::Service(_) => {
                 serde_json::json!({ "Type": kind, "Message": message })
-            }
-            Self::TooManyRequests { reason, .. } => {
-                serde_json::json!({ "Type": kind, "message": message, "Reason": reason })
             }
             _ => serde_json::json!({ "Type": kind, "message": message }),
         }
@@ -107,11 +100,5 @@ mod tests {
         let invalid = ApiError::InvalidParameterValue("bad".into());
         assert_eq!(invalid.body()["message"], "bad");
         assert_eq!(invalid.body()["Type"], "User");
-        let throttled = ApiError::TooManyRequests {
-            reason: "ConcurrentInvocationLimitExceeded",
-            message: "Rate Exceeded.".into(),
-        };
-        assert_eq!(throttled.body()["Reason"], "ConcurrentInvocationLimitExceeded");
-        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 }

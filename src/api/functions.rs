@@ -97,10 +97,15 @@ pub struct ListQuery {
     max_items: Option<String>,
 }
 
-fn decode_zip(zip_file: Option<String>, s3_bucket: Option<String>, image_uri: Option<String>) -> Result<Vec<u8>, ApiError> {
+fn decode_zip(
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+) -> Result<Vec<u8>, ApiError> {
     if image_uri.is_some() {
         return Err(ApiError::InvalidParameterValue(
-            "Container images (ImageUri) are not supported by this server; upload a zip as ZipFile".into(),
+            "Container images (ImageUri) are not supported by this server; upload a zip as ZipFile"
+                .into(),
         ));
     }
     if s3_bucket.is_some() {
@@ -109,14 +114,21 @@ fn decode_zip(zip_file: Option<String>, s3_bucket: Option<String>, image_uri: Op
         ));
     }
     let encoded = zip_file.ok_or_else(|| {
-        ApiError::InvalidParameterValue("Please provide a source for function code (ZipFile).".into())
+        ApiError::InvalidParameterValue(
+            "Please provide a source for function code (ZipFile).".into(),
+        )
     })?;
     let zip = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(|e| ApiError::InvalidParameterValue(format!("Could not decode ZipFile: it must be base64-encoded ({e})")))?;
+        .map_err(|e| {
+            ApiError::InvalidParameterValue(format!(
+                "Could not decode ZipFile: it must be base64-encoded ({e})"
+            ))
+        })?;
     if zip.is_empty() {
         return Err(ApiError::InvalidParameterValue(
-            "Could not unzip uploaded file. Please check your file, then try to upload again.".into(),
+            "Could not unzip uploaded file. Please check your file, then try to upload again."
+                .into(),
         ));
     }
     if zip.len() > ZIP_MAX_BYTES {
@@ -137,7 +149,9 @@ fn reject_layers(layers: &Option<Vec<String>>) -> Result<(), ApiError> {
     }
 }
 
-fn environment_of(input: Option<EnvironmentInput>) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+fn environment_of(
+    input: Option<EnvironmentInput>,
+) -> Result<Option<BTreeMap<String, String>>, ApiError> {
     match input {
         Some(env) => {
             function::validate_environment(&env.variables)?;
@@ -149,18 +163,18 @@ fn environment_of(input: Option<EnvironmentInput>) -> Result<Option<BTreeMap<Str
 
 fn function_name(raw: &str) -> Result<String, ApiError> {
     let reference = parse_function_ref(raw)?;
-    if let Some(q) = reference.qualifier.as_deref() {
-        if q != "$LATEST" {
-            return Err(ApiError::InvalidParameterValue(format!(
-                "Qualifier {q} is not valid here: only $LATEST exists until versions are published"
-            )));
-        }
+    if let Some(q) = reference.qualifier.as_deref().filter(|q| *q != "$LATEST") {
+        return Err(ApiError::InvalidParameterValue(format!(
+            "Qualifier {q} is not valid here: only $LATEST exists until versions are published"
+        )));
     }
     Ok(reference.name)
 }
 
 fn too_large() -> ApiError {
-    ApiError::RequestTooLarge(format!("Request must be smaller than {CONTROL_BODY_MAX} bytes"))
+    ApiError::RequestTooLarge(format!(
+        "Request must be smaller than {CONTROL_BODY_MAX} bytes"
+    ))
 }
 
 fn configuration(state: &SharedState, record: &FunctionRecord) -> serde_json::Value {
@@ -187,12 +201,24 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
     function::validate_handler(&handler)?;
     let description = request.description.unwrap_or_default();
     function::validate_description(&description)?;
-    let memory_mb = function::validate_memory(request.memory_size.unwrap_or(i64::from(limits::DEFAULT_MEMORY)))?;
-    let timeout_s = function::validate_timeout(request.timeout.unwrap_or(i64::from(limits::DEFAULT_TIMEOUT)))?;
-    let ephemeral_storage_mb = function::validate_ephemeral_storage(
-        request.ephemeral_storage.map(|e| e.size).unwrap_or(i64::from(limits::EPHEMERAL_MIN)),
+    let memory_mb = function::validate_memory(
+        request
+            .memory_size
+            .unwrap_or(i64::from(limits::DEFAULT_MEMORY)),
     )?;
-    let architecture = function::validate_architecture(request.architectures.as_deref().unwrap_or(&[]))?;
+    let timeout_s = function::validate_timeout(
+        request
+            .timeout
+            .unwrap_or(i64::from(limits::DEFAULT_TIMEOUT)),
+    )?;
+    let ephemeral_storage_mb = function::validate_ephemeral_storage(
+        request
+            .ephemeral_storage
+            .map(|e| e.size)
+            .unwrap_or(i64::from(limits::EPHEMERAL_MIN)),
+    )?;
+    let architecture =
+        function::validate_architecture(request.architectures.as_deref().unwrap_or(&[]))?;
     let environment = environment_of(request.environment)?.unwrap_or_default();
     let code = request
         .code
@@ -221,7 +247,9 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let name = function_name(&raw)?;
-    let record = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    let record = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
@@ -235,10 +263,18 @@ pub async fn get(
     })))
 }
 
-pub async fn download_code(State(state): State<SharedState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+pub async fn download_code(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
     let name = function_name(&raw)?;
-    let record = state.registry.require(&name, || state.arns.function_arn(&name))?;
-    let path = state.registry.code_store().zip_path(&record.code.sha256_hex);
+    let record = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
+    let path = state
+        .registry
+        .code_store()
+        .zip_path(&record.code.sha256_hex);
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|e| ApiError::Service(format!("reading the code package failed: {e}")))?;
@@ -250,11 +286,16 @@ pub async fn get_configuration(
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let name = function_name(&raw)?;
-    let record = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    let record = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
     Ok(Json(configuration(&state, &record)))
 }
 
-pub async fn list(State(state): State<SharedState>, Query(query): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(
+    State(state): State<SharedState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = match query.max_items.as_deref() {
         None | Some("") => 50,
         Some(raw) => match raw.parse::<usize>() {
@@ -267,7 +308,9 @@ pub async fn list(State(state): State<SharedState>, Query(query): Query<ListQuer
             }
         },
     };
-    let (page, next) = state.registry.list(query.marker.as_deref().filter(|m| !m.is_empty()), limit);
+    let (page, next) = state
+        .registry
+        .list(query.marker.as_deref().filter(|m| !m.is_empty()), limit);
     let functions: Vec<_> = page.iter().map(|r| configuration(&state, r)).collect();
     let mut body = json!({ "Functions": functions });
     if let Some(next) = next {
@@ -293,7 +336,9 @@ pub async fn update_code(
     let name = function_name(&raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateCodeRequest = parse_json(&body)?;
-    let current = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    let current = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
     check_revision(request.revision_id.as_deref(), &current)?;
     if let Some(architectures) = &request.architectures {
         function::validate_architecture(architectures)?;
@@ -302,7 +347,10 @@ pub async fn update_code(
     if request.dry_run == Some(true) {
         return Ok(Json(configuration(&state, &current)));
     }
-    let record = state.registry.update_code(&name, zip, state.arns.function_arn(&name)).await?;
+    let record = state
+        .registry
+        .update_code(&name, zip, state.arns.function_arn(&name))
+        .await?;
     state.scheduler.retire(&name);
     tracing::info!(function = %name, code_sha256 = %record.code.sha256_b64, "function code updated");
     Ok(Json(configuration(&state, &record)))
@@ -316,7 +364,9 @@ pub async fn update_configuration(
     let name = function_name(&raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateConfigurationRequest = parse_json(&body)?;
-    let current = state.registry.require(&name, || state.arns.function_arn(&name))?;
+    let current = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
     check_revision(request.revision_id.as_deref(), &current)?;
     reject_layers(&request.layers)?;
     if let Some(handler) = &request.handler {
@@ -330,8 +380,14 @@ pub async fn update_configuration(
         handler: request.handler,
         role: request.role,
         description: request.description,
-        memory_mb: request.memory_size.map(function::validate_memory).transpose()?,
-        timeout_s: request.timeout.map(function::validate_timeout).transpose()?,
+        memory_mb: request
+            .memory_size
+            .map(function::validate_memory)
+            .transpose()?,
+        timeout_s: request
+            .timeout
+            .map(function::validate_timeout)
+            .transpose()?,
         ephemeral_storage_mb: request
             .ephemeral_storage
             .map(|e| function::validate_ephemeral_storage(e.size))
@@ -347,9 +403,15 @@ pub async fn update_configuration(
     Ok(Json(configuration(&state, &record)))
 }
 
-pub async fn delete(State(state): State<SharedState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let name = function_name(&raw)?;
-    state.registry.delete(&name, state.arns.function_arn(&name)).await?;
+    state
+        .registry
+        .delete(&name, state.arns.function_arn(&name))
+        .await?;
     state.scheduler.retire(&name);
     tracing::info!(function = %name, "function deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -61,8 +61,14 @@ fn client_context(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(encoded) = header(headers, "x-amz-client-context") else {
         return Ok(None);
     };
-    let invalid = || ApiError::InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.".into());
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| invalid())?;
+    let invalid = || {
+        ApiError::InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object.".into(),
+        )
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| invalid())?;
     if decoded.len() > CLIENT_CONTEXT_MAX_BYTES {
         return Err(ApiError::InvalidRequestContent(format!(
             "Client context must be smaller than {CLIENT_CONTEXT_MAX_BYTES} bytes"
@@ -84,7 +90,10 @@ pub async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let reference = parse_function_ref(&raw)?;
-    let qualifier = query.qualifier.filter(|q| !q.is_empty()).or(reference.qualifier);
+    let qualifier = query
+        .qualifier
+        .filter(|q| !q.is_empty())
+        .or(reference.qualifier);
     let name = reference.name;
     if let Some(q) = qualifier.as_deref() {
         crate::function::validate_qualifier(q)?;
@@ -104,7 +113,9 @@ pub async fn invoke(
         ))
     })
     .await?;
-    state.registry.require(&name, || state.arns.function_arn(&name))?;
+    state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
     let payload = if payload.iter().all(u8::is_ascii_whitespace) {
         bytes::Bytes::from_static(b"{}")
     } else {
@@ -136,13 +147,20 @@ pub async fn invoke(
         .await;
     let response = match result {
         Ok(response) => response,
-        Err(InvokeError::NotFound(arn)) => return Err(ApiError::ResourceNotFound(format!("Function not found: {arn}"))),
+        Err(InvokeError::NotFound(arn)) => {
+            return Err(ApiError::ResourceNotFound(format!(
+                "Function not found: {arn}"
+            )));
+        }
         Err(InvokeError::Internal(message)) => return Err(ApiError::Service(message)),
     };
     let mut http = (StatusCode::OK, response.payload).into_response();
     let out = http.headers_mut();
     out.insert("content-type", HeaderValue::from_static("application/json"));
-    out.insert("x-amz-executed-version", HeaderValue::from_static(response.executed_version));
+    out.insert(
+        "x-amz-executed-version",
+        HeaderValue::from_static(response.executed_version),
+    );
     if let Ok(id) = HeaderValue::from_str(&response.request_id) {
         out.insert("x-amzn-requestid", id);
     }

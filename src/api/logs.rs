@@ -23,7 +23,9 @@ pub async fn read(
     Query(query): Query<LogsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let name = parse_function_ref(&raw)?.name;
-    state.registry.require(&name, || state.arns.function_arn(&name))?;
+    state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let store = state.registry.logs();
@@ -32,5 +34,7 @@ pub async fn read(
         .map_err(|e| ApiError::Service(e.to_string()))?
         .map_err(|e| ApiError::Service(e.to_string()))?;
     let next_after = events.last().map(|e| e.seq).unwrap_or(after);
-    Ok(Json(serde_json::json!({ "events": events, "nextAfter": next_after })))
+    Ok(Json(
+        serde_json::json!({ "events": events, "nextAfter": next_after }),
+    ))
 }

@@ -44,19 +44,43 @@ pub type SharedState = Arc<AppState>;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/2015-03-31/functions", post(functions::create).get(functions::list))
-        .route("/2015-03-31/functions/", post(functions::create).get(functions::list))
-        .route("/2015-03-31/functions/{name}", get(functions::get).delete(functions::delete))
+        .route(
+            "/2015-03-31/functions",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(functions::create).get(functions::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get).delete(functions::delete),
+        )
         .route(
             "/2015-03-31/functions/{name}/configuration",
             get(functions::get_configuration).put(functions::update_configuration),
         )
-        .route("/2015-03-31/functions/{name}/code", put(functions::update_code))
-        .route("/2015-03-31/functions/{name}/invocations", post(invoke::invoke))
-        .route("/2016-08-19/account-settings", get(functions::account_settings))
-        .route("/2016-08-19/account-settings/", get(functions::account_settings))
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            put(functions::update_code),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        )
+        .route(
+            "/2016-08-19/account-settings",
+            get(functions::account_settings),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            get(functions::account_settings),
+        )
         .route("/shoal/v1/functions/{name}/logs", get(logs::read))
-        .route("/shoal/v1/functions/{name}/code.zip", get(functions::download_code))
+        .route(
+            "/shoal/v1/functions/{name}/code.zip",
+            get(functions::download_code),
+        )
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(axum::middleware::from_fn(request_context))
@@ -82,35 +106,50 @@ async fn request_context(request: Request, next: Next) -> Response {
     );
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
-    if !response.headers().contains_key("x-amzn-requestid") {
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-amzn-requestid", value);
-        }
+    if let (false, Ok(value)) = (
+        response.headers().contains_key("x-amzn-requestid"),
+        HeaderValue::from_str(&request_id),
+    ) {
+        response.headers_mut().insert("x-amzn-requestid", value);
     }
     response
 }
 
 /// Reads a request body, refusing it once it passes `limit` bytes.
-pub async fn read_body(body: Body, limit: usize, too_large: impl FnOnce() -> ApiError) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    too_large: impl FnOnce() -> ApiError,
+) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::InvalidRequestContent(format!("Could not read the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(ApiError::InvalidRequestContent(format!(
+            "Could not read the request body: {e}"
+        ))),
     }
 }
 
 /// Parses a JSON body into `T`, naming the offending field on a type error.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_slice(b"{}")
-            .map_err(|e| ApiError::InvalidRequestContent(format!("The request body is empty: {e}")));
+        return serde_json::from_slice(b"{}").map_err(|e| {
+            ApiError::InvalidRequestContent(format!("The request body is empty: {e}"))
+        });
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::InvalidRequestContent(format!("Could not parse request body into json: {inner}"))
+            ApiError::InvalidRequestContent(format!(
+                "Could not parse request body into json: {inner}"
+            ))
         } else if path == "." {
             ApiError::InvalidParameterValue(format!("Invalid request: {inner}"))
         } else {

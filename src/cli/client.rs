@@ -9,10 +9,16 @@ use hyper_util::rt::TokioExecutor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach Shoal at {endpoint}: {reason} (is `shoal server` running? set --endpoint or SHOAL_ENDPOINT)")]
+    #[error(
+        "cannot reach Shoal at {endpoint}: {reason} (is `shoal server` running? set --endpoint or SHOAL_ENDPOINT)"
+    )]
     Unreachable { endpoint: String, reason: String },
     #[error("{code}: {message}")]
-    Api { status: StatusCode, code: String, message: String },
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
     #[error("invalid request: {0}")]
     Invalid(String),
 }
@@ -34,7 +40,10 @@ impl Client {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = HyperClient::builder(TokioExecutor::new()).build(connector);
-        Self { endpoint: endpoint.trim_end_matches('/').to_string(), http }
+        Self {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            http,
+        }
     }
 
     /// Sends a request; a non-2xx answer becomes [`ClientError::Api`] with Lambda's code and message.
@@ -61,7 +70,11 @@ impl Client {
             .or(parsed["Message"].as_str())
             .map(str::to_string)
             .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).to_string());
-        Err(ClientError::Api { status: reply.status, code, message })
+        Err(ClientError::Api {
+            status: reply.status,
+            code,
+            message,
+        })
     }
 
     pub async fn send_raw(
@@ -82,23 +95,47 @@ impl Client {
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let unreachable = |reason: String| ClientError::Unreachable { endpoint: self.endpoint.clone(), reason };
-        let response = self.http.request(request).await.map_err(|e| unreachable(e.to_string()))?;
+        let unreachable = |reason: String| ClientError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            reason,
+        };
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     }
 
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let reply = self.send(Method::GET, path, &[], None).await?;
-        serde_json::from_slice(&reply.body).map_err(|e| ClientError::Invalid(format!("unreadable answer: {e}")))
+        serde_json::from_slice(&reply.body)
+            .map_err(|e| ClientError::Invalid(format!("unreadable answer: {e}")))
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, ClientError> {
-        let reply = self.send(method, path, &[], Some(Bytes::from(body.to_string()))).await?;
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let reply = self
+            .send(method, path, &[], Some(Bytes::from(body.to_string())))
+            .await?;
         if reply.body.is_empty() {
             return Ok(serde_json::Value::Null);
         }
-        serde_json::from_slice(&reply.body).map_err(|e| ClientError::Invalid(format!("unreadable answer: {e}")))
+        serde_json::from_slice(&reply.body)
+            .map_err(|e| ClientError::Invalid(format!("unreadable answer: {e}")))
     }
 }

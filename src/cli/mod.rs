@@ -19,7 +19,12 @@ const FUNCTIONS: &str = "/2015-03-31/functions";
 #[derive(Debug, clap::Args)]
 pub struct Endpoint {
     /// URL of the Shoal server.
-    #[arg(long, env = "SHOAL_ENDPOINT", default_value = "http://127.0.0.1:9600", global = true)]
+    #[arg(
+        long,
+        env = "SHOAL_ENDPOINT",
+        default_value = "http://127.0.0.1:9600",
+        global = true
+    )]
     pub endpoint: String,
 }
 
@@ -88,7 +93,10 @@ fn package(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
@@ -105,7 +113,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
     let mut variables = serde_json::Map::new();
     for pair in &args.env {
-        let (k, v) = pair.split_once('=').with_context(|| format!("--env {pair}: expected KEY=VALUE"))?;
+        let (k, v) = pair
+            .split_once('=')
+            .with_context(|| format!("--env {pair}: expected KEY=VALUE"))?;
         variables.insert(k.to_string(), json!(v));
     }
     let mut config = json!({ "Runtime": args.runtime, "Handler": args.handler });
@@ -118,17 +128,28 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     if !args.env.is_empty() {
         config["Environment"] = json!({ "Variables": variables });
     }
-    let exists = match client.get_json(&format!("{FUNCTIONS}/{name}/configuration")).await {
+    let exists = match client
+        .get_json(&format!("{FUNCTIONS}/{name}/configuration"))
+        .await
+    {
         Ok(_) => true,
         Err(ClientError::Api { code, .. }) if code == "ResourceNotFoundException" => false,
         Err(e) => return Err(e.into()),
     };
     let result = if exists {
         client
-            .send_json(Method::PUT, &format!("{FUNCTIONS}/{name}/code"), &json!({ "ZipFile": zip_b64 }))
+            .send_json(
+                Method::PUT,
+                &format!("{FUNCTIONS}/{name}/code"),
+                &json!({ "ZipFile": zip_b64 }),
+            )
             .await?;
         client
-            .send_json(Method::PUT, &format!("{FUNCTIONS}/{name}/configuration"), &config)
+            .send_json(
+                Method::PUT,
+                &format!("{FUNCTIONS}/{name}/configuration"),
+                &config,
+            )
             .await?
     } else {
         let mut create = config;
@@ -156,11 +177,21 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
         )
         .await?;
     println!("{}", String::from_utf8_lossy(&reply.body));
-    if let Some(tail) = reply.headers.get("x-amz-log-result").and_then(|v| v.to_str().ok()) {
-        let text = base64::engine::general_purpose::STANDARD.decode(tail).unwrap_or_default();
+    if let Some(tail) = reply
+        .headers
+        .get("x-amz-log-result")
+        .and_then(|v| v.to_str().ok())
+    {
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(tail)
+            .unwrap_or_default();
         eprint!("{}", String::from_utf8_lossy(&text));
     }
-    if let Some(error) = reply.headers.get("x-amz-function-error").and_then(|v| v.to_str().ok()) {
+    if let Some(error) = reply
+        .headers
+        .get("x-amz-function-error")
+        .and_then(|v| v.to_str().ok())
+    {
         eprintln!("FunctionError: {error}");
         return Ok(false);
     }
@@ -172,11 +203,21 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let mut after = 0u64;
     loop {
         let page = client
-            .get_json(&format!("/shoal/v1/functions/{}/logs?after={after}&limit=1000", args.name))
+            .get_json(&format!(
+                "/shoal/v1/functions/{}/logs?after={after}&limit=1000",
+                args.name
+            ))
             .await?;
         let events = page["events"].as_array().cloned().unwrap_or_default();
         for event in &events {
-            println!("{}", event["message"].as_str().unwrap_or_default());
+            // Runtimes join the lines of one record with '\r' (Lambda's format).
+            println!(
+                "{}",
+                event["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace('\r', "\n")
+            );
         }
         after = page["nextAfter"].as_u64().unwrap_or(after);
         if events.len() >= 1000 {
@@ -194,7 +235,10 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
     let client = Client::new(&endpoint.endpoint);
     let mut marker: Option<String> = None;
-    println!("{:<32} {:<16} {:>7} {:>8}  LAST_MODIFIED", "NAME", "RUNTIME", "MEMORY", "TIMEOUT");
+    println!(
+        "{:<32} {:<16} {:>7} {:>8}  LAST_MODIFIED",
+        "NAME", "RUNTIME", "MEMORY", "TIMEOUT"
+    );
     loop {
         let path = match &marker {
             Some(m) => format!("{FUNCTIONS}/?MaxItems=50&Marker={m}"),
@@ -221,7 +265,12 @@ pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
 pub async fn remove(args: NameArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.endpoint.endpoint);
     client
-        .send(Method::DELETE, &format!("{FUNCTIONS}/{}", args.name), &[], None)
+        .send(
+            Method::DELETE,
+            &format!("{FUNCTIONS}/{}", args.name),
+            &[],
+            None,
+        )
         .await?;
     println!("deleted {}", args.name);
     Ok(())

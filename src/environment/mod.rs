@@ -65,7 +65,10 @@ pub enum StartError {
 #[derive(Debug)]
 pub enum InitFailure {
     /// The runtime posted to `/runtime/init/error`.
-    Reported { error_type: Option<String>, body: Bytes },
+    Reported {
+        error_type: Option<String>,
+        body: Bytes,
+    },
     Exited(ExitReason),
     TimedOut(Duration),
 }
@@ -97,8 +100,12 @@ impl Launcher {
         let started_at = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let spec = &function.spec;
-        let log_stream: Arc<str> =
-            format!("{}/[$LATEST]{}", crate::timefmt::stream_date(crate::timefmt::now_ms()), id).into();
+        let log_stream: Arc<str> = format!(
+            "{}/[$LATEST]{}",
+            crate::timefmt::stream_date(crate::timefmt::now_ms()),
+            id
+        )
+        .into();
         let task_root = self.code.task_root(&function.code.sha256_hex);
         let launch = self
             .runtimes
@@ -116,16 +123,29 @@ impl Launcher {
         let server = tokio::spawn(serve_runtime_api(listener, api.clone()));
         let server = AbortOnDrop(server);
 
-        let mut env: Vec<(String, String)> = spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut env: Vec<(String, String)> = spec
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let platform = [
             ("AWS_LAMBDA_RUNTIME_API", api_addr.to_string()),
             ("_HANDLER", spec.handler.clone()),
             ("LAMBDA_TASK_ROOT", task_root.display().to_string()),
-            ("LAMBDA_RUNTIME_DIR", launch.runtime_dir.display().to_string()),
+            (
+                "LAMBDA_RUNTIME_DIR",
+                launch.runtime_dir.display().to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_NAME", spec.name.clone()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string()),
-            ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name)),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                spec.memory_mb.to_string(),
+            ),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", spec.name),
+            ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string()),
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
             ("AWS_REGION", self.arns.region.clone()),
@@ -178,7 +198,6 @@ impl Launcher {
             id,
             function_name: spec.name.clone(),
             revision_id: function.revision_id.clone(),
-            memory_mb: spec.memory_mb,
             started_at,
             api,
             inbox: inbox_tx,
@@ -192,6 +211,9 @@ impl Launcher {
         }))
     }
 }
+
+/// Read buffer limit of a Runtime API connection (headers included).
+const RUNTIME_API_BUFFER_MAX: usize = 2 * 1024 * 1024;
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -212,7 +234,9 @@ async fn serve_runtime_api(listener: tokio::net::TcpListener, api: Arc<RuntimeAp
                 let api = api.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| runtime_api::handle(api.clone(), req));
+                    // Runtime clients may send an X-Ray error cause header of up to 1 MiB.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .max_buf_size(RUNTIME_API_BUFFER_MAX)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -240,7 +264,6 @@ pub struct Environment {
     pub id: String,
     pub function_name: String,
     pub revision_id: String,
-    pub memory_mb: u32,
     started_at: Instant,
     api: Arc<RuntimeApiState>,
     inbox: mpsc::Sender<Dispatch>,
@@ -272,11 +295,10 @@ impl Environment {
     }
 
     pub fn idle_for(&self) -> Duration {
-        self.last_used.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
-    }
-
-    pub fn log_stream(&self) -> &str {
-        &self.target.stream
+        self.last_used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
     }
 
     /// Waits for the end of the init phase: the runtime's first `/next` call.
@@ -293,9 +315,14 @@ impl Environment {
         let state = outcome.unwrap_or_else(|| self.api.init.borrow().clone());
         match state {
             InitState::Ready(at) => Ok(at.saturating_duration_since(self.started_at)),
-            InitState::Failed { error_type, body } => Err(InitFailure::Reported { error_type, body }),
+            InitState::Failed { error_type, body } => {
+                Err(InitFailure::Reported { error_type, body })
+            }
             InitState::Initializing => Err(InitFailure::Exited(
-                self.exit.borrow().clone().unwrap_or_else(|| ExitReason("exited".into())),
+                self.exit
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| ExitReason("exited".into())),
             )),
         }
     }
@@ -331,7 +358,10 @@ impl Environment {
     }
 
     fn exit_reason(&self) -> ExitReason {
-        self.exit.borrow().clone().unwrap_or_else(|| ExitReason("exited".into()))
+        self.exit
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| ExitReason("exited".into()))
     }
 
     /// Starts collecting the invocation's log lines for the tail.

@@ -133,7 +133,9 @@ impl LineSplitter {
     }
 
     fn take(&mut self) -> String {
-        let line = String::from_utf8_lossy(&self.partial).trim_end_matches('\r').to_string();
+        let line = String::from_utf8_lossy(&self.partial)
+            .trim_end_matches('\r')
+            .to_string();
         self.partial.clear();
         line
     }
@@ -150,7 +152,9 @@ async fn read_loop(
     target: LogTarget,
     mut sync_rx: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
-    let mut splitter = LineSplitter { partial: Vec::new() };
+    let mut splitter = LineSplitter {
+        partial: Vec::new(),
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut lines = Vec::new();
     loop {
@@ -212,7 +216,9 @@ mod tests {
 
     #[test]
     fn splits_lines_and_keeps_partials() {
-        let mut splitter = LineSplitter { partial: Vec::new() };
+        let mut splitter = LineSplitter {
+            partial: Vec::new(),
+        };
         let mut out = Vec::new();
         splitter.feed(b"one\ntw", &mut out);
         splitter.feed(b"o\r\nthree", &mut out);

@@ -36,7 +36,10 @@ pub struct Dispatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeOutcome {
     Response(Bytes),
-    Error { error_type: Option<String>, body: Bytes },
+    Error {
+        error_type: Option<String>,
+        body: Bytes,
+    },
     /// The response exceeded [`RESPONSE_MAX_BYTES`].
     ResponseTooLarge,
 }
@@ -47,7 +50,10 @@ pub enum InitState {
     Initializing,
     /// The runtime asked for its first event at this instant.
     Ready(Instant),
-    Failed { error_type: Option<String>, body: Bytes },
+    Failed {
+        error_type: Option<String>,
+        body: Bytes,
+    },
 }
 
 pub struct RuntimeApiState {
@@ -68,7 +74,11 @@ impl RuntimeApiState {
     }
 
     fn complete(&self, request_id: &str, outcome: RuntimeOutcome) -> bool {
-        let reply = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(request_id);
+        let reply = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(request_id);
         match reply {
             Some(reply) => {
                 // The invoker may have given up (timeout); the outcome then has no reader.
@@ -91,7 +101,10 @@ fn json(status: StatusCode, body: serde_json::Value) -> ApiResponse {
 }
 
 fn error(status: StatusCode, error_type: &str, message: &str) -> ApiResponse {
-    json(status, serde_json::json!({ "errorType": error_type, "errorMessage": message }))
+    json(
+        status,
+        serde_json::json!({ "errorType": error_type, "errorMessage": message }),
+    )
 }
 
 fn accepted() -> ApiResponse {
@@ -99,10 +112,17 @@ fn accepted() -> ApiResponse {
 }
 
 /// Serves one request of the Runtime API.
-pub async fn handle(state: Arc<RuntimeApiState>, req: Request<Incoming>) -> Result<ApiResponse, Infallible> {
+pub async fn handle(
+    state: Arc<RuntimeApiState>,
+    req: Request<Incoming>,
+) -> Result<ApiResponse, Infallible> {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
-        return Ok(error(StatusCode::NOT_FOUND, "InvalidRequest", "unknown Runtime API path"));
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "InvalidRequest",
+            "unknown Runtime API path",
+        ));
     };
     let segments: Vec<&str> = rest.split('/').collect();
     let method = req.method().clone();
@@ -110,7 +130,10 @@ pub async fn handle(state: Arc<RuntimeApiState>, req: Request<Incoming>) -> Resu
         (Method::GET, ["invocation", "next"]) => next(&state).await,
         (Method::POST, ["invocation", id, "response"]) => {
             let id = id.to_string();
-            match Limited::new(req.into_body(), RESPONSE_MAX_BYTES).collect().await {
+            match Limited::new(req.into_body(), RESPONSE_MAX_BYTES)
+                .collect()
+                .await
+            {
                 Ok(body) => {
                     if state.complete(&id, RuntimeOutcome::Response(body.to_bytes())) {
                         accepted()
@@ -123,7 +146,9 @@ pub async fn handle(state: Arc<RuntimeApiState>, req: Request<Incoming>) -> Resu
                     error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "RequestEntityTooLarge",
-                        &format!("Exceeded maximum allowed payload size ({RESPONSE_MAX_BYTES} bytes)."),
+                        &format!(
+                            "Exceeded maximum allowed payload size ({RESPONSE_MAX_BYTES} bytes)."
+                        ),
                     )
                 }
             }
@@ -141,7 +166,10 @@ pub async fn handle(state: Arc<RuntimeApiState>, req: Request<Incoming>) -> Resu
             let (error_type, body) = read_error(req).await;
             let failed = state.init.send_if_modified(|s| {
                 if matches!(s, InitState::Initializing) {
-                    *s = InitState::Failed { error_type: error_type.clone(), body: body.clone() };
+                    *s = InitState::Failed {
+                        error_type: error_type.clone(),
+                        body: body.clone(),
+                    };
                     true
                 } else {
                     false
@@ -150,18 +178,32 @@ pub async fn handle(state: Arc<RuntimeApiState>, req: Request<Incoming>) -> Resu
             if failed {
                 accepted()
             } else {
-                error(StatusCode::FORBIDDEN, "InvalidStateTransition", "init/error is only valid during the init phase")
+                error(
+                    StatusCode::FORBIDDEN,
+                    "InvalidStateTransition",
+                    "init/error is only valid during the init phase",
+                )
             }
         }
-        (_, ["invocation", "next"]) | (_, ["invocation", _, _]) | (_, ["init", "error"]) => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "InvalidRequest", "method not allowed")
-        }
-        _ => error(StatusCode::NOT_FOUND, "InvalidRequest", "unknown Runtime API path"),
+        (_, ["invocation", "next"]) | (_, ["invocation", _, _]) | (_, ["init", "error"]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "InvalidRequest",
+            "method not allowed",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "InvalidRequest",
+            "unknown Runtime API path",
+        ),
     })
 }
 
 fn unknown_request(id: &str) -> ApiResponse {
-    error(StatusCode::BAD_REQUEST, "InvalidRequestID", &format!("Invalid request ID: {id}"))
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        &format!("Invalid request ID: {id}"),
+    )
 }
 
 async fn read_error(req: Request<Incoming>) -> (Option<String>, Bytes) {
@@ -170,7 +212,10 @@ async fn read_error(req: Request<Incoming>) -> (Option<String>, Bytes) {
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match Limited::new(req.into_body(), ERROR_MAX_BYTES).collect().await {
+    let body = match Limited::new(req.into_body(), ERROR_MAX_BYTES)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
         Err(_) => Bytes::new(),
     };
@@ -191,7 +236,11 @@ async fn next(state: &RuntimeApiState) -> ApiResponse {
         inbox.recv().await
     };
     let Some(dispatch) = dispatch else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "the environment is shutting down");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            "the environment is shutting down",
+        );
     };
     state
         .inflight
@@ -202,7 +251,10 @@ async fn next(state: &RuntimeApiState) -> ApiResponse {
         .status(StatusCode::OK)
         .header("content-type", "application/json")
         .header("lambda-runtime-aws-request-id", &dispatch.request_id)
-        .header("lambda-runtime-deadline-ms", dispatch.deadline_ms.to_string())
+        .header(
+            "lambda-runtime-deadline-ms",
+            dispatch.deadline_ms.to_string(),
+        )
         .header("lambda-runtime-invoked-function-arn", &state.function_arn)
         .header("lambda-runtime-trace-id", &dispatch.trace_id);
     if let Some(context) = &dispatch.client_context {
@@ -210,5 +262,11 @@ async fn next(state: &RuntimeApiState) -> ApiResponse {
     }
     builder
         .body(Full::new(dispatch.payload))
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceException", "invalid event headers"))
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "invalid event headers",
+            )
+        })
 }

@@ -69,11 +69,18 @@ impl TreeControl for ProcessGroup {
 
     fn peak_memory_mb(&self) -> u64 {
         // VmHWM of the group leader: the runtime process itself.
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pgid)).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pgid)).unwrap_or_default();
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kb| kb.div_ceil(1024))
             .unwrap_or(0)
     }
@@ -85,7 +92,15 @@ impl Sandbox for ProcessSandbox {
     }
 
     fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError> {
-        let stderr = output.try_clone().map_err(|e| SandboxError::Setup(e.to_string()))?;
+        tracing::debug!(
+            program = %spec.program.display(),
+            tmp_dir = %spec.tmp_dir.display(),
+            memory_mb = spec.memory_mb,
+            "starting an unisolated process group (no memory limit, no private /tmp)"
+        );
+        let stderr = output
+            .try_clone()
+            .map_err(|e| SandboxError::Setup(e.to_string()))?;
         let mut command = tokio::process::Command::new(&spec.program);
         command
             .args(&spec.args)
@@ -97,15 +112,23 @@ impl Sandbox for ProcessSandbox {
             .stderr(Stdio::from(stderr))
             .process_group(0)
             .kill_on_drop(true);
-        let child = command.spawn().map_err(|e| SandboxError::InvalidEntrypoint {
-            program: spec.program.display().to_string(),
-            reason: match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                _ => e.to_string(),
-            },
-        })?;
-        let pgid = child.id().map(|id| id as i32).ok_or_else(|| SandboxError::Setup("child exited at once".into()))?;
-        Ok(StartedTree { child, control: Arc::new(ProcessGroup { pgid }) })
+        let child = command
+            .spawn()
+            .map_err(|e| SandboxError::InvalidEntrypoint {
+                program: spec.program.display().to_string(),
+                reason: match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                    std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                    _ => e.to_string(),
+                },
+            })?;
+        let pgid = child
+            .id()
+            .map(|id| id as i32)
+            .ok_or_else(|| SandboxError::Setup("child exited at once".into()))?;
+        Ok(StartedTree {
+            child,
+            control: Arc::new(ProcessGroup { pgid }),
+        })
     }
 }

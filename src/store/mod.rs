@@ -52,7 +52,12 @@ pub struct LogEvent {
 pub trait LogStore: Send + Sync {
     fn append_logs(&self, events: &[NewLogEvent]) -> Result<(), StoreError>;
     /// Events of `function` with `seq > after`, oldest first, at most `limit`.
-    fn read_logs(&self, function: &str, after: u64, limit: usize) -> Result<Vec<LogEvent>, StoreError>;
+    fn read_logs(
+        &self,
+        function: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LogEvent>, StoreError>;
     /// Keeps only the newest `keep` events of `function`.
     fn trim_logs(&self, function: &str, keep: usize) -> Result<(), StoreError>;
     fn delete_logs(&self, function: &str) -> Result<(), StoreError>;

@@ -12,8 +12,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{FunctionStore, LogEvent, LogStore, NewLogEvent, StoreError};
 use crate::function::FunctionRecord;
 
+/// Two connections to one database: function metadata commits with `synchronous=FULL`
+/// (an acknowledged change survives power loss); log events with `NORMAL` (a crash may
+/// lose the last moments of logs, never corrupt them), which keeps fsyncs off the log path.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    logs: Mutex<Connection>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -37,18 +41,37 @@ CREATE INDEX IF NOT EXISTS logs_by_function ON logs (function, seq);
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        let connect = |synchronous: &str| -> Result<Connection, StoreError> {
+            let conn = Connection::open(path).map_err(backend)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(backend)?;
+            conn.pragma_update(None, "synchronous", synchronous)
+                .map_err(backend)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(backend)?;
+            Ok(conn)
+        };
+        let conn = connect("FULL")?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        let logs = connect("NORMAL")?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            logs: Mutex::new(logs),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions
         // roll back), so a poisoned lock is still safe to use.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_logs(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -63,7 +86,9 @@ impl FunctionStore for SqliteStore {
             .prepare("SELECT name, record FROM functions ORDER BY name")
             .map_err(backend)?;
         let rows = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
             .map_err(backend)?;
         let mut records = Vec::new();
         for row in rows {
@@ -119,22 +144,34 @@ impl FunctionStore for SqliteStore {
 
 impl LogStore for SqliteStore {
     fn append_logs(&self, events: &[NewLogEvent]) -> Result<(), StoreError> {
-        let mut conn = self.lock();
+        let mut conn = self.lock_logs();
         let tx = conn.transaction().map_err(backend)?;
         {
             let mut stmt = tx
-                .prepare_cached("INSERT INTO logs (function, ts, stream, message) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT INTO logs (function, ts, stream, message) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(backend)?;
             for event in events {
-                stmt.execute(params![event.function, event.timestamp_ms as i64, event.stream, event.message])
-                    .map_err(backend)?;
+                stmt.execute(params![
+                    event.function,
+                    event.timestamp_ms as i64,
+                    event.stream,
+                    event.message
+                ])
+                .map_err(backend)?;
             }
         }
         tx.commit().map_err(backend)
     }
 
-    fn read_logs(&self, function: &str, after: u64, limit: usize) -> Result<Vec<LogEvent>, StoreError> {
-        let conn = self.lock();
+    fn read_logs(
+        &self,
+        function: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LogEvent>, StoreError> {
+        let conn = self.lock_logs();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, ts, stream, message FROM logs WHERE function = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -154,7 +191,7 @@ impl LogStore for SqliteStore {
     }
 
     fn trim_logs(&self, function: &str, keep: usize) -> Result<(), StoreError> {
-        let conn = self.lock();
+        let conn = self.lock_logs();
         let cutoff: Option<i64> = conn
             .query_row(
                 "SELECT seq FROM logs WHERE function = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
@@ -174,7 +211,7 @@ impl LogStore for SqliteStore {
     }
 
     fn delete_logs(&self, function: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
+        let conn = self.lock_logs();
         conn.execute("DELETE FROM logs WHERE function = ?1", params![function])
             .map_err(backend)?;
         Ok(())
@@ -200,7 +237,11 @@ mod tests {
                 environment: Default::default(),
                 architecture: "x86_64".into(),
             },
-            code: CodeRef { sha256_hex: "00".into(), sha256_b64: "AA==".into(), size: 1 },
+            code: CodeRef {
+                sha256_hex: "00".into(),
+                sha256_b64: "AA==".into(),
+                size: 1,
+            },
             last_modified_ms: 1,
             revision_id: "r1".into(),
         }
@@ -213,11 +254,17 @@ mod tests {
         {
             let store = SqliteStore::open(&path).unwrap();
             store.insert_function(&record("a")).unwrap();
-            assert!(matches!(store.insert_function(&record("a")), Err(StoreError::AlreadyExists(_))));
+            assert!(matches!(
+                store.insert_function(&record("a")),
+                Err(StoreError::AlreadyExists(_))
+            ));
             let mut changed = record("a");
             changed.spec.memory_mb = 256;
             store.update_function(&changed).unwrap();
-            assert!(matches!(store.update_function(&record("zz")), Err(StoreError::NotFound(_))));
+            assert!(matches!(
+                store.update_function(&record("zz")),
+                Err(StoreError::NotFound(_))
+            ));
         }
         let store = SqliteStore::open(&path).unwrap();
         let loaded = store.load_functions().unwrap();
@@ -247,6 +294,9 @@ mod tests {
         assert_eq!(after.len(), 2);
         store.trim_logs("f", 4).unwrap();
         let kept = store.read_logs("f", 0, 100).unwrap();
-        assert_eq!(kept.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["line 6", "line 7", "line 8", "line 9"]);
+        assert_eq!(
+            kept.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+            ["line 6", "line 7", "line 8", "line 9"]
+        );
     }
 }

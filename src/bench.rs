@@ -1,0 +1,353 @@
+//! `shoal bench`: the invoke path's figures, beside a baseline measured in the same run.
+//!
+//! Starts a server in-process on a free loopback port (own temporary data directory) and
+//! a plain hyper echo server, then measures with the same HTTP client: the echo baseline,
+//! warm invoke latency (p50/p99) and throughput for no-op `provided` and Python functions,
+//! and cold-start latency (invoke to response with no warm environment) for `provided`,
+//! Python and Node. The no-op `provided` function is this binary itself, run as a minimal
+//! Runtime API client (see [`noop_runtime`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
+use serde_json::json;
+
+use crate::cli::client::Client;
+use crate::config::ServerSettings;
+
+/// Set in a function's environment, makes this binary a no-op Runtime API client.
+pub const NOOP_RUNTIME_VAR: &str = "SHOAL_NOOP_RUNTIME";
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Sequential requests per warm latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Concurrent clients for the throughput measurement.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// How long each throughput measurement runs.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Cold starts measured per runtime.
+    #[arg(long, default_value_t = 20)]
+    pub cold_starts: usize,
+}
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[index]
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+async fn sequential(client: &Client, path: &str, n: usize) -> anyhow::Result<Latencies> {
+    let mut samples = Vec::with_capacity(n);
+    let body = Bytes::from_static(b"{\"bench\":true}");
+    for _ in 0..n {
+        let start = Instant::now();
+        let reply = client
+            .send(Method::POST, path, &[], Some(body.clone()))
+            .await?;
+        samples.push(start.elapsed());
+        anyhow::ensure!(
+            !reply.headers.contains_key("x-amz-function-error"),
+            "function failed: {:?}",
+            reply.body
+        );
+    }
+    Ok(Latencies(samples))
+}
+
+async fn throughput(
+    client: &Client,
+    path: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut count = 0u64;
+            let body = Bytes::from_static(b"{\"bench\":true}");
+            while Instant::now() < deadline {
+                client
+                    .send(Method::POST, &path, &[], Some(body.clone()))
+                    .await?;
+                count += 1;
+            }
+            Ok::<_, anyhow::Error>(count)
+        }));
+    }
+    let start = Instant::now();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn start_echo_server() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn zip_of(files: &[(&str, &[u8], u32)]) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data, mode) in files {
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(*mode);
+        writer.start_file(*name, options)?;
+        writer.write_all(data)?;
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(writer.finish()?.into_inner()))
+}
+
+async fn create(
+    client: &Client,
+    name: &str,
+    runtime: &str,
+    handler: &str,
+    zip: String,
+    env: serde_json::Value,
+) -> anyhow::Result<()> {
+    client
+        .send_json(
+            Method::POST,
+            "/2015-03-31/functions",
+            &json!({
+                "FunctionName": name, "Runtime": runtime, "Handler": handler, "Role": "bench",
+                "Code": { "ZipFile": zip }, "Environment": { "Variables": env },
+            }),
+        )
+        .await
+        .with_context(|| format!("creating {name}"))?;
+    Ok(())
+}
+
+async fn cold_starts(client: &Client, name: &str, n: usize) -> anyhow::Result<Latencies> {
+    let path = format!("/2015-03-31/functions/{name}/invocations");
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        // A configuration change retires the warm environments: the next invoke is cold.
+        client
+            .send_json(
+                Method::PUT,
+                &format!("/2015-03-31/functions/{name}/configuration"),
+                &json!({ "Description": format!("cold start {i}") }),
+            )
+            .await?;
+        let start = Instant::now();
+        client
+            .send(Method::POST, &path, &[], Some(Bytes::from_static(b"{}")))
+            .await?;
+        samples.push(start.elapsed());
+    }
+    Ok(Latencies(samples))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let data_dir = std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id()));
+    let result = run_in(&args, &data_dir).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result
+}
+
+async fn run_in(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<()> {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        settings: ServerSettings,
+    }
+    let matches = Wrapper::command().get_matches_from([
+        "shoal",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--keep-alive",
+        "10m",
+    ]);
+    let settings = Wrapper::from_arg_matches(&matches)?.settings;
+    let server = crate::server::start(settings).await?;
+    let client = Client::new(&format!("http://{}", server.addr));
+    let echo = Client::new(&format!("http://{}", start_echo_server().await?));
+
+    let me = std::fs::read(std::env::current_exe()?)?;
+    create(
+        &client,
+        "noop-provided",
+        "provided.al2023",
+        "bootstrap",
+        zip_of(&[("bootstrap", &me, 0o755)])?,
+        json!({ NOOP_RUNTIME_VAR: "1" }),
+    )
+    .await?;
+    create(
+        &client,
+        "noop-python",
+        "python3.12",
+        "app.handler",
+        zip_of(&[(
+            "app.py",
+            b"def handler(event, context):\n    return {}\n",
+            0o644,
+        )])?,
+        json!({}),
+    )
+    .await?;
+    create(
+        &client,
+        "noop-node",
+        "nodejs20.x",
+        "index.handler",
+        zip_of(&[(
+            "index.mjs",
+            b"export const handler = async () => ({});\n",
+            0o644,
+        )])?,
+        json!({}),
+    )
+    .await?;
+
+    println!(
+        "shoal bench: {} sequential requests, {} clients for {:?}, {} cold starts per runtime",
+        args.requests, args.concurrency, args.duration, args.cold_starts
+    );
+    println!();
+    println!(
+        "{:<34} {:>10} {:>10} {:>12}",
+        "warm path", "p50 ms", "p99 ms", "req/s"
+    );
+    let echo_lat = sequential(&echo, "/echo", args.requests).await?;
+    let echo_tput = throughput(&echo, "/echo", args.concurrency, args.duration).await?;
+    println!(
+        "{:<34} {:>10} {:>10} {:>12.0}",
+        "baseline: hyper echo (loopback)",
+        ms(echo_lat.percentile(0.5)),
+        ms(echo_lat.percentile(0.99)),
+        echo_tput
+    );
+    let mut warm = Vec::new();
+    for name in ["noop-provided", "noop-python"] {
+        let path = format!("/2015-03-31/functions/{name}/invocations");
+        sequential(&client, &path, 50).await?; // warm up
+        let lat = sequential(&client, &path, args.requests).await?;
+        let tput = throughput(&client, &path, args.concurrency, args.duration).await?;
+        println!(
+            "{:<34} {:>10} {:>10} {:>12.0}",
+            format!("invoke {name}"),
+            ms(lat.percentile(0.5)),
+            ms(lat.percentile(0.99)),
+            tput
+        );
+        warm.push((name, lat.percentile(0.5)));
+    }
+    for (name, p50) in &warm {
+        println!(
+            "  {name}: warm p50 = {:.1}x the echo baseline",
+            p50.as_secs_f64() / echo_lat.percentile(0.5).as_secs_f64()
+        );
+    }
+    println!();
+    println!(
+        "{:<34} {:>10} {:>10}",
+        "cold start (invoke to response)", "p50 ms", "p99 ms"
+    );
+    for name in ["noop-provided", "noop-python", "noop-node"] {
+        let lat = cold_starts(&client, name, args.cold_starts).await?;
+        println!(
+            "{:<34} {:>10} {:>10}",
+            name,
+            ms(lat.percentile(0.5)),
+            ms(lat.percentile(0.99))
+        );
+    }
+    server.stop().await?;
+    Ok(())
+}
+
+/// A minimal Runtime API client: answers every event with `{}`. Used as the no-op
+/// `provided` function of the benchmark.
+pub fn noop_runtime() -> anyhow::Result<()> {
+    let api =
+        std::env::var("AWS_LAMBDA_RUNTIME_API").context("AWS_LAMBDA_RUNTIME_API is not set")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = Client::new(&format!("http://{api}"));
+        loop {
+            let next = client
+                .send_raw(
+                    Method::GET,
+                    "/2018-06-01/runtime/invocation/next",
+                    &[],
+                    None,
+                )
+                .await?;
+            let id = next
+                .headers
+                .get("lambda-runtime-aws-request-id")
+                .and_then(|v| v.to_str().ok())
+                .context("no request id")?
+                .to_string();
+            client
+                .send_raw(
+                    Method::POST,
+                    &format!("/2018-06-01/runtime/invocation/{id}/response"),
+                    &[],
+                    Some(Bytes::from_static(b"{}")),
+                )
+                .await?;
+        }
+    })
+}

@@ -147,7 +147,7 @@ impl Invoker {
             match env.wait_ready(self.init_timeout).await {
                 Ok(d) => init_duration = Some(d),
                 Err(failure) => {
-                    init_duration = Some(Duration::ZERO);
+                    init_duration = Some(env.age());
                     ending = Some(self.init_ending(&request_id, failure));
                 }
             }

@@ -1,24 +1,29 @@
 """Shoal's managed Python runtime loop.
 
-Shoal runs this file as ``python3 -u $LAMBDA_RUNTIME_DIR/bootstrap.py`` inside a
+Shoal runs this file as ``python3 -S -u $LAMBDA_RUNTIME_DIR/bootstrap.py`` inside a
 function's execution environment. It speaks the Lambda Runtime API found at
 AWS_LAMBDA_RUNTIME_API, loads the handler named by _HANDLER from LAMBDA_TASK_ROOT,
 and behaves like AWS Lambda's Python runtime (awslambdaric): same context object,
 same error bodies and errorType values, same log line formats.
 
 Standard library only; Python 3.8+.
+
+Cold start matters here, so the file imports next to nothing at start:
+- ``-S`` skips the ``site`` module (its .pth processing is slow on some hosts);
+  _add_site_packages() puts the interpreter's site-packages on sys.path instead.
+- The Runtime API client is a small HTTP/1.1 client over one ``_socket``
+  connection (``http.client`` pulls in the email package; ``socket`` pulls in enum).
+- JSON goes through the ``_json`` C accelerator directly (``json`` pulls in re).
+- ``traceback`` is imported on the first error, ``logging`` is set up when
+  something first imports it (see _LateStdlib), ``decimal`` is never imported.
 """
 
-import decimal
-import http.client
-import importlib
-import json
-import logging
 import os
-import signal
 import sys
 import time
-import traceback
+
+import _signal
+import _socket
 
 _THIS_FILE = os.path.abspath(__file__)
 _THIS_FILES = (__file__, _THIS_FILE)
@@ -32,6 +37,148 @@ _ERROR_LOG_LINE_TERMINATE = "\r"
 _ERROR_LOG_INDENT = "\u00a0"
 
 _request_id = ""  # the invocation in progress, for log records
+
+# sys.path as the interpreter set it up, without this file's folder: where the
+# standard modules the runtime imports late are looked up (see _LateStdlib).
+_BOOT_PATH = sys.path[1:]
+
+
+# ---------------------------------------------------------------- startup
+
+
+def _add_site_packages():
+    """Append the interpreter's site-packages folders to sys.path, as ``site`` would
+    (venv, user site, Debian dist-packages) but without processing .pth files."""
+    path = os.path
+    version = "python%d.%d" % sys.version_info[:2]
+    if "t" in getattr(sys, "abiflags", ""):  # free-threaded build: lib/python3.13t
+        version += "t"
+    platlibdir = getattr(sys, "platlibdir", "lib")
+    libdirs = [platlibdir] if platlibdir == "lib" else [platlibdir, "lib"]
+
+    def site_dirs(prefix):
+        return [path.join(prefix, libdir, version, "site-packages") for libdir in libdirs]
+
+    dirs = []
+    prefixes = [sys.prefix, sys.exec_prefix]
+    user_site = not sys.flags.no_user_site and (
+        os.geteuid() == os.getuid() and os.getegid() == os.getgid()
+    )
+    # A venv: without `site`, sys.prefix still names the base installation.
+    venv = None
+    if sys.executable:
+        exe_dir = path.dirname(path.abspath(sys.executable))
+        for conf in (path.join(exe_dir, "pyvenv.cfg"),
+                     path.join(path.dirname(exe_dir), "pyvenv.cfg")):
+            if path.isfile(conf):
+                venv = path.dirname(exe_dir)
+                system_site = "true"
+                try:
+                    with open(conf, encoding="utf-8") as f:
+                        for line in f:
+                            key, eq, value = line.partition("=")
+                            if eq and key.strip().lower() == "include-system-site-packages":
+                                system_site = value.strip().lower()
+                except OSError:
+                    pass
+                dirs.extend(site_dirs(venv))
+                if system_site == "true":
+                    prefixes.insert(0, venv)
+                else:
+                    prefixes = []
+                    user_site = False
+                break
+    if user_site:
+        base = os.environ.get("PYTHONUSERBASE") or path.expanduser("~/.local")
+        dirs.append(path.join(base, "lib", version, "site-packages"))
+    seen = set()
+    for prefix in prefixes:
+        if prefix and prefix not in seen:
+            seen.add(prefix)
+            dirs.extend(site_dirs(prefix))
+            if venv is None:  # Debian/Ubuntu system Pythons use dist-packages
+                dirs.append(path.join(prefix, "local/lib", version, "dist-packages"))
+                dirs.append(path.join(prefix, "lib/python3/dist-packages"))
+                dirs.append(path.join(prefix, "lib", version, "dist-packages"))
+    syspath = sys.path
+    for d in dirs:
+        if d not in syspath and path.isdir(d):
+            syspath.append(d)
+
+
+_add_site_packages()
+
+
+def _install_quit():
+    # `site` also defines the exit() and quit() builtins, which some functions call.
+    import builtins
+
+    class Quitter(object):
+        def __init__(self, name):
+            self.name = name
+
+        def __repr__(self):
+            return "Use %s() or Ctrl-D (i.e. EOF) to exit" % self.name
+
+        def __call__(self, code=None):
+            try:
+                sys.stdin.close()
+            except Exception:
+                pass
+            raise SystemExit(code)
+
+    for name in ("exit", "quit"):
+        if not hasattr(builtins, name):
+            setattr(builtins, name, Quitter(name))
+
+
+_install_quit()
+
+
+class _LateStdlib(object):
+    """First on sys.meta_path: the standard modules the runtime imports only when it
+    needs them still come from the interpreter's own path, as when the runtime
+    imported them at start (a function's own logging.py or json.py does not replace
+    them), and the first import of ``logging`` installs the Lambda log handler."""
+
+    names = frozenset(("logging", "traceback", "json"))
+
+    def find_spec(self, name, path=None, target=None):
+        if path is not None or name not in self.names:
+            return None
+        spec = None
+        finder = getattr(sys.modules.get("_frozen_importlib_external"), "PathFinder", None)
+        if finder is not None:
+            spec = finder.find_spec(name, _BOOT_PATH)
+        if spec is None:
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if finder is not self and find is not None:
+                    spec = find(name, path, target)
+                    if spec is not None:
+                        break
+        if name == "logging" and spec is not None and spec.loader is not None:
+            spec.loader = _SetupLoggingLoader(spec)
+        return spec
+
+
+class _SetupLoggingLoader(object):
+    def __init__(self, spec):
+        self.spec = spec
+        self.loader = spec.loader
+
+    def create_module(self, spec):
+        create = getattr(self.loader, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module):
+        # The module keeps its real loader; this one only runs the setup after it.
+        loader = self.spec.loader = module.__loader__ = self.loader
+        loader.exec_module(module)
+        try:
+            _setup_logging(module)
+        except Exception:
+            pass
 
 
 class _Fault(Exception):
@@ -47,48 +194,206 @@ class _Fault(Exception):
 # ---------------------------------------------------------------- Runtime API
 
 
+class ProtocolError(Exception):
+    """The Runtime API answered something that is not HTTP/1.1 as we know it."""
+
+
+def _closed():
+    return ConnectionResetError("Remote end closed connection without response")
+
+
 class _RuntimeApi(object):
-    """One keep-alive HTTP/1.1 connection for the whole life of the process."""
+    """One keep-alive HTTP/1.1 connection for the whole life of the process.
+
+    The Runtime API is Shoal's own (hyper) server on a local address: a minimal
+    client is enough. Bodies: Content-Length, chunked, or up to the close."""
 
     def __init__(self, address):
-        host, _, port = address.rpartition(":")
-        if not host:  # "host" alone
+        host, sep, port = address.rpartition(":")
+        if not sep or "]" in port:  # "host" alone, or "[v6]" alone
             host, port = address, "80"
-        self.conn = http.client.HTTPConnection(host, int(port))  # no timeout
+        self.port = int(port)
+        if host[:1] == "[" and host[-1:] == "]":
+            host = host[1:-1]
+        self.host = host
+        if self.port == 80:
+            self.host_header = "[%s]" % host if ":" in host else host
+        else:
+            self.host_header = ("[%s]:%d" if ":" in host else "%s:%d") % (host, self.port)
+        self.sock = None
+        self.buf = b""
+
+    def _connect(self):
+        host = self.host
+        try:
+            # bytes: a str host makes _socket encode it with the "idna" codec,
+            # which imports re, unicodedata and stringprep (~10 ms).
+            host = host.encode("ascii")
+        except UnicodeError:
+            pass
+        error = None
+        for family, kind, proto, _, addr in _socket.getaddrinfo(
+            host, self.port, 0, _socket.SOCK_STREAM
+        ):
+            sock = _socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(None)  # the long poll on /next has no time limit
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                sock.connect(addr)
+                return sock
+            except OSError as e:
+                sock.close()
+                error = e
+        raise error or OSError("getaddrinfo returned no address for %r" % self.host)
+
+    def close(self):
+        sock, self.sock, self.buf = self.sock, None, b""
+        if sock is not None:
+            sock.close()
+
+    def _recv(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise _closed()
+        return data
+
+    def _until(self, sep, limit):
+        """Bytes up to sep (dropped), reading more as needed."""
+        buf = self.buf
+        i = buf.find(sep)
+        while i < 0:
+            if len(buf) > limit:
+                raise ProtocolError("response line or header block too long")
+            n = len(buf)
+            buf += self._recv()
+            i = buf.find(sep, max(n - len(sep) + 1, 0))
+        self.buf = buf[i + len(sep):]
+        return buf[:i]
+
+    def _take(self, n):
+        """The next n bytes."""
+        buf = self.buf
+        if len(buf) >= n:
+            self.buf = buf[n:]
+            return buf[:n]
+        data = bytearray(n)
+        view = memoryview(data)
+        got = len(buf)
+        view[:got] = buf
+        self.buf = b""
+        recv_into = self.sock.recv_into
+        while got < n:
+            k = recv_into(view[got:])
+            if not k:
+                raise _closed()
+            got += k
+        return bytes(data)
+
+    def _read_response(self, method):
+        while True:
+            head = self._until(b"\r\n\r\n", 1 << 20).decode("latin-1").split("\r\n")
+            parts = head[0].split(None, 2)
+            try:
+                version, status = parts[0], int(parts[1])
+            except (IndexError, ValueError):
+                raise ProtocolError("bad status line: %r" % head[0][:100])
+            if not version.startswith("HTTP/"):
+                raise ProtocolError("bad status line: %r" % head[0][:100])
+            headers = {}
+            name = None
+            for line in head[1:]:
+                if line[:1] in (" ", "\t") and name is not None:  # obsolete folding
+                    headers[name] += " " + line.strip()
+                    continue
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise ProtocolError("bad header line: %r" % line[:100])
+                name = name.strip().lower()
+                headers[name] = value.strip()
+            if 100 <= status < 200 and status != 101:
+                continue  # an interim response: the real one follows
+            break
+        connection = headers.get("connection", "").lower()
+        keep_alive = version == "HTTP/1.1" and "close" not in connection or (
+            "keep-alive" in connection
+        )
+        if method == "HEAD" or status in (101, 204, 304):
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            chunks = []
+            while True:
+                line = self._until(b"\r\n", 65536)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise ProtocolError("bad chunk size line: %r" % line[:100])
+                if size == 0:
+                    while self._until(b"\r\n", 65536):  # trailers
+                        pass
+                    break
+                chunks.append(self._take(size))
+                self._take(2)
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError:
+                raise ProtocolError("bad Content-Length: %r" % headers["content-length"])
+            body = self._take(length)
+        else:  # the body runs to the end of the connection
+            chunks = [self.buf]
+            self.buf = b""
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+            body = b"".join(chunks)
+            keep_alive = False
+        if not keep_alive:
+            self.close()
+        return status, headers, body
 
     def call(self, method, path, body=None, headers=None):
-        conn = self.conn
+        head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, path, self.host_header)
+        if headers:
+            for name, value in headers.items():
+                head += "%s: %s\r\n" % (name, value)
+        if body is not None:
+            head += "Content-Length: %d\r\n" % len(body)
+        data = (head + "\r\n").encode("latin-1")
+        if body is not None and len(body) < 65536:
+            data += body
+            body = None
         for attempt in (0, 1):
             try:
-                if body is None:
-                    conn.request(method, path)
-                else:
-                    conn.request(method, path, body, headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                return resp, data
-            except (http.client.HTTPException, ConnectionError) as e:
+                if self.sock is None:
+                    self.sock = self._connect()
+                self.sock.sendall(data)
+                if body:
+                    self.sock.sendall(body)
+                return self._read_response(method)
+            except (ConnectionError, ProtocolError):
                 # The server may have dropped the idle keep-alive connection:
                 # reconnect once, then give up.
-                conn.close()
+                self.close()
                 if attempt:
-                    raise e
+                    raise
 
     def next(self):
-        resp, body = self.call("GET", _NEXT)
-        if resp.status != 200:
+        status, headers, body = self.call("GET", _NEXT)
+        if status != 200:
             raise RuntimeError(
-                "Runtime API %s returned %d: %r" % (_NEXT, resp.status, body[:300])
+                "Runtime API %s returned %d: %r" % (_NEXT, status, body[:300])
             )
-        # One pass over the headers; lookups below use lower-case names.
-        return {k.lower(): v for k, v in resp.getheaders()}, body
+        return headers, body  # header names are lower-case
 
     def post(self, path, body, headers):
-        resp, data = self.call("POST", path, body, headers)
-        if resp.status != 202:
+        status, _, data = self.call("POST", path, body, headers)
+        if status != 202:
             _write_stdout(
                 "[WARNING]\tRuntime API %s returned %d: %s\n"
-                % (path, resp.status, data[:300].decode("utf-8", "replace"))
+                % (path, status, data[:300].decode("utf-8", "replace"))
             )
 
 
@@ -97,7 +402,9 @@ class _RuntimeApi(object):
 
 def _json_default(obj):
     # DynamoDB/boto3 hand out Decimals; Lambda's runtime writes them as numbers.
-    if isinstance(obj, decimal.Decimal):
+    # Any Decimal comes from an already imported decimal module.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(obj, decimal.Decimal):
         if obj.is_nan():
             return float("nan")
         if obj == obj.to_integral_value() and obj.as_tuple().exponent >= 0:
@@ -108,10 +415,60 @@ def _json_default(obj):
     )
 
 
-# Same separators as Lambda's Python runtime (", " and ": "), no ASCII escaping.
-_encode = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=True, default=_json_default
-).encode
+class _ScanContext(object):
+    # What json.JSONDecoder() hands to the scanner.
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {
+        "-Infinity": float("-inf"),
+        "Infinity": float("inf"),
+        "NaN": float("nan"),
+    }.__getitem__
+    memo = {}
+
+
+def _json_codec():
+    """(encode, loads): json.JSONEncoder(ensure_ascii=False, allow_nan=True,
+    default=_json_default).encode and json.loads, on the C accelerator alone."""
+    try:
+        from _json import encode_basestring, make_encoder, make_scanner
+
+        args = (_json_default, encode_basestring, None, ": ", ", ", False, False, True)
+        make_encoder({}, *args)  # the same arguments JSONEncoder.iterencode passes
+        scan = make_scanner(_ScanContext())
+    except Exception:  # no accelerator, or not the one we know: the json package
+        import json
+
+        encoder = json.JSONEncoder(
+            ensure_ascii=False, allow_nan=True, default=_json_default
+        )
+        return encoder.encode, json.loads
+
+    def encode(obj):
+        # Same separators as Lambda's Python runtime (", " and ": "), no ASCII escaping.
+        return "".join(make_encoder({}, *args)(obj, 0))
+
+    def loads(data, _ws=" \t\n\r"):
+        try:
+            s = data if data.__class__ is str else data.decode("utf-8")
+            obj, end = scan(s, len(s) - len(s.lstrip(_ws)))
+            if end == len(s) or not s[end:].strip(_ws):
+                return obj
+        except Exception:
+            pass
+        # Not plain UTF-8 JSON, or not JSON at all: json.loads has the last word
+        # (other encodings, and its exact error messages).
+        import json
+
+        return json.loads(data)
+
+    return encode, loads
+
+
+_encode, _loads = _json_codec()
 
 
 # ---------------------------------------------------------------- context
@@ -165,7 +522,7 @@ def _obj_from_dict(cls, d):
 
 def _parse_json_header(value, name):
     try:
-        return json.loads(value)
+        return _loads(value)
     except Exception as e:
         raise _Fault(
             "Runtime.LambdaContextUnmarshalError",
@@ -252,23 +609,24 @@ def _flush():
             pass
 
 
-class _LambdaLoggerHandler(logging.Handler):
-    def emit(self, record):
-        try:
-            _write_stdout(self.format(record))
-        except Exception:
-            self.handleError(record)
-
-
-class _LambdaLoggerFilter(logging.Filter):
-    def filter(self, record):
-        record.aws_request_id = _request_id
-        return True
-
-
-def _setup_logging():
+def _setup_logging(logging):
+    # Runs when `logging` is first imported (by the function or a library), before
+    # the importer gets the module: the root logger has the Lambda handler from the
+    # start, as on Lambda (so logging.basicConfig() in a function does nothing).
     # Like Lambda: "[INFO]\t2024-01-01T00:00:00.123Z\t<request id>\tmessage".
     # The root logger stays at WARNING unless AWS_LAMBDA_LOG_LEVEL says otherwise.
+    class _LambdaLoggerHandler(logging.Handler):
+        def emit(self, record):
+            try:
+                _write_stdout(self.format(record))
+            except Exception:
+                self.handleError(record)
+
+    class _LambdaLoggerFilter(logging.Filter):
+        def filter(self, record):
+            record.aws_request_id = _request_id
+            return True
+
     logging.Formatter.converter = time.gmtime
     handler = _LambdaLoggerHandler()
     handler.setFormatter(
@@ -329,6 +687,8 @@ def _make_error(message, error_type, stack_trace, request_id=""):
 
 def _user_frames(tb):
     """The traceback's frames without the runtime's own (and importlib's) frames."""
+    import traceback
+
     frames = [(f.filename, f.lineno, f.name, f.line) for f in traceback.extract_tb(tb)]
     i = 0
     while i < len(frames):
@@ -350,6 +710,16 @@ def _exception_error(request_id=""):
 # ---------------------------------------------------------------- handler
 
 
+def _import_module(name):
+    # importlib.import_module without importing importlib (same lookup).
+    if name.startswith("."):
+        import importlib  # a relative name: let it explain the error
+
+        return importlib.import_module(name)
+    __import__(name)
+    return sys.modules[name]
+
+
 def _load_handler(handler):
     try:
         modname, fname = handler.rsplit(".", 1)
@@ -363,7 +733,7 @@ def _load_handler(handler):
                 "Runtime.BuiltInModuleConflict",
                 "Cannot use built-in module %s as a handler module" % modname,
             )
-        module = importlib.import_module(modname.replace("/", "."))
+        module = _import_module(modname.replace("/", "."))
     except ImportError as e:
         raise _Fault(
             "Runtime.ImportModuleError",
@@ -398,18 +768,16 @@ def _on_signal(signum, frame):
 def main():
     global _request_id
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    _signal.signal(_signal.SIGTERM, _on_signal)
+    _signal.signal(_signal.SIGINT, _on_signal)
 
-    task_root = _env.get("LAMBDA_TASK_ROOT") or os.getcwd()
-    # sys.path[0] is this file's folder; the function's code takes its place.
-    here = os.path.dirname(os.path.realpath(_THIS_FILE))
-    if sys.path and os.path.realpath(sys.path[0] or ".") == here:
-        sys.path[0] = task_root
-    else:
-        sys.path.insert(0, task_root)
+    # The function's code first, then this file's folder, the interpreter's path
+    # and site-packages (appended at start).
+    sys.path.insert(0, _env.get("LAMBDA_TASK_ROOT") or os.getcwd())
+    sys.meta_path.insert(0, _LateStdlib())
+    if "logging" in sys.modules:
+        _setup_logging(sys.modules["logging"])
 
-    _setup_logging()
     api = _RuntimeApi(_env["AWS_LAMBDA_RUNTIME_API"])
 
     try:
@@ -435,7 +803,7 @@ def main():
 
     # Hot path: everything below runs once per invocation.
     environ = os.environ
-    loads = json.loads
+    loads = _loads
     encode = _encode
     flush = _flush
     post = api.post
@@ -507,7 +875,7 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (OSError, http.client.HTTPException, RuntimeError) as e:
+    except (OSError, ProtocolError, RuntimeError) as e:
         _write_stdout("[ERROR] Runtime API failure: %s: %s\n" % (e.__class__.__name__, e))
         _flush()
         sys.exit(1)

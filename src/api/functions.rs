@@ -171,6 +171,35 @@ fn function_name(raw: &str) -> Result<String, ApiError> {
     Ok(reference.name)
 }
 
+#[derive(Deserialize)]
+pub struct QualifierQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+/// The function named by `raw` (and an optional `?Qualifier=`) when it designates
+/// `$LATEST`; a version or alias that does not exist is a 404, as on Lambda.
+fn latest_function_name(
+    state: &SharedState,
+    raw: &str,
+    query_qualifier: Option<String>,
+) -> Result<String, ApiError> {
+    let reference = parse_function_ref(raw)?;
+    let qualifier = query_qualifier
+        .filter(|q| !q.is_empty())
+        .or(reference.qualifier);
+    match qualifier.as_deref() {
+        None | Some("$LATEST") => Ok(reference.name),
+        Some(q) => {
+            function::validate_qualifier(q)?;
+            Err(ApiError::ResourceNotFound(format!(
+                "Function not found: {}:{q}",
+                state.arns.function_arn(&reference.name)
+            )))
+        }
+    }
+}
+
 fn too_large() -> ApiError {
     ApiError::RequestTooLarge(format!(
         "Request must be smaller than {CONTROL_BODY_MAX} bytes"
@@ -244,9 +273,10 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
 pub async fn get(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
+    Query(query): Query<QualifierQuery>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
+    let name = latest_function_name(&state, &raw, query.qualifier)?;
     let record = state
         .registry
         .require(&name, || state.arns.function_arn(&name))?;
@@ -284,8 +314,9 @@ pub async fn download_code(
 pub async fn get_configuration(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
+    Query(query): Query<QualifierQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
+    let name = latest_function_name(&state, &raw, query.qualifier)?;
     let record = state
         .registry
         .require(&name, || state.arns.function_arn(&name))?;
@@ -406,8 +437,19 @@ pub async fn update_configuration(
 pub async fn delete(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
+    Query(query): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let name = function_name(&raw)?;
+    let reference = parse_function_ref(&raw)?;
+    let qualifier = query
+        .qualifier
+        .filter(|q| !q.is_empty())
+        .or(reference.qualifier);
+    if qualifier.as_deref() == Some("$LATEST") {
+        return Err(ApiError::InvalidParameterValue(
+            "$LATEST version cannot be deleted without deleting the function.".into(),
+        ));
+    }
+    let name = latest_function_name(&state, &raw, qualifier)?;
     state
         .registry
         .delete(&name, state.arns.function_arn(&name))

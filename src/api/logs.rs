@@ -13,8 +13,19 @@ const MAX_LIMIT: usize = 10_000;
 
 #[derive(Deserialize)]
 pub struct LogsQuery {
-    after: Option<u64>,
-    limit: Option<usize>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+fn number<T: std::str::FromStr>(name: &str, raw: Option<&str>, default: T) -> Result<T, ApiError> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(raw) => raw.parse().map_err(|_| {
+            ApiError::InvalidParameterValue(format!(
+                "'{name}' must be a non-negative integer, got '{raw}'"
+            ))
+        }),
+    }
 }
 
 pub async fn read(
@@ -26,8 +37,8 @@ pub async fn read(
     state
         .registry
         .require(&name, || state.arns.function_arn(&name))?;
-    let after = query.after.unwrap_or(0);
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let after: u64 = number("after", query.after.as_deref(), 0)?;
+    let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
     let store = state.registry.logs();
     let events = tokio::task::spawn_blocking(move || store.read_logs(&name, after, limit))
         .await

@@ -16,6 +16,24 @@ use client::{Client, ClientError};
 
 const FUNCTIONS: &str = "/2015-03-31/functions";
 
+/// Writes a line to stdout; a closed pipe (`shoal logs f | head`) ends the command quietly.
+fn emit(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Endpoint {
     /// URL of the Shoal server.
@@ -93,7 +111,7 @@ fn package(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
@@ -176,7 +194,7 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
             Some(Bytes::from(args.payload.clone())),
         )
         .await?;
-    println!("{}", String::from_utf8_lossy(&reply.body));
+    say!("{}", String::from_utf8_lossy(&reply.body));
     if let Some(tail) = reply
         .headers
         .get("x-amz-log-result")
@@ -211,7 +229,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         let events = page["events"].as_array().cloned().unwrap_or_default();
         for event in &events {
             // Runtimes join the lines of one record with '\r' (Lambda's format).
-            println!(
+            say!(
                 "{}",
                 event["message"]
                     .as_str()
@@ -235,9 +253,12 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
     let client = Client::new(&endpoint.endpoint);
     let mut marker: Option<String> = None;
-    println!(
+    say!(
         "{:<32} {:<16} {:>7} {:>8}  LAST_MODIFIED",
-        "NAME", "RUNTIME", "MEMORY", "TIMEOUT"
+        "NAME",
+        "RUNTIME",
+        "MEMORY",
+        "TIMEOUT"
     );
     loop {
         let path = match &marker {
@@ -246,7 +267,7 @@ pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
         };
         let page = client.get_json(&path).await?;
         for f in page["Functions"].as_array().cloned().unwrap_or_default() {
-            println!(
+            say!(
                 "{:<32} {:<16} {:>7} {:>8}  {}",
                 f["FunctionName"].as_str().unwrap_or_default(),
                 f["Runtime"].as_str().unwrap_or_default(),
@@ -272,7 +293,7 @@ pub async fn remove(args: NameArgs) -> anyhow::Result<()> {
             None,
         )
         .await?;
-    println!("deleted {}", args.name);
+    say!("deleted {}", args.name);
     Ok(())
 }
 

@@ -290,6 +290,11 @@ impl Environment {
         self.exit.borrow().is_none()
     }
 
+    /// Time since the process tree was started.
+    pub fn age(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
     pub fn touch(&self) {
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }

@@ -173,9 +173,9 @@ async fn read_loop(
                         Err(_) => break,
                     }
                 }
-                if eof {
-                    splitter.finish(&mut lines);
-                }
+                // Output without a final newline still belongs to the invocation
+                // that wrote it: the sync marks the end of that invocation.
+                splitter.finish(&mut lines);
                 for line in lines.drain(..) {
                     target.line(line).await;
                 }

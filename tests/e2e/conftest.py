@@ -30,8 +30,8 @@ def _client(endpoint: str, **config):
     )
 
 
-def _start_server(tmp: Path) -> ShoalServer:
-    server = ShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs")
+def _start_server(tmp: Path, keep_alive: str = "30s") -> ShoalServer:
+    server = ShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs", keep_alive=keep_alive)
     try:
         server.start()
     except RuntimeError as e:
@@ -56,6 +56,21 @@ def own_server(tmp_path):
     srv = _start_server(tmp_path)
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """server_factory(keep_alive="2s") -> a started server of this test's own."""
+    started: list[ShoalServer] = []
+
+    def start(keep_alive: str = "30s") -> ShoalServer:
+        srv = _start_server(tmp_path / f"srv{len(started)}", keep_alive=keep_alive)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
 
 
 @pytest.fixture(scope="session")

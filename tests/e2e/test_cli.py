@@ -1,6 +1,7 @@
 """The `shoal` CLI, the way the README uses it."""
 
 import json
+import os
 import queue
 import subprocess
 import threading
@@ -197,3 +198,73 @@ def test_invoke_bad_payload_fails(cli, hello):
     out = cli("invoke", hello, "--payload", "{not json")
     assert out.returncode != 0, out
     assert out.stderr.strip(), out
+
+
+def test_invoke_missing_function_fails_with_the_error(cli, unique_name):
+    name = unique_name("missing")
+    out = cli("invoke", name)
+    assert out.returncode == 1, out
+    assert "ResourceNotFoundException" in out.stderr, out.stderr
+    assert out.stdout == ""
+
+
+def test_deploy_with_bad_runtime_fails(cli, unique_name):
+    out = cli("deploy", str(HELLO), "--name", unique_name("bad"), "--runtime", "cobol1",
+              "--handler", "app.handler")
+    assert out.returncode != 0, out
+    assert "InvalidParameterValueException" in out.stderr and "cobol1" in out.stderr, out.stderr
+
+
+def test_deploy_missing_path_fails(cli, unique_name):
+    out = cli("deploy", "/nonexistent/shoal-e2e", "--name", unique_name("bad"),
+              "--runtime", support.PY_RUNTIME, "--handler", "app.handler")
+    assert out.returncode != 0, out
+    assert "/nonexistent/shoal-e2e" in out.stderr, out.stderr
+
+
+def test_env_flags_and_node_example(cli, lam, unique_name):
+    name = unique_name("hellonode")
+    try:
+        cfg = json.loads(ok(cli("deploy", str(support.EXAMPLES / "hello-node"), "--name", name,
+                                "--runtime", support.NODE_RUNTIME, "--handler", "index.handler",
+                                "--env", "K1=v1", "--env", "K2=a=b")).stdout)
+        assert cfg["Environment"]["Variables"] == {"K1": "v1", "K2": "a=b"}
+        out = ok(cli("invoke", name, "--payload", '{"name":"node"}'))
+        assert json.loads(out.stdout) == {"message": "Hello, node!"}
+    finally:
+        try:
+            lam.delete_function(FunctionName=name)
+        except Exception:
+            pass
+
+
+def test_endpoint_from_environment_variable(server, hello, cli):
+    ok(deploy(cli, hello))
+    env = dict(os.environ, SHOAL_ENDPOINT=server.endpoint)
+    out = subprocess.run([str(SHOAL_BIN), "ls"], capture_output=True, text=True, env=env,
+                         timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out
+    assert any(line.split()[:1] == [hello] for line in out.stdout.splitlines()), out.stdout
+
+
+def test_unreachable_endpoint_is_a_clear_error():
+    out = subprocess.run([str(SHOAL_BIN), "ls", "--endpoint", "http://127.0.0.1:1"],
+                         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert out.returncode != 0
+    assert "127.0.0.1:1" in out.stderr, out.stderr
+
+
+def test_output_into_a_closed_pipe_does_not_panic(cli, lam, make_fn, fixture_zip, endpoint):
+    # `shoal logs NAME | head -1`: the reader goes away early; the CLI must not panic.
+    name = make_fn(fixture_zip("py-echo"), handler="app.printer", Timeout=30)["FunctionName"]
+    invoke(lam, name, {"lines": 20000})
+    support.wait_for_logs(endpoint, name, lambda ev: any(
+        e["message"].startswith("REPORT") for e in ev), timeout=10)
+    env = dict(os.environ, RUST_BACKTRACE="0")
+    proc = subprocess.Popen([str(SHOAL_BIN), "logs", name, "--endpoint", endpoint],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            stdin=subprocess.DEVNULL)
+    proc.stdout.readline()
+    proc.stdout.close()  # like `head -1` exiting
+    _, err = proc.communicate(timeout=30)
+    assert b"panicked" not in err, err.decode(errors="replace")

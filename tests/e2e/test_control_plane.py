@@ -1,5 +1,6 @@
 """Control plane: create / get / list / update / delete, as boto3 sees them."""
 
+import os
 import re
 
 import pytest
@@ -123,20 +124,20 @@ def test_update_function_code_changes_digest_and_size(lam, make_fn, unique_name)
 def test_update_function_configuration(lam, make_fn, unique_name):
     name = unique_name("cp")
     make_fn(py_zip(ECHO_SRC + "def other(event, context):\n    return 'other'\n"), name=name,
-            Environment={"Variables": {"A": "1"}})
+            Environment={"Variables": {"AA": "1"}})
     updated = lam.update_function_configuration(
         FunctionName=name, MemorySize=512, Timeout=30, Handler="app.other",
-        Environment={"Variables": {"B": "2", "C": "three"}})
+        Environment={"Variables": {"BB": "2", "CC": "three"}})
     assert updated["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert updated["MemorySize"] == 512
     assert updated["Timeout"] == 30
     assert updated["Handler"] == "app.other"
-    assert updated["Environment"]["Variables"] == {"B": "2", "C": "three"}
+    assert updated["Environment"]["Variables"] == {"BB": "2", "CC": "three"}
     got = lam.get_function_configuration(FunctionName=name)
     assert got["MemorySize"] == 512
     assert got["Timeout"] == 30
     assert got["Handler"] == "app.other"
-    assert got["Environment"]["Variables"] == {"B": "2", "C": "three"}
+    assert got["Environment"]["Variables"] == {"BB": "2", "CC": "three"}
     # Fields not named in the update keep their values.
     assert got["Runtime"] == support.PY_RUNTIME
 
@@ -178,3 +179,45 @@ def _all_functions(lam) -> list[dict]:
         if not marker:
             return out
     raise AssertionError("ListFunctions pagination did not end")
+
+
+def test_boundary_values_are_accepted(lam, make_fn):
+    name = "b" + "x" * 63  # the longest allowed name
+    cfg = make_fn(py_zip(ECHO_SRC), name=name, MemorySize=10240, Timeout=900,
+                  Description="d" * 256)
+    assert cfg["FunctionName"] == name
+    assert (cfg["MemorySize"], cfg["Timeout"]) == (10240, 900)
+    assert cfg["Description"] == "d" * 256
+    lam.delete_function(FunctionName=name)
+    cfg = make_fn(py_zip(ECHO_SRC), name=name, MemorySize=128, Timeout=1)
+    assert (cfg["MemorySize"], cfg["Timeout"]) == (128, 1)
+
+
+def test_revision_id_changes_on_update(lam, make_fn):
+    cfg = make_fn(py_zip(ECHO_SRC))
+    assert cfg["RevisionId"]
+    updated = lam.update_function_configuration(FunctionName=cfg["FunctionName"], Timeout=9,
+                                                RevisionId=cfg["RevisionId"])
+    assert updated["RevisionId"] != cfg["RevisionId"]
+    code = lam.update_function_code(FunctionName=cfg["FunctionName"],
+                                    ZipFile=py_zip(ECHO_SRC + "# v2\n"),
+                                    RevisionId=updated["RevisionId"])
+    assert code["RevisionId"] not in (cfg["RevisionId"], updated["RevisionId"])
+
+
+def test_empty_environment_update_removes_variables(lam, make_fn):
+    cfg = make_fn(py_zip(ECHO_SRC), Environment={"Variables": {"KEY1": "v"}})
+    lam.update_function_configuration(FunctionName=cfg["FunctionName"],
+                                      Environment={"Variables": {}})
+    got = lam.get_function_configuration(FunctionName=cfg["FunctionName"])
+    assert got.get("Environment", {}).get("Variables", {}) == {}
+
+
+def test_zip_of_40mb_is_accepted(lam, make_fn):
+    # Lambda takes direct uploads up to 50 MB zipped; random bytes do not compress.
+    code = support.zip_files({"app.py": ECHO_SRC, "blob.bin": os.urandom(40 * 1024 * 1024)})
+    cfg = make_fn(code)
+    assert cfg["CodeSize"] == len(code)
+    assert cfg["CodeSha256"] == b64sha256(code)
+    resp = support.invoke(lam, cfg["FunctionName"], {"big": "code"})
+    assert resp["json"] == {"big": "code"}

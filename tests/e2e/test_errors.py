@@ -177,6 +177,16 @@ def test_create_with_zip_unpacking_over_250mb(lam, unique_name):
     assert_error(err, 400, "InvalidParameterValueException")
 
 
+def test_create_with_zip_over_50mb(lam, unique_name):
+    code = support.zip_files({"app.py": ECHO_SRC, "blob.bin": os.urandom(51 * 1024 * 1024)})
+    err = client_error(create, lam, unique_name("big"), code=code)
+    status = err.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert status in (400, 413), err.response
+    assert err.response["Error"]["Code"] in ("RequestTooLargeException",
+                                             "InvalidParameterValueException"), err.response
+    assert err.response["Error"]["Message"], err.response
+
+
 # --------------------------------------------------------------------------- malformed requests
 
 
@@ -287,10 +297,96 @@ def test_non_http_bytes_do_not_hurt_the_server(server):
     for junk in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64),
                  b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", b"\xff" * 4096):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-            s.sendall(junk)
-            s.shutdown(socket.SHUT_WR)
-            try:
+            try:  # the server may answer 400 and close before reading it all: fine
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
                 s.recv(4096)
             except OSError:
                 pass
     assert support.health_ok(server.endpoint)
+
+
+# --------------------------------------------------------------------------- more validation
+
+
+@pytest.mark.parametrize("missing", ["Runtime", "Handler"])
+def test_create_without_runtime_or_handler(lam_nv, unique_name, missing):
+    args = dict(FunctionName=unique_name("bad"), Runtime=support.PY_RUNTIME,
+                Handler="app.handler", Role=support.ROLE, Code={"ZipFile": py_zip(ECHO_SRC)})
+    del args[missing]
+    err = client_error(lam_nv.create_function, **args)
+    assert_error(err, 400, "InvalidParameterValueException", mentions=missing)
+
+
+def test_create_without_code(lam_nv, unique_name):
+    err = client_error(lam_nv.create_function, FunctionName=unique_name("bad"),
+                       Runtime=support.PY_RUNTIME, Handler="app.handler", Role=support.ROLE,
+                       Code={})
+    assert_error(err, 400, "InvalidParameterValueException")
+
+
+def test_create_with_reserved_environment_variable(lam, unique_name):
+    err = client_error(create, lam, unique_name("bad"),
+                       Environment={"Variables": {"AWS_REGION": "mars-1"}})
+    assert_error(err, 400, "InvalidParameterValueException", mentions="AWS_REGION")
+
+
+def test_create_with_environment_over_4kb(lam, unique_name):
+    err = client_error(create, lam, unique_name("bad"),
+                       Environment={"Variables": {"BIG": "x" * 5000}})
+    assert_error(err, 400, "InvalidParameterValueException", mentions="4KB")
+
+
+def test_create_with_bad_environment_key(lam, unique_name):
+    err = client_error(create, lam, unique_name("bad"),
+                       Environment={"Variables": {"1BAD-KEY": "v"}})
+    assert_error(err, 400, "InvalidParameterValueException")
+
+
+def test_update_with_stale_revision_id_is_412(lam, make_fn):
+    cfg = make_fn(py_zip(ECHO_SRC))
+    lam.update_function_configuration(FunctionName=cfg["FunctionName"], Timeout=4)
+    err = client_error(lam.update_function_configuration, FunctionName=cfg["FunctionName"],
+                       Timeout=5, RevisionId=cfg["RevisionId"])
+    assert_error(err, 412, "PreconditionFailedException")
+
+
+def test_invoke_unknown_version_is_404(lam, echo_fn):
+    err = client_error(lam.invoke, FunctionName=echo_fn, Qualifier="7", Payload=b"{}")
+    assert_error(err, 404, "ResourceNotFoundException", mentions=echo_fn)
+
+
+@pytest.mark.parametrize("op", ["get_function", "get_function_configuration"])
+def test_get_unknown_version_is_404(lam, echo_fn, op):
+    # There are no published versions: only $LATEST exists.
+    err = client_error(getattr(lam, op), FunctionName=echo_fn, Qualifier="7")
+    assert_error(err, 404, "ResourceNotFoundException", mentions=echo_fn)
+
+
+def test_delete_unknown_version_is_404_and_keeps_the_function(lam, echo_fn):
+    err = None
+    try:
+        lam.delete_function(FunctionName=echo_fn, Qualifier="7")
+    except ClientError as e:
+        err = e
+    names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    assert echo_fn in names, "DeleteFunction with Qualifier=7 deleted the whole function"
+    assert err is not None, "DeleteFunction with Qualifier=7 (no such version) succeeded"
+    assert_error(err, 404, "ResourceNotFoundException", mentions=echo_fn)
+
+
+def test_invoke_with_bad_log_type(lam_nv, echo_fn):
+    err = client_error(lam_nv.invoke, FunctionName=echo_fn, Payload=b"{}", LogType="Verbose")
+    assert_error(err, 400, "InvalidParameterValueException", mentions="logtype")
+
+
+def test_invoke_with_bad_client_context(lam, echo_fn):
+    err = client_error(lam.invoke, FunctionName=echo_fn, Payload=b"{}",
+                       ClientContext="%% not base64 %%")
+    assert_error(err, 400, "InvalidRequestContentException")
+
+
+def test_list_functions_with_bad_max_items(endpoint):
+    r = http(endpoint, "GET", "/2015-03-31/functions?MaxItems=0")
+    assert r.status == 400, r
+    assert r.headers["x-amzn-errortype"].split(":")[0] == "InvalidParameterValueException"

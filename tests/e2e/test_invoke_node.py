@@ -75,7 +75,8 @@ def test_function_error(lam, node_fn):
     body = resp["json"]
     assert body["errorType"] == "Error", body
     assert body["errorMessage"] == "boom", body
-    assert isinstance(body.get("stackTrace"), list), body
+    # Lambda's Node.js runtime names the stack "trace" (Python's says "stackTrace").
+    assert isinstance(body.get("trace"), list) and body["trace"][0] == "Error: boom", body
 
 
 def test_callback_handler(lam, node_fn):
@@ -105,3 +106,53 @@ def test_missing_handler_export(lam, node_fn):
     resp = invoke(lam, node_fn(handler="index.nope"), {})
     assert resp["FunctionError"] == "Unhandled"
     assert resp["json"]["errorType"] == "Runtime.HandlerNotFound", resp["json"]
+
+
+NODE_MISC = """
+export const sleep = async (e) => { await new Promise(r => setTimeout(r, e.ms)); return "slept"; };
+export const exit = async () => { process.exit(3); };
+export const nothing = async () => undefined;
+export const cbErr = (e, ctx, cb) => { cb(new TypeError("cb failed")); };
+"""
+
+
+@pytest.fixture
+def node_misc(make_fn):
+    def make(handler: str, **extra) -> str:
+        return make_fn(support.zip_files({"index.mjs": NODE_MISC}), runtime=support.NODE_RUNTIME,
+                       handler=f"index.{handler}", **extra)["FunctionName"]
+
+    return make
+
+
+def test_timeout(lam, node_misc):
+    import time
+
+    name = node_misc("sleep", Timeout=1)
+    t0 = time.monotonic()
+    resp = invoke(lam, name, {"ms": 3000})
+    assert time.monotonic() - t0 < 2.5
+    assert resp["FunctionError"] == "Unhandled"
+    assert resp["json"]["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in resp["json"]["errorMessage"]
+    assert_ok(invoke(lam, name, {"ms": 1}))
+
+
+def test_process_exit(lam, node_misc):
+    resp = invoke(lam, node_misc("exit"), {})
+    assert resp["FunctionError"] == "Unhandled"
+    assert resp["json"]["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in resp["json"]["errorMessage"]
+
+
+def test_undefined_result_is_null(lam, node_misc):
+    resp = invoke(lam, node_misc("nothing"), {})
+    assert_ok(resp)
+    assert resp["raw"] == b"null"
+
+
+def test_callback_error(lam, node_misc):
+    resp = invoke(lam, node_misc("cbErr"), {})
+    assert resp["FunctionError"] == "Unhandled"
+    assert resp["json"]["errorType"] == "TypeError"
+    assert resp["json"]["errorMessage"] == "cb failed"

@@ -278,6 +278,95 @@ def test_five_megabyte_response(lam, py_echo):
     assert len(resp["json"]) == size
 
 
+def test_response_over_6mb_is_a_function_error(lam, py_echo):
+    name = py_echo("big", Timeout=20)
+    resp = invoke(lam, name, {"bytes": 7 * 1024 * 1024})
+    assert resp["StatusCode"] == 200
+    assert resp["FunctionError"] == "Unhandled"
+    assert resp["json"]["errorType"] == "Function.ResponseSizeTooLarge", resp["raw"][:500]
+    assert "6291456" in resp["json"]["errorMessage"], resp["json"]
+    small = invoke(lam, name, {"bytes": 3})
+    assert_ok(small)
+    assert small["json"] == "xxx"
+
+
+def test_invoke_by_arn_and_latest_qualifier(lam, py_echo):
+    name = py_echo()
+    assert_ok(invoke(lam, support.function_arn(name), {"a": 1}))
+    resp = invoke(lam, name, {"a": 2}, Qualifier="$LATEST")
+    assert_ok(resp)
+    assert resp["json"]["event"] == {"a": 2}
+
+
+MISC = """
+import subprocess, sys
+def handler(event, context):
+    mode = event.get("mode")
+    if mode == "streams":
+        print("to-stdout")
+        print("to-stderr", file=sys.stderr)
+        return "ok"
+    if mode == "spam":
+        for i in range(event["n"]):
+            print("spam line %06d " % i + "y" * 100)
+        return "spammed"
+    if mode == "child":
+        return {"child": subprocess.Popen(["sleep", "60"]).pid}
+    return event
+"""
+
+
+def test_unicode_round_trip(lam, make_fn):
+    name = make_fn(py_zip(MISC))["FunctionName"]
+    event = {"s": "h\u00e9llo \U0001F600 \u00fcn\u00ef \u4e2d\u6587", "q": "\"quoted\"\n"}
+    resp = invoke(lam, name, event)
+    assert_ok(resp)
+    assert resp["json"] == event
+
+
+def test_stdout_and_stderr_are_both_logged(lam, make_fn):
+    name = make_fn(py_zip(MISC))["FunctionName"]
+    resp = invoke(lam, name, {"mode": "streams"}, LogType="Tail")
+    assert_ok(resp)
+    lines = resp["log"].splitlines()
+    assert "to-stdout" in lines and "to-stderr" in lines, resp["log"]
+
+
+def test_tail_is_the_last_4kb_of_a_long_log(lam, endpoint, make_fn):
+    name = make_fn(py_zip(MISC), Timeout=30)["FunctionName"]
+    resp = invoke(lam, name, {"mode": "spam", "n": 20000}, LogType="Tail")
+    assert_ok(resp)
+    raw = base64.b64decode(resp["LogResult"])
+    assert 3000 < len(raw) <= 4096, len(raw)
+    text = resp["log"]
+    assert "spam line 019999" in text
+    assert text.rstrip("\n").splitlines()[-1].startswith("REPORT RequestId: "), text[-300:]
+    rid = text.split("END RequestId: ")[1].split()[0]
+    events = wait_for_logs(endpoint, name, lambda ev: any(
+        e["message"].startswith(f"REPORT RequestId: {rid}") for e in ev), timeout=10)
+    printed = [e["message"] for e in events if e["message"].startswith("spam line ")]
+    assert len(printed) == 20000
+    assert printed[0].startswith("spam line 000000") and printed[-1].startswith("spam line 019999")
+
+
+def test_function_child_processes_end_with_the_environment(lam, make_fn):
+    name = make_fn(py_zip(MISC))["FunctionName"]
+    child = invoke(lam, name, {"mode": "child"})["json"]["child"]
+    lam.delete_function(FunctionName=name)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.05)
+    assert not _alive(child), f"the function's child process {child} outlived its environment"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_init_duration_only_on_cold_start(lam, endpoint, py_echo):
     name = py_echo()
     cold = invoke(lam, name, {}, LogType="Tail")

@@ -72,3 +72,24 @@ def test_logs_are_per_function(lam, endpoint, make_fn, fixture_zip, printer):
     ev2 = wait_for_logs(endpoint, other, lambda ev: any(rid2 in e["message"] for e in ev))
     assert not any(rid2 in e["message"] for e in ev1)
     assert not any(rid1 in e["message"] for e in ev2)
+
+
+def test_bad_query_is_a_json_error(endpoint, printer):
+    r = support.http(endpoint, "GET", f"/shoal/v1/functions/{printer}/logs?after=abc")
+    assert r.status == 400, r
+    assert r.headers.get("x-amzn-errortype"), r
+    assert r.headers.get("content-type", "").startswith("application/json"), r
+    assert r.json().get("message"), r
+
+
+def test_output_without_final_newline_is_logged_with_its_invocation(lam, make_fn):
+    src = ("import sys\n"
+           "def handler(event, context):\n"
+           "    sys.stdout.write('partial-no-newline')\n"
+           "    sys.stdout.flush()\n"
+           "    return 'ok'\n")
+    name = make_fn(support.py_zip(src))["FunctionName"]
+    resp = invoke(lam, name, {}, LogType="Tail")
+    assert "FunctionError" not in resp, resp["raw"]
+    before_end = resp["log"].split("END RequestId:")[0]
+    assert "partial-no-newline" in before_end, resp["log"]

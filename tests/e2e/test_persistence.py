@@ -72,3 +72,51 @@ def test_code_blob_stored_once_per_digest(server, make_fn, unique_name):
     after_two = _entries_named_by(code_dir, hex_digest)
     assert sorted(after_two) == sorted(after_one), (
         f"the same zip was stored again: {after_one} -> {after_two}")
+
+
+def test_kill_9_loses_nothing_acknowledged(own_server, client_for, unique_name):
+    lam = client_for(own_server)
+    name = unique_name("k9")
+    code = py_zip(SRC)
+    lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME, Handler="app.handler",
+                        Role=support.ROLE, Code={"ZipFile": code})
+    lam.update_function_configuration(FunctionName=name, Timeout=11)
+    assert invoke(lam, name, {"n": 1})["json"]["persisted"] is True
+    own_server.proc.kill()  # SIGKILL the server alone, not its process group
+    own_server.proc.wait(5)
+    own_server.proc = None
+    own_server.start()
+    lam = client_for(own_server)
+    got = lam.get_function_configuration(FunctionName=name)
+    assert got["Timeout"] == 11
+    assert got["CodeSha256"] == support.b64sha256(code)
+    assert invoke(lam, name, {"n": 2})["json"] == {"persisted": True, "event": {"n": 2}}
+
+
+def test_concurrent_creates_of_one_name(lam, unique_name):
+    import threading
+
+    name = unique_name("race")
+    results: list = []
+
+    def create():
+        try:
+            lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME,
+                                Handler="app.handler", Role=support.ROLE,
+                                Code={"ZipFile": py_zip(SRC)})
+            results.append("created")
+        except Exception as e:  # noqa: BLE001
+            results.append(getattr(e, "response", {}).get("Error", {}).get("Code", repr(e)))
+
+    threads = [threading.Thread(target=create) for _ in range(5)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(results) == ["ResourceConflictException"] * 4 + ["created"], results
+    finally:
+        try:
+            lam.delete_function(FunctionName=name)
+        except Exception:
+            pass

@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, context) = event.into_parts();
-    let name = payload.get("name").and_then(Value::as_str).unwrap_or("world");
+    let name = payload
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("world");
     if name == "error" {
         return Err("asked to fail".into());
     }

@@ -9,17 +9,26 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{LogStore, NewLogEvent};
 
 const CHANNEL_CAPACITY: usize = 16_384;
 const BATCH_MAX: usize = 2_048;
 const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// How long the writer gathers events before one transaction writes them. Readers call
+/// [`LogSink::flush`] first, so the delay is never visible to them; it only spares the
+/// invoke path a database write and a thread wake-up per invocation.
+const LINGER: Duration = Duration::from_millis(20);
+
+enum Message {
+    Event(NewLogEvent),
+    Flush(oneshot::Sender<()>),
+}
 
 #[derive(Clone)]
 pub struct LogSink {
-    tx: mpsc::Sender<NewLogEvent>,
+    tx: mpsc::Sender<Message>,
 }
 
 impl LogSink {
@@ -35,46 +44,75 @@ impl LogSink {
 
     /// Queues one event; waits only when the writer is a whole channel behind.
     pub async fn write(&self, event: NewLogEvent) {
-        if self.tx.send(event).await.is_err() {
+        if self.tx.send(Message::Event(event)).await.is_err() {
             tracing::warn!("log writer has stopped; a log line was dropped");
+        }
+    }
+
+    /// Waits until every event queued before this call is in the store.
+    pub async fn flush(&self) {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if self.tx.send(Message::Flush(ack_tx)).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), ack_rx).await;
         }
     }
 }
 
-async fn write_loop(
-    store: Arc<dyn LogStore>,
-    mut rx: mpsc::Receiver<NewLogEvent>,
-    retention: usize,
-) {
+async fn write_loop(store: Arc<dyn LogStore>, mut rx: mpsc::Receiver<Message>, retention: usize) {
     let mut touched: HashSet<String> = HashSet::new();
     let mut last_trim = tokio::time::Instant::now();
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        for event in &batch {
-            if !touched.contains(&event.function) {
-                touched.insert(event.function.clone());
+    let mut open = true;
+    while open {
+        let mut batch = Vec::new();
+        let mut acks = Vec::new();
+        let Some(first) = rx.recv().await else { break };
+        let take = |message: Message,
+                    batch: &mut Vec<NewLogEvent>,
+                    acks: &mut Vec<oneshot::Sender<()>>| match message {
+            Message::Event(event) => batch.push(event),
+            Message::Flush(ack) => acks.push(ack),
+        };
+        take(first, &mut batch, &mut acks);
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while acks.is_empty() && batch.len() < BATCH_MAX {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(message)) => take(message, &mut batch, &mut acks),
+                Ok(None) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
             }
         }
-        let events = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX));
-        let trim: Vec<String> = if last_trim.elapsed() >= TRIM_EVERY {
-            last_trim = tokio::time::Instant::now();
-            touched.drain().collect()
-        } else {
-            Vec::new()
-        };
-        let store = store.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            store.append_logs(&events)?;
-            for function in trim {
-                store.trim_logs(&function, retention)?;
+        if !batch.is_empty() {
+            for event in &batch {
+                if !touched.contains(&event.function) {
+                    touched.insert(event.function.clone());
+                }
             }
-            Ok::<_, crate::store::StoreError>(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "writing log events failed"),
-            Err(e) => tracing::error!(error = %e, "log writer task failed"),
+            let trim: Vec<String> = if last_trim.elapsed() >= TRIM_EVERY {
+                last_trim = tokio::time::Instant::now();
+                touched.drain().collect()
+            } else {
+                Vec::new()
+            };
+            let store = store.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                store.append_logs(&batch)?;
+                for function in trim {
+                    store.trim_logs(&function, retention)?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "writing log events failed"),
+                Err(e) => tracing::error!(error = %e, "log writer task failed"),
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(());
         }
     }
 }

@@ -81,7 +81,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         sandbox,
         runtimes: runtimes.clone(),
         code: code.clone(),
-        sink,
+        sink: sink.clone(),
         arns: arns.clone(),
         envs_dir,
         path: path_dirs.join(":"),
@@ -104,6 +104,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         registry,
         scheduler: scheduler.clone(),
         invoker,
+        logs: sink,
         arns,
     });
 

@@ -26,7 +26,8 @@ import _signal
 import _socket
 
 _THIS_FILE = os.path.abspath(__file__)
-_THIS_FILES = (__file__, _THIS_FILE)
+# Frames from this folder are the runtime's own (this file, or a stub importing it).
+_THIS_DIR = os.path.dirname(_THIS_FILE)
 _API = "/2018-06-01/runtime"
 _NEXT = _API + "/invocation/next"
 _ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
@@ -106,7 +107,10 @@ def _add_site_packages():
             syspath.append(d)
 
 
-_add_site_packages()
+try:
+    _add_site_packages()
+except Exception:  # never fatal: a missing package shows up as an ImportModuleError
+    pass
 
 
 def _install_quit():
@@ -693,9 +697,9 @@ def _user_frames(tb):
     i = 0
     while i < len(frames):
         fn = frames[i][0]
-        if fn in _THIS_FILES or fn.startswith("<frozen importlib") or (
-            os.sep + "importlib" + os.sep in fn
-        ):
+        if os.path.dirname(os.path.abspath(fn)) == _THIS_DIR or fn.startswith(
+            "<frozen importlib"
+        ) or (os.sep + "importlib" + os.sep in fn):
             i += 1
         else:
             break
@@ -872,10 +876,14 @@ def main():
             )
 
 
-if __name__ == "__main__":
+def _run():
     try:
         main()
     except (OSError, ProtocolError, RuntimeError) as e:
         _write_stdout("[ERROR] Runtime API failure: %s: %s\n" % (e.__class__.__name__, e))
         _flush()
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    _run()

@@ -39,6 +39,9 @@ pub async fn read(
         .require(&name, || state.arns.function_arn(&name))?;
     let after: u64 = number("after", query.after.as_deref(), 0)?;
     let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
+    // Events still gathering in the writer are written first: a reader sees every
+    // line of every invocation that has answered.
+    state.logs.flush().await;
     let store = state.registry.logs();
     let events = tokio::task::spawn_blocking(move || store.read_logs(&name, after, limit))
         .await

@@ -36,6 +36,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub scheduler: Arc<Scheduler>,
     pub invoker: Arc<Invoker>,
+    pub logs: crate::logs::LogSink,
     pub arns: ArnContext,
 }
 

@@ -73,6 +73,55 @@ pub struct ServerSettings {
     /// Log events kept per function (older ones are dropped).
     #[arg(long, env = "SHOAL_LOG_RETENTION", default_value_t = 10_000)]
     pub log_retention: usize,
+
+    /// Account-wide limit of concurrent executions (Lambda's default is 1000).
+    #[arg(long, env = "SHOAL_CONCURRENCY_LIMIT", default_value_t = 1000)]
+    pub concurrency_limit: usize,
+
+    /// Memory (MB) that live environments may take in all, by their memory size;
+    /// `auto` is three quarters of this host's memory.
+    #[arg(long, env = "SHOAL_MEMORY_CAPACITY", default_value = "auto", value_parser = parse_capacity)]
+    pub memory_capacity: Capacity,
+
+    /// How long an environment being shut down gets between SIGTERM and SIGKILL.
+    #[arg(long, env = "SHOAL_SHUTDOWN_GRACE", default_value = "1s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A memory capacity: a number of MB, or derived from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    Auto,
+    Megabytes(u64),
+}
+
+impl Capacity {
+    /// The capacity in MB; `Auto` reads the host's memory (4 GB if it cannot).
+    pub fn resolve(self) -> u64 {
+        match self {
+            Self::Megabytes(mb) => mb,
+            Self::Auto => std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("MemTotal:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                })
+                .map(|kb| kb / 1024 * 3 / 4)
+                .unwrap_or(4096),
+        }
+    }
+}
+
+fn parse_capacity(raw: &str) -> Result<Capacity, String> {
+    if raw.trim() == "auto" {
+        return Ok(Capacity::Auto);
+    }
+    raw.trim()
+        .trim_end_matches("MB")
+        .parse::<u64>()
+        .map(Capacity::Megabytes)
+        .map_err(|_| format!("'{raw}' is not a number of MB or 'auto'"))
 }
 
 /// The TOML file's shape: every key optional, named like the flag.
@@ -89,6 +138,9 @@ struct FileSettings {
     node: Option<String>,
     interpreters: Option<HashMap<String, String>>,
     log_retention: Option<usize>,
+    concurrency_limit: Option<usize>,
+    memory_capacity: Option<toml::Value>,
+    shutdown_grace: Option<String>,
 }
 
 impl ServerSettings {
@@ -139,6 +191,21 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.log_retention, defaulted("log_retention")) {
             self.log_retention = v;
+        }
+        if let (Some(v), true) = (file.concurrency_limit, defaulted("concurrency_limit")) {
+            self.concurrency_limit = v;
+        }
+        if let (Some(v), true) = (file.memory_capacity, defaulted("memory_capacity")) {
+            let raw = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                _ => "not a capacity".to_string(),
+            };
+            self.memory_capacity = parse_capacity(&raw)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        }
+        if let (Some(v), true) = (file.shutdown_grace, defaulted("shutdown_grace")) {
+            self.shutdown_grace = duration(v)?;
         }
         Ok(())
     }

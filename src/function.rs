@@ -87,6 +87,16 @@ pub struct FunctionRecord {
     pub last_modified_ms: u64,
     /// Changes on every update; environments of an older revision are never reused.
     pub revision_id: String,
+    /// `$LATEST`, or the number of a published (immutable) version.
+    #[serde(default = "latest")]
+    pub version: String,
+}
+
+/// The name of the mutable version.
+pub const LATEST: &str = "$LATEST";
+
+fn latest() -> String {
+    LATEST.to_string()
 }
 
 /// Region and account that ARNs are built from.
@@ -102,6 +112,11 @@ impl ArnContext {
             "arn:aws:lambda:{}:{}:function:{}",
             self.region, self.account_id, name
         )
+    }
+
+    /// The ARN of a version or alias of a function.
+    pub fn qualified_arn(&self, name: &str, qualifier: &str) -> String {
+        format!("{}:{qualifier}", self.function_arn(name))
     }
 }
 
@@ -317,12 +332,21 @@ pub fn validate_environment(vars: &BTreeMap<String, String>) -> Result<(), Inval
 }
 
 impl FunctionRecord {
-    /// Lambda's `FunctionConfiguration` for `$LATEST`.
+    /// The ARN of this version: unqualified for `$LATEST`, `...:function:NAME:N` for a version.
+    pub fn arn(&self, arns: &ArnContext) -> String {
+        if self.version == LATEST {
+            arns.function_arn(&self.spec.name)
+        } else {
+            arns.qualified_arn(&self.spec.name, &self.version)
+        }
+    }
+
+    /// Lambda's `FunctionConfiguration` of this version.
     pub fn configuration(&self, arns: &ArnContext) -> serde_json::Value {
         let spec = &self.spec;
         let mut config = serde_json::json!({
             "FunctionName": spec.name,
-            "FunctionArn": arns.function_arn(&spec.name),
+            "FunctionArn": self.arn(arns),
             "Runtime": spec.runtime,
             "Role": spec.role,
             "Handler": spec.handler,
@@ -332,7 +356,7 @@ impl FunctionRecord {
             "MemorySize": spec.memory_mb,
             "LastModified": crate::timefmt::lambda_timestamp(self.last_modified_ms),
             "CodeSha256": self.code.sha256_b64,
-            "Version": "$LATEST",
+            "Version": self.version,
             "TracingConfig": { "Mode": "PassThrough" },
             "RevisionId": self.revision_id,
             "State": "Active",

@@ -13,14 +13,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::environment::runtime_api::{RESPONSE_MAX_BYTES, RuntimeOutcome};
+use crate::environment::sandbox::SandboxError;
 use crate::environment::{EventSpec, InitFailure, InvokeFailure, StartError};
-use crate::function::{ArnContext, FunctionRecord};
+use crate::function::{ArnContext, FunctionRecord, LATEST};
 use crate::logs::lines;
+use crate::metrics::{Metrics, names};
 use crate::registry::Registry;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{AcquireError, Scheduler, Throttle};
 
 pub struct InvokeRequest {
     pub function_name: String,
+    /// A version number, `$LATEST` or an alias; `None` is `$LATEST`.
+    pub qualifier: Option<String>,
     pub payload: Bytes,
     pub client_context: Option<String>,
     pub trace_id: Option<String>,
@@ -35,13 +39,15 @@ pub struct InvokeResponse {
     pub function_error: Option<&'static str>,
     /// The last 4 KB of the invocation's log, when asked for.
     pub log_tail: Option<String>,
-    pub executed_version: &'static str,
+    pub executed_version: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     #[error("Function not found: {0}")]
     NotFound(String),
+    #[error("{}", .0.message())]
+    Throttled(Throttle),
     #[error("{0}")]
     Internal(String),
 }
@@ -51,6 +57,7 @@ pub struct Invoker {
     scheduler: Arc<Scheduler>,
     arns: ArnContext,
     init_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// How one invocation ended, before it is turned into a response.
@@ -83,12 +90,14 @@ impl Invoker {
         scheduler: Arc<Scheduler>,
         arns: ArnContext,
         init_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             registry,
             scheduler,
             arns,
             init_timeout,
+            metrics,
         }
     }
 
@@ -96,16 +105,32 @@ impl Invoker {
         self: &Arc<Self>,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, InvokeError> {
-        let function = self
+        let name = &request.function_name;
+        let document = self
             .registry
-            .get(&request.function_name)
-            .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(&request.function_name)))?;
+            .get(name)
+            .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(name)))?;
+        let qualifier = request.qualifier.as_deref().filter(|q| *q != LATEST);
+        let function = document
+            .resolve(qualifier, fastrand::f64())
+            .cloned()
+            .ok_or_else(|| {
+                InvokeError::NotFound(self.arns.qualified_arn(name, qualifier.unwrap_or(LATEST)))
+            })?;
+        let invoked_arn = match qualifier {
+            Some(q) => self.arns.qualified_arn(name, q),
+            None => self.arns.function_arn(name),
+        };
         let request_id = uuid::Uuid::new_v4().to_string();
         let this = self.clone();
-        let span =
-            tracing::info_span!("invoke", function = %function.spec.name, request_id = %request_id);
+        let span = tracing::info_span!(
+            "invoke",
+            function = %function.spec.name,
+            version = %function.version,
+            request_id = %request_id
+        );
         let task = tokio::spawn(tracing::Instrument::instrument(
-            async move { this.run(function, request_id, request).await },
+            async move { this.run(function, invoked_arn, request_id, request).await },
             span,
         ));
         task.await
@@ -115,14 +140,21 @@ impl Invoker {
     async fn run(
         &self,
         function: Arc<FunctionRecord>,
+        invoked_arn: String,
         request_id: String,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, InvokeError> {
-        let lease = match self.scheduler.acquire(&function).await {
+        let name = function.spec.name.as_str();
+        let version = function.version.clone();
+        let mut lease = match self.scheduler.acquire(&function).await {
             Ok(lease) => lease,
-            Err(StartError::Sandbox(
-                crate::environment::sandbox::SandboxError::InvalidEntrypoint { program, reason },
-            )) => {
+            Err(AcquireError::Throttled(throttle)) => return Err(InvokeError::Throttled(throttle)),
+            Err(AcquireError::Start(StartError::Sandbox(SandboxError::InvalidEntrypoint {
+                program,
+                reason,
+            }))) => {
+                self.metrics.inc(names::INVOCATIONS, &[("function", name)]);
+                self.metrics.inc(names::ERRORS, &[("function", name)]);
                 return Ok(InvokeResponse {
                     payload: error_payload(
                         "Runtime.InvalidEntrypoint",
@@ -131,11 +163,12 @@ impl Invoker {
                     request_id,
                     function_error: Some("Unhandled"),
                     log_tail: None,
-                    executed_version: "$LATEST",
+                    executed_version: version,
                 });
             }
-            Err(e) => return Err(InvokeError::Internal(e.to_string())),
+            Err(AcquireError::Start(e)) => return Err(InvokeError::Internal(e.to_string())),
         };
+        self.metrics.inc(names::INVOCATIONS, &[("function", name)]);
         let env = lease.env().clone();
         if request.want_log_tail {
             env.begin_tail();
@@ -145,7 +178,10 @@ impl Invoker {
         let mut ending = None;
         if lease.cold {
             match env.wait_ready(self.init_timeout).await {
-                Ok(d) => init_duration = Some(d),
+                Ok(d) => {
+                    init_duration = Some(d);
+                    lease.ready();
+                }
                 Err(failure) => {
                     init_duration = Some(env.age());
                     ending = Some(self.init_ending(&request_id, failure));
@@ -153,7 +189,7 @@ impl Invoker {
             }
         }
 
-        env.log(lines::start(&request_id, "$LATEST")).await;
+        env.log(lines::start(&request_id, &version)).await;
         let started = Instant::now();
         let ending = match ending {
             Some(ending) => ending,
@@ -163,6 +199,7 @@ impl Invoker {
                     payload: request.payload,
                     trace_id: request.trace_id.unwrap_or_else(new_trace_id),
                     client_context: request.client_context,
+                    invoked_arn,
                     timeout: Duration::from_secs(u64::from(function.spec.timeout_s)),
                 };
                 let outcome = env.invoke(event).await;
@@ -170,6 +207,9 @@ impl Invoker {
             }
         };
         let duration = started.elapsed();
+        if ending.function_error {
+            self.metrics.inc(names::ERRORS, &[("function", name)]);
+        }
         env.sync_output().await;
         if ending.status == Some("timeout") {
             env.log(format!(
@@ -200,7 +240,7 @@ impl Invoker {
             payload: ending.payload,
             function_error: ending.function_error.then_some("Unhandled"),
             log_tail,
-            executed_version: "$LATEST",
+            executed_version: version,
         })
     }
 

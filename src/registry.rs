@@ -1,15 +1,17 @@
 //! The function registry: the authoritative set of functions, persisted and cached.
 //!
-//! Every control-plane change goes through here: validated, its code stored, the record
-//! committed to the [`FunctionStore`], and only then published to the in-memory cache the
-//! invoke path reads (so a lookup on the hot path never touches the database). Writes are
-//! serialised by one async mutex; reads never wait for them.
+//! Every control-plane change goes through here: validated, its code stored, the new
+//! [`FunctionDocument`] committed to the [`FunctionStore`], and only then published to the
+//! in-memory cache the invoke path reads (so a lookup on the hot path never touches the
+//! database). Changes to one function are read-modify-write of its whole document under
+//! one async mutex; reads never wait for them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use crate::code::{CodeError, CodeStore};
-use crate::function::{FunctionRecord, FunctionSpec};
+use crate::document::FunctionDocument;
+use crate::function::{FunctionRecord, FunctionSpec, LATEST};
 use crate::runtimes::RuntimeCatalog;
 use crate::store::{FunctionStore, LogStore, StoreError};
 use crate::timefmt::now_ms;
@@ -18,10 +20,17 @@ use crate::timefmt::now_ms;
 pub enum RegistryError {
     #[error("Function not found: {0}")]
     NotFound(String),
+    /// A version, alias or setting of an existing function that does not exist.
+    #[error("{0}")]
+    Missing(String),
     #[error("Function already exist: {0}")]
     AlreadyExists(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -64,7 +73,7 @@ pub struct Registry {
     logs: Arc<dyn LogStore>,
     code: CodeStore,
     runtimes: Arc<RuntimeCatalog>,
-    cache: RwLock<BTreeMap<String, Arc<FunctionRecord>>>,
+    cache: RwLock<BTreeMap<String, Arc<FunctionDocument>>>,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -76,6 +85,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| RegistryError::Internal(format!("background task failed: {e}")))?
 }
 
+fn new_revision() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 impl Registry {
     pub fn open(
         functions: Arc<dyn FunctionStore>,
@@ -83,15 +96,19 @@ impl Registry {
         code: CodeStore,
         runtimes: Arc<RuntimeCatalog>,
     ) -> Result<Self, RegistryError> {
-        let records = functions.load_functions()?;
-        // Code no function refers to (left by updates and deletes) is removed at start,
+        let documents = functions.load_functions()?;
+        // Code no version refers to (left by updates and deletes) is removed at start,
         // when no environment can still be running it.
-        let in_use: HashSet<String> = records.iter().map(|r| r.code.sha256_hex.clone()).collect();
+        let in_use: HashSet<String> = documents
+            .iter()
+            .flat_map(|d| std::iter::once(&d.latest).chain(d.versions.iter()))
+            .map(|r| r.code.sha256_hex.clone())
+            .collect();
         code.remove_unreferenced(&in_use)
             .map_err(|e| RegistryError::Internal(e.to_string()))?;
-        let cache = records
+        let cache = documents
             .into_iter()
-            .map(|r| (r.spec.name.clone(), Arc::new(r)))
+            .map(|d| (d.name().to_string(), Arc::new(d)))
             .collect();
         Ok(Self {
             functions,
@@ -103,7 +120,7 @@ impl Registry {
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<FunctionRecord>> {
+    pub fn get(&self, name: &str) -> Option<Arc<FunctionDocument>> {
         self.cache
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -115,8 +132,18 @@ impl Registry {
         &self,
         name: &str,
         arn: impl FnOnce() -> String,
-    ) -> Result<Arc<FunctionRecord>, RegistryError> {
+    ) -> Result<Arc<FunctionDocument>, RegistryError> {
         self.get(name).ok_or_else(|| RegistryError::NotFound(arn()))
+    }
+
+    /// Every function, for start-up reconciliation.
+    pub fn all(&self) -> Vec<Arc<FunctionDocument>> {
+        self.cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Functions in name order, starting after `marker`, at most `limit`; with the next marker.
@@ -124,19 +151,19 @@ impl Registry {
         &self,
         marker: Option<&str>,
         limit: usize,
-    ) -> (Vec<Arc<FunctionRecord>>, Option<String>) {
+    ) -> (Vec<Arc<FunctionDocument>>, Option<String>) {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        let mut iter: Box<dyn Iterator<Item = &Arc<FunctionRecord>>> = match marker {
+        let mut iter: Box<dyn Iterator<Item = &Arc<FunctionDocument>>> = match marker {
             Some(m) => Box::new(
                 cache
                     .range::<str, _>((std::ops::Bound::Excluded(m), std::ops::Bound::Unbounded))
-                    .map(|(_, r)| r),
+                    .map(|(_, d)| d),
             ),
             None => Box::new(cache.values()),
         };
         let page: Vec<_> = iter.by_ref().take(limit).cloned().collect();
         let next = if iter.next().is_some() {
-            page.last().map(|r| r.spec.name.clone())
+            page.last().map(|d| d.name().to_string())
         } else {
             None
         };
@@ -152,16 +179,27 @@ impl Registry {
         let mut seen = HashSet::new();
         cache
             .values()
+            .flat_map(|d| std::iter::once(&d.latest).chain(d.versions.iter()))
             .filter(|r| seen.insert(r.code.sha256_hex.clone()))
             .map(|r| r.code.size)
             .sum()
     }
 
-    fn publish(&self, record: Arc<FunctionRecord>) {
+    /// Sum of reserved concurrency over all functions.
+    pub fn reserved_total(&self) -> u64 {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache
+            .values()
+            .filter_map(|d| d.reserved_concurrency)
+            .map(u64::from)
+            .sum()
+    }
+
+    fn publish(&self, document: Arc<FunctionDocument>) {
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(record.spec.name.clone(), record);
+            .insert(document.name().to_string(), document);
     }
 
     fn check_runtime(&self, runtime: &str) -> Result<(), RegistryError> {
@@ -171,49 +209,75 @@ impl Registry {
             .map_err(|e| RegistryError::Invalid(e.to_string()))
     }
 
+    async fn store_code(&self, zip: Vec<u8>) -> Result<crate::function::CodeRef, RegistryError> {
+        let code_store = self.code.clone();
+        blocking(move || code_store.put(&zip).map_err(RegistryError::from)).await
+    }
+
     pub async fn create(
         &self,
         spec: FunctionSpec,
         zip: Vec<u8>,
-    ) -> Result<Arc<FunctionRecord>, RegistryError> {
+    ) -> Result<Arc<FunctionDocument>, RegistryError> {
         self.check_runtime(&spec.runtime)?;
         let _guard = self.writes.lock().await;
         if self.get(&spec.name).is_some() {
             return Err(RegistryError::AlreadyExists(spec.name));
         }
-        let code_store = self.code.clone();
-        let code = blocking(move || code_store.put(&zip).map_err(RegistryError::from)).await?;
-        let record = FunctionRecord {
+        let code = self.store_code(zip).await?;
+        let document = FunctionDocument::new(FunctionRecord {
             spec,
             code,
             last_modified_ms: now_ms(),
-            revision_id: uuid::Uuid::new_v4().to_string(),
-        };
+            revision_id: new_revision(),
+            version: LATEST.to_string(),
+        });
         let store = self.functions.clone();
-        let to_store = record.clone();
+        let to_store = document.clone();
         blocking(move || {
             store
                 .insert_function(&to_store)
                 .map_err(RegistryError::from)
         })
         .await?;
-        let record = Arc::new(record);
-        self.publish(record.clone());
-        Ok(record)
+        let document = Arc::new(document);
+        self.publish(document.clone());
+        Ok(document)
     }
 
-    async fn replace(&self, record: FunctionRecord) -> Result<Arc<FunctionRecord>, RegistryError> {
+    /// Applies `change` to a copy of the function's document, commits it, publishes it.
+    /// Callers hold the write lock.
+    async fn commit<T>(
+        &self,
+        name: &str,
+        arn: String,
+        change: impl FnOnce(&mut FunctionDocument) -> Result<T, RegistryError>,
+    ) -> Result<(Arc<FunctionDocument>, T), RegistryError> {
+        let current = self.require(name, || arn)?;
+        let mut document = (*current).clone();
+        let result = change(&mut document)?;
         let store = self.functions.clone();
-        let to_store = record.clone();
+        let to_store = document.clone();
         blocking(move || {
             store
                 .update_function(&to_store)
                 .map_err(RegistryError::from)
         })
         .await?;
-        let record = Arc::new(record);
-        self.publish(record.clone());
-        Ok(record)
+        let document = Arc::new(document);
+        self.publish(document.clone());
+        Ok((document, result))
+    }
+
+    /// Runs `change` on the function's document as one committed write.
+    pub async fn modify<T>(
+        &self,
+        name: &str,
+        arn: String,
+        change: impl FnOnce(&mut FunctionDocument) -> Result<T, RegistryError>,
+    ) -> Result<(Arc<FunctionDocument>, T), RegistryError> {
+        let _guard = self.writes.lock().await;
+        self.commit(name, arn, change).await
     }
 
     pub async fn update_code(
@@ -221,16 +285,20 @@ impl Registry {
         name: &str,
         zip: Vec<u8>,
         arn: String,
-    ) -> Result<Arc<FunctionRecord>, RegistryError> {
+    ) -> Result<Arc<FunctionDocument>, RegistryError> {
         let _guard = self.writes.lock().await;
-        let current = self.require(name, || arn)?;
-        let code_store = self.code.clone();
-        let code = blocking(move || code_store.put(&zip).map_err(RegistryError::from)).await?;
-        let mut record = (*current).clone();
-        record.code = code;
-        record.last_modified_ms = now_ms();
-        record.revision_id = uuid::Uuid::new_v4().to_string();
-        self.replace(record).await
+        self.require(name, || arn.clone())?;
+        let code = self.store_code(zip).await?;
+        let (document, ()) = self
+            .commit(name, arn, |doc| {
+                let latest = Arc::make_mut(&mut doc.latest);
+                latest.code = code;
+                latest.last_modified_ms = now_ms();
+                latest.revision_id = new_revision();
+                Ok(())
+            })
+            .await?;
+        Ok(document)
     }
 
     pub async fn update_configuration(
@@ -238,41 +306,75 @@ impl Registry {
         name: &str,
         patch: ConfigPatch,
         arn: String,
-    ) -> Result<Arc<FunctionRecord>, RegistryError> {
+    ) -> Result<Arc<FunctionDocument>, RegistryError> {
         if let Some(runtime) = &patch.runtime {
             self.check_runtime(runtime)?;
         }
-        let _guard = self.writes.lock().await;
-        let current = self.require(name, || arn)?;
-        let mut record = (*current).clone();
-        let spec = &mut record.spec;
-        if let Some(v) = patch.runtime {
-            spec.runtime = v;
-        }
-        if let Some(v) = patch.handler {
-            spec.handler = v;
-        }
-        if let Some(v) = patch.role {
-            spec.role = v;
-        }
-        if let Some(v) = patch.description {
-            spec.description = v;
-        }
-        if let Some(v) = patch.memory_mb {
-            spec.memory_mb = v;
-        }
-        if let Some(v) = patch.timeout_s {
-            spec.timeout_s = v;
-        }
-        if let Some(v) = patch.ephemeral_storage_mb {
-            spec.ephemeral_storage_mb = v;
-        }
-        if let Some(v) = patch.environment {
-            spec.environment = v;
-        }
-        record.last_modified_ms = now_ms();
-        record.revision_id = uuid::Uuid::new_v4().to_string();
-        self.replace(record).await
+        let (document, ()) = self
+            .modify(name, arn, |doc| {
+                let latest = Arc::make_mut(&mut doc.latest);
+                let spec = &mut latest.spec;
+                if let Some(v) = patch.runtime {
+                    spec.runtime = v;
+                }
+                if let Some(v) = patch.handler {
+                    spec.handler = v;
+                }
+                if let Some(v) = patch.role {
+                    spec.role = v;
+                }
+                if let Some(v) = patch.description {
+                    spec.description = v;
+                }
+                if let Some(v) = patch.memory_mb {
+                    spec.memory_mb = v;
+                }
+                if let Some(v) = patch.timeout_s {
+                    spec.timeout_s = v;
+                }
+                if let Some(v) = patch.ephemeral_storage_mb {
+                    spec.ephemeral_storage_mb = v;
+                }
+                if let Some(v) = patch.environment {
+                    spec.environment = v;
+                }
+                latest.last_modified_ms = now_ms();
+                latest.revision_id = new_revision();
+                Ok(())
+            })
+            .await?;
+        Ok(document)
+    }
+
+    /// Publishes `$LATEST` as a new immutable version, unless nothing changed since the
+    /// newest version (then that version is returned, as Lambda does).
+    pub async fn publish_version(
+        &self,
+        name: &str,
+        description: Option<String>,
+        arn: String,
+    ) -> Result<Arc<FunctionRecord>, RegistryError> {
+        let (_, record) = self
+            .modify(name, arn, |doc| {
+                if !doc.latest_changed_since_last_version() {
+                    if let Some(last) = doc.versions.last() {
+                        return Ok(last.clone());
+                    }
+                }
+                let mut record = (*doc.latest).clone();
+                record.version = doc.next_version.to_string();
+                record.revision_id = new_revision();
+                record.last_modified_ms = now_ms();
+                if let Some(description) = description {
+                    record.spec.description = description;
+                }
+                let record = Arc::new(record);
+                doc.next_version += 1;
+                doc.versions.push(record.clone());
+                Ok(record)
+            })
+            .await?;
+        Ok(record)
     }
 
     pub async fn delete(&self, name: &str, arn: String) -> Result<(), RegistryError> {
@@ -294,12 +396,37 @@ impl Registry {
         Ok(())
     }
 
+    /// Deletes one published version; refused while an alias or a provisioned
+    /// concurrency setting uses it.
+    pub async fn delete_version(
+        &self,
+        name: &str,
+        version: &str,
+        arns: &crate::function::ArnContext,
+    ) -> Result<(), RegistryError> {
+        let qualified = arns.qualified_arn(name, version);
+        self.modify(name, arns.function_arn(name), |doc| {
+            let Some(index) = doc.versions.iter().position(|v| v.version == version) else {
+                return Err(RegistryError::Missing(format!("Function not found: {qualified}")));
+            };
+            let aliases = doc.aliases_using(version);
+            if !aliases.is_empty() {
+                return Err(RegistryError::Conflict(format!(
+                    "Unable to delete version because the following aliases reference it: {aliases:?}"
+                )));
+            }
+            doc.versions.remove(index);
+            doc.provisioned.remove(version);
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
     pub fn logs(&self) -> Arc<dyn LogStore> {
         self.logs.clone()
     }
-}
 
-impl Registry {
     pub fn code_store(&self) -> &CodeStore {
         &self.code
     }

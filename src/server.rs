@@ -17,9 +17,10 @@ use crate::environment::sandbox::ProcessSandbox;
 use crate::function::ArnContext;
 use crate::invoke::Invoker;
 use crate::logs::LogSink;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtimes::{InterpreterSettings, RuntimeCatalog};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Limits, Scheduler};
 use crate::store::sqlite::SqliteStore;
 
 /// A running server: its address and the means to stop it.
@@ -86,25 +87,45 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         envs_dir,
         path: path_dirs.join(":"),
     });
-    let scheduler = Scheduler::new(launcher, settings.keep_alive);
-    scheduler.spawn_reaper();
+    let metrics = Arc::new(Metrics::default());
+    let limits = Limits {
+        concurrency: settings.concurrency_limit,
+        memory_capacity_mb: settings.memory_capacity.resolve(),
+        keep_alive: settings.keep_alive,
+        shutdown_grace: settings.shutdown_grace,
+        init_timeout: settings.init_timeout,
+    };
+    tracing::info!(
+        concurrency_limit = limits.concurrency,
+        memory_capacity_mb = limits.memory_capacity_mb,
+        keep_alive = ?limits.keep_alive,
+        "scheduler limits"
+    );
+    let scheduler = Scheduler::new(launcher, limits, metrics.clone());
+    scheduler.spawn_maintenance();
     let registry = Arc::new(Registry::open(
         store.clone(),
         store.clone(),
         code,
         runtimes,
     )?);
+    for document in registry.all() {
+        scheduler.set_reserved(document.name(), document.reserved_concurrency);
+        crate::api::sync_provisioned(&scheduler, &document);
+    }
     let invoker = Arc::new(Invoker::new(
         registry.clone(),
         scheduler.clone(),
         arns.clone(),
         settings.init_timeout,
+        metrics.clone(),
     ));
     let state = Arc::new(AppState {
         registry,
         scheduler: scheduler.clone(),
         invoker,
         logs: sink,
+        metrics,
         arns,
     });
 

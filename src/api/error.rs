@@ -22,6 +22,13 @@ pub enum ApiError {
     RequestTooLarge(String),
     #[error("{0}")]
     UnknownOperation(String),
+    #[error("{message}")]
+    TooManyRequests {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    ProvisionedConcurrencyConfigNotFound(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
@@ -38,6 +45,10 @@ impl ApiError {
             Self::InvalidRequestContent(_) => "InvalidRequestContentException",
             Self::RequestTooLarge(_) => "RequestTooLargeException",
             Self::UnknownOperation(_) => "UnknownOperationException",
+            Self::TooManyRequests { .. } => "TooManyRequestsException",
+            Self::ProvisionedConcurrencyConfigNotFound(_) => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
             Self::PreconditionFailed(_) => "PreconditionFailedException",
             Self::Service(_) => "ServiceException",
         }
@@ -45,7 +56,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::ResourceNotFound(_) | Self::UnknownOperation(_) => StatusCode::NOT_FOUND,
+            Self::ResourceNotFound(_)
+            | Self::UnknownOperation(_)
+            | Self::ProvisionedConcurrencyConfigNotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ResourceConflict(_) => StatusCode::CONFLICT,
             Self::InvalidParameterValue(_) | Self::InvalidRequestContent(_) => {
                 StatusCode::BAD_REQUEST
@@ -67,6 +81,9 @@ impl ApiError {
         match self {
             Self::ResourceNotFound(_) | Self::Service(_) => {
                 serde_json::json!({ "Type": kind, "Message": message })
+            }
+            Self::TooManyRequests { reason, .. } => {
+                serde_json::json!({ "Type": kind, "message": message, "Reason": reason })
             }
             _ => serde_json::json!({ "Type": kind, "message": message }),
         }
@@ -100,5 +117,14 @@ mod tests {
         let invalid = ApiError::InvalidParameterValue("bad".into());
         assert_eq!(invalid.body()["message"], "bad");
         assert_eq!(invalid.body()["Type"], "User");
+        let throttled = ApiError::TooManyRequests {
+            reason: "ConcurrentInvocationLimitExceeded",
+            message: "Rate Exceeded.".into(),
+        };
+        assert_eq!(
+            throttled.body()["Reason"],
+            "ConcurrentInvocationLimitExceeded"
+        );
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 }

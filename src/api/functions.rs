@@ -14,7 +14,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, SharedState, parse_json, read_body};
-use crate::function::{self, FunctionRecord, FunctionSpec, limits, parse_function_ref};
+use std::sync::Arc;
+
+use crate::document::FunctionDocument;
+use crate::function::{self, FunctionRecord, FunctionSpec, LATEST, limits, parse_function_ref};
 use crate::registry::ConfigPatch;
 
 /// Largest control-plane request: a 50 MB zip, base64-encoded, with room for the rest.
@@ -56,6 +59,7 @@ pub struct CreateFunctionRequest {
     timeout: Option<i64>,
     memory_size: Option<i64>,
     package_type: Option<String>,
+    publish: Option<bool>,
     environment: Option<EnvironmentInput>,
     ephemeral_storage: Option<EphemeralStorageInput>,
     architectures: Option<Vec<String>>,
@@ -72,6 +76,7 @@ pub struct UpdateCodeRequest {
     revision_id: Option<String>,
     architectures: Option<Vec<String>>,
     dry_run: Option<bool>,
+    publish: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -177,27 +182,44 @@ pub struct QualifierQuery {
     qualifier: Option<String>,
 }
 
-/// The function named by `raw` (and an optional `?Qualifier=`) when it designates
-/// `$LATEST`; a version or alias that does not exist is a 404, as on Lambda.
-fn latest_function_name(
+/// The qualifier of a request: `?Qualifier=` wins over one in the path; empty is none.
+fn qualifier_of(reference: &function::FunctionRef, query: Option<String>) -> Option<String> {
+    query
+        .filter(|q| !q.is_empty())
+        .or_else(|| reference.qualifier.clone())
+}
+
+/// The function and the version that `raw` (plus an optional `?Qualifier=`) designates:
+/// `$LATEST`, a published version, or an alias's version. Unknown ones are a 404.
+pub(super) fn resolve_version(
     state: &SharedState,
     raw: &str,
     query_qualifier: Option<String>,
-) -> Result<String, ApiError> {
+) -> Result<(Arc<FunctionDocument>, Arc<FunctionRecord>), ApiError> {
     let reference = parse_function_ref(raw)?;
-    let qualifier = query_qualifier
-        .filter(|q| !q.is_empty())
-        .or(reference.qualifier);
-    match qualifier.as_deref() {
-        None | Some("$LATEST") => Ok(reference.name),
+    let qualifier = qualifier_of(&reference, query_qualifier);
+    let name = &reference.name;
+    let document = state
+        .registry
+        .require(name, || state.arns.function_arn(name))?;
+    let record = match qualifier.as_deref() {
+        None => Some(document.latest.clone()),
         Some(q) => {
             function::validate_qualifier(q)?;
-            Err(ApiError::ResourceNotFound(format!(
-                "Function not found: {}:{q}",
-                state.arns.function_arn(&reference.name)
-            )))
+            document
+                .primary_version(q)
+                .and_then(|v| document.version(&v).cloned())
         }
-    }
+    };
+    let record = record.ok_or_else(|| {
+        ApiError::ResourceNotFound(format!(
+            "Function not found: {}",
+            state
+                .arns
+                .qualified_arn(name, qualifier.as_deref().unwrap_or(LATEST))
+        ))
+    })?;
+    Ok((document, record))
 }
 
 fn too_large() -> ApiError {
@@ -265,8 +287,17 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
         environment,
         architecture,
     };
-    let record = state.registry.create(spec, zip).await?;
-    tracing::info!(function = %record.spec.name, runtime = %record.spec.runtime, "function created");
+    let name = spec.name.clone();
+    let document = state.registry.create(spec, zip).await?;
+    tracing::info!(function = %name, runtime = %document.latest.spec.runtime, "function created");
+    let record = if request.publish == Some(true) {
+        state
+            .registry
+            .publish_version(&name, None, state.arns.function_arn(&name))
+            .await?
+    } else {
+        document.latest.clone()
+    };
     Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
 }
 
@@ -276,31 +307,31 @@ pub async fn get(
     Query(query): Query<QualifierQuery>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = latest_function_name(&state, &raw, query.qualifier)?;
-    let record = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (document, record) = resolve_version(&state, &raw, query.qualifier)?;
+    let name = document.name();
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:9600");
-    Ok(Json(json!({
+    let mut body = json!({
         "Configuration": configuration(&state, &record),
         "Code": {
             "RepositoryType": "S3",
-            "Location": format!("http://{host}/shoal/v1/functions/{name}/code.zip"),
+            "Location": format!("http://{host}/shoal/v1/functions/{name}/code.zip?Qualifier={}", record.version),
         },
-    })))
+    });
+    if let Some(reserved) = document.reserved_concurrency {
+        body["Concurrency"] = json!({ "ReservedConcurrentExecutions": reserved });
+    }
+    Ok(Json(body))
 }
 
 pub async fn download_code(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
+    Query(query): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let name = function_name(&raw)?;
-    let record = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (_, record) = resolve_version(&state, &raw, query.qualifier)?;
     let path = state
         .registry
         .code_store()
@@ -316,10 +347,7 @@ pub async fn get_configuration(
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = latest_function_name(&state, &raw, query.qualifier)?;
-    let record = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (_, record) = resolve_version(&state, &raw, query.qualifier)?;
     Ok(Json(configuration(&state, &record)))
 }
 
@@ -327,22 +355,14 @@ pub async fn list(
     State(state): State<SharedState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = match query.max_items.as_deref() {
-        None | Some("") => 50,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=10_000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::InvalidParameterValue(format!(
-                    "1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy constraint: \
-                     Member must have value between 1 and 10000"
-                )));
-            }
-        },
-    };
+    let limit = max_items(query.max_items.as_deref())?;
     let (page, next) = state
         .registry
         .list(query.marker.as_deref().filter(|m| !m.is_empty()), limit);
-    let functions: Vec<_> = page.iter().map(|r| configuration(&state, r)).collect();
+    let functions: Vec<_> = page
+        .iter()
+        .map(|d| configuration(&state, &d.latest))
+        .collect();
     let mut body = json!({ "Functions": functions });
     if let Some(next) = next {
         body["NextMarker"] = json!(next);
@@ -369,7 +389,9 @@ pub async fn update_code(
     let request: UpdateCodeRequest = parse_json(&body)?;
     let current = state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&name, || state.arns.function_arn(&name))?
+        .latest
+        .clone();
     check_revision(request.revision_id.as_deref(), &current)?;
     if let Some(architectures) = &request.architectures {
         function::validate_architecture(architectures)?;
@@ -378,12 +400,20 @@ pub async fn update_code(
     if request.dry_run == Some(true) {
         return Ok(Json(configuration(&state, &current)));
     }
-    let record = state
+    let document = state
         .registry
         .update_code(&name, zip, state.arns.function_arn(&name))
         .await?;
-    state.scheduler.retire(&name);
-    tracing::info!(function = %name, code_sha256 = %record.code.sha256_b64, "function code updated");
+    state.scheduler.retire(&name, Some(LATEST));
+    tracing::info!(function = %name, code_sha256 = %document.latest.code.sha256_b64, "function code updated");
+    let record = if request.publish == Some(true) {
+        state
+            .registry
+            .publish_version(&name, None, state.arns.function_arn(&name))
+            .await?
+    } else {
+        document.latest.clone()
+    };
     Ok(Json(configuration(&state, &record)))
 }
 
@@ -397,7 +427,9 @@ pub async fn update_configuration(
     let request: UpdateConfigurationRequest = parse_json(&body)?;
     let current = state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&name, || state.arns.function_arn(&name))?
+        .latest
+        .clone();
     check_revision(request.revision_id.as_deref(), &current)?;
     reject_layers(&request.layers)?;
     if let Some(handler) = &request.handler {
@@ -425,13 +457,13 @@ pub async fn update_configuration(
             .transpose()?,
         environment: environment_of(request.environment)?,
     };
-    let record = state
+    let document = state
         .registry
         .update_configuration(&name, patch, state.arns.function_arn(&name))
         .await?;
-    state.scheduler.retire(&name);
+    state.scheduler.retire(&name, Some(LATEST));
     tracing::info!(function = %name, "function configuration updated");
-    Ok(Json(configuration(&state, &record)))
+    Ok(Json(configuration(&state, &document.latest)))
 }
 
 pub async fn delete(
@@ -440,23 +472,127 @@ pub async fn delete(
     Query(query): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
     let reference = parse_function_ref(&raw)?;
-    let qualifier = query
-        .qualifier
-        .filter(|q| !q.is_empty())
-        .or(reference.qualifier);
-    if qualifier.as_deref() == Some("$LATEST") {
-        return Err(ApiError::InvalidParameterValue(
-            "$LATEST version cannot be deleted without deleting the function.".into(),
-        ));
+    let name = reference.name.clone();
+    match qualifier_of(&reference, query.qualifier).as_deref() {
+        None => {
+            state
+                .registry
+                .delete(&name, state.arns.function_arn(&name))
+                .await?;
+            state.scheduler.retire(&name, None);
+            tracing::info!(function = %name, "function deleted");
+        }
+        Some(LATEST) => {
+            return Err(ApiError::InvalidParameterValue(
+                "$LATEST version cannot be deleted without deleting the function.".into(),
+            ));
+        }
+        Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
+            state.registry.delete_version(&name, q, &state.arns).await?;
+            state.scheduler.retire(&name, Some(q));
+            if let Some(document) = state.registry.get(&name) {
+                super::concurrency::sync_provisioned(&state.scheduler, &document);
+            }
+            tracing::info!(function = %name, version = %q, "function version deleted");
+        }
+        Some(q) => {
+            function::validate_qualifier(q)?;
+            return Err(ApiError::InvalidParameterValue(format!(
+                "Deletion of aliases is not supported by DeleteFunction; use DeleteAlias for '{q}'."
+            )));
+        }
     }
-    let name = latest_function_name(&state, &raw, qualifier)?;
-    state
-        .registry
-        .delete(&name, state.arns.function_arn(&name))
-        .await?;
-    state.scheduler.retire(&name);
-    tracing::info!(function = %name, "function deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// PublishVersion: `$LATEST` becomes an immutable numbered version.
+pub async fn publish_version(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct PublishRequest {
+        code_sha256: Option<String>,
+        description: Option<String>,
+        revision_id: Option<String>,
+    }
+    let name = function_name(&raw)?;
+    let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
+    let request: PublishRequest = parse_json(&body)?;
+    let current = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?
+        .latest
+        .clone();
+    check_revision(request.revision_id.as_deref(), &current)?;
+    if let Some(sha) = request
+        .code_sha256
+        .as_deref()
+        .filter(|s| *s != current.code.sha256_b64)
+    {
+        return Err(ApiError::InvalidParameterValue(format!(
+            "CodeSha256 ({sha}) is different from current CodeSha256 in $LATEST ({}). Please try again with the CodeSha256 in $LATEST.",
+            current.code.sha256_b64
+        )));
+    }
+    if let Some(description) = &request.description {
+        function::validate_description(description)?;
+    }
+    let record = state
+        .registry
+        .publish_version(&name, request.description, state.arns.function_arn(&name))
+        .await?;
+    tracing::info!(function = %name, version = %record.version, "version published");
+    Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
+}
+
+/// ListVersionsByFunction: `$LATEST` first, then the published versions in order.
+pub async fn list_versions(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let document = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
+    let limit = max_items(query.max_items.as_deref())?;
+    let all: Vec<&Arc<FunctionRecord>> = std::iter::once(&document.latest)
+        .chain(document.versions.iter())
+        .collect();
+    let start = match query.marker.as_deref().filter(|m| !m.is_empty()) {
+        Some(marker) => all
+            .iter()
+            .position(|r| r.version == marker)
+            .map(|i| i + 1)
+            .unwrap_or(all.len()),
+        None => 0,
+    };
+    let page: Vec<_> = all.iter().skip(start).take(limit).collect();
+    let mut body =
+        json!({ "Versions": page.iter().map(|r| configuration(&state, r)).collect::<Vec<_>>() });
+    if start + page.len() < all.len() {
+        if let Some(last) = page.last() {
+            body["NextMarker"] = json!(last.version);
+        }
+    }
+    Ok(Json(body))
+}
+
+/// `MaxItems` of a list operation: 1 to 10,000, default 50.
+pub(super) fn max_items(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw {
+        None | Some("") => Ok(50),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+            _ => Err(ApiError::InvalidParameterValue(format!(
+                "1 validation error detected: Value '{raw}' at 'maxItems' failed to satisfy constraint: \
+                 Member must have value between 1 and 10000"
+            ))),
+        },
+    }
 }
 
 pub async fn account_settings(State(state): State<SharedState>) -> Json<serde_json::Value> {
@@ -465,8 +601,9 @@ pub async fn account_settings(State(state): State<SharedState>) -> Json<serde_js
             "TotalCodeSize": 80_530_636_800u64,
             "CodeSizeUnzipped": crate::code::UNZIPPED_MAX_BYTES,
             "CodeSizeZipped": ZIP_MAX_BYTES,
-            "ConcurrentExecutions": 1000,
-            "UnreservedConcurrentExecutions": 1000,
+            "ConcurrentExecutions": state.scheduler.limits().concurrency,
+            "UnreservedConcurrentExecutions": (state.scheduler.limits().concurrency as u64)
+                .saturating_sub(state.registry.reserved_total()),
         },
         "AccountUsage": {
             "TotalCodeSize": state.registry.total_code_size(),

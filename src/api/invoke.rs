@@ -97,12 +97,6 @@ pub async fn invoke(
     let name = reference.name;
     if let Some(q) = qualifier.as_deref() {
         crate::function::validate_qualifier(q)?;
-        if q != "$LATEST" {
-            return Err(ApiError::ResourceNotFound(format!(
-                "Function not found: {}:{q}",
-                state.arns.function_arn(&name)
-            )));
-        }
     }
     let kind = invocation_type(&headers)?;
     let tail = wants_tail(&headers)?;
@@ -113,9 +107,7 @@ pub async fn invoke(
         ))
     })
     .await?;
-    state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    super::functions::resolve_version(&state, &raw, qualifier.clone())?;
     let payload = if payload.iter().all(u8::is_ascii_whitespace) {
         bytes::Bytes::from_static(b"{}")
     } else {
@@ -139,6 +131,7 @@ pub async fn invoke(
         .invoker
         .invoke(InvokeRequest {
             function_name: name,
+            qualifier,
             payload,
             client_context,
             trace_id: header(&headers, "x-amzn-trace-id").map(str::to_string),
@@ -152,15 +145,20 @@ pub async fn invoke(
                 "Function not found: {arn}"
             )));
         }
+        Err(InvokeError::Throttled(throttle)) => {
+            return Err(ApiError::TooManyRequests {
+                reason: throttle.reason(),
+                message: throttle.message().to_string(),
+            });
+        }
         Err(InvokeError::Internal(message)) => return Err(ApiError::Service(message)),
     };
     let mut http = (StatusCode::OK, response.payload).into_response();
     let out = http.headers_mut();
     out.insert("content-type", HeaderValue::from_static("application/json"));
-    out.insert(
-        "x-amz-executed-version",
-        HeaderValue::from_static(response.executed_version),
-    );
+    if let Ok(version) = HeaderValue::from_str(&response.executed_version) {
+        out.insert("x-amz-executed-version", version);
+    }
     if let Ok(id) = HeaderValue::from_str(&response.request_id) {
         out.insert("x-amzn-requestid", id);
     }

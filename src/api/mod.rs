@@ -7,6 +7,8 @@
 //! runs in a `tracing` span carrying its request id, which is also returned as
 //! `x-amzn-RequestId`.
 
+mod aliases;
+mod concurrency;
 pub mod error;
 mod functions;
 mod invoke;
@@ -24,6 +26,7 @@ use axum::routing::{get, post, put};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
+pub use concurrency::sync_provisioned;
 pub use error::ApiError;
 
 use crate::function::ArnContext;
@@ -37,6 +40,7 @@ pub struct AppState {
     pub scheduler: Arc<Scheduler>,
     pub invoker: Arc<Invoker>,
     pub logs: crate::logs::LogSink,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub arns: ArnContext,
 }
 
@@ -70,6 +74,35 @@ pub fn router(state: SharedState) -> Router {
             post(invoke::invoke),
         )
         .route(
+            "/2015-03-31/functions/{name}/versions",
+            post(functions::publish_version).get(functions::list_versions),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            post(aliases::create).get(aliases::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(concurrency::put_reserved).delete(concurrency::delete_reserved),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get_reserved),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            put(concurrency::put_provisioned)
+                .get(concurrency::get_provisioned)
+                .delete(concurrency::delete_provisioned),
+        )
+        .route("/metrics", get(metrics))
+        .route(
             "/2016-08-19/account-settings",
             get(functions::account_settings),
         )
@@ -86,6 +119,13 @@ pub fn router(state: SharedState) -> Router {
         .method_not_allowed_fallback(unknown_operation)
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+) -> impl axum::response::IntoResponse {
+    let text = state.metrics.render(state.scheduler.gauges());
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
 async fn unknown_operation(request: Request) -> ApiError {
@@ -163,7 +203,10 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::NotFound(_) => ApiError::ResourceNotFound(e.to_string()),
+            RegistryError::Missing(m) => ApiError::ResourceNotFound(m),
             RegistryError::AlreadyExists(_) => ApiError::ResourceConflict(e.to_string()),
+            RegistryError::Conflict(m) => ApiError::ResourceConflict(m),
+            RegistryError::PreconditionFailed(m) => ApiError::PreconditionFailed(m),
             RegistryError::Invalid(m) => ApiError::InvalidParameterValue(m),
             RegistryError::Internal(m) => ApiError::Service(m),
         }

@@ -96,7 +96,11 @@ pub struct Launcher {
 impl Launcher {
     /// Starts an environment for `function`; returns as soon as the process runs
     /// (the init phase goes on; see [`Environment::wait_ready`]).
-    pub async fn start(&self, function: &FunctionRecord) -> Result<Arc<Environment>, StartError> {
+    pub async fn start(
+        &self,
+        function: &FunctionRecord,
+        provisioned: bool,
+    ) -> Result<Arc<Environment>, StartError> {
         let started_at = Instant::now();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let spec = &function.spec;
@@ -115,9 +119,8 @@ impl Launcher {
         let tmp_dir = dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
 
-        let function_arn = self.arns.function_arn(&spec.name);
         let (inbox_tx, inbox_rx) = mpsc::channel(1);
-        let api = Arc::new(RuntimeApiState::new(function_arn, inbox_rx));
+        let api = Arc::new(RuntimeApiState::new(inbox_rx));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let api_addr = listener.local_addr()?;
         let server = tokio::spawn(serve_runtime_api(listener, api.clone()));
@@ -137,7 +140,7 @@ impl Launcher {
                 launch.runtime_dir.display().to_string(),
             ),
             ("AWS_LAMBDA_FUNCTION_NAME", spec.name.clone()),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", function.version.clone()),
             (
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
                 spec.memory_mb.to_string(),
@@ -147,7 +150,15 @@ impl Launcher {
                 format!("/aws/lambda/{}", spec.name),
             ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string()),
-            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_string()),
+            (
+                "AWS_LAMBDA_INITIALIZATION_TYPE",
+                if provisioned {
+                    "provisioned-concurrency"
+                } else {
+                    "on-demand"
+                }
+                .to_string(),
+            ),
             ("AWS_REGION", self.arns.region.clone()),
             ("AWS_DEFAULT_REGION", self.arns.region.clone()),
             ("TZ", ":UTC".to_string()),
@@ -198,6 +209,8 @@ impl Launcher {
             id,
             function_name: spec.name.clone(),
             revision_id: function.revision_id.clone(),
+            memory_mb: spec.memory_mb,
+            provisioned,
             started_at,
             api,
             inbox: inbox_tx,
@@ -264,6 +277,9 @@ pub struct Environment {
     pub id: String,
     pub function_name: String,
     pub revision_id: String,
+    pub memory_mb: u32,
+    /// Started ahead of traffic for provisioned concurrency (never reaped).
+    pub provisioned: bool,
     started_at: Instant,
     api: Arc<RuntimeApiState>,
     inbox: mpsc::Sender<Dispatch>,
@@ -282,6 +298,7 @@ pub struct EventSpec {
     pub payload: Bytes,
     pub trace_id: String,
     pub client_context: Option<String>,
+    pub invoked_arn: String,
     pub timeout: Duration,
 }
 
@@ -343,6 +360,7 @@ impl Environment {
             deadline_ms,
             trace_id: event.trace_id,
             client_context: event.client_context,
+            invoked_arn: event.invoked_arn,
             reply: reply_tx,
         };
         if self.inbox.send(dispatch).await.is_err() {
@@ -390,6 +408,21 @@ impl Environment {
 
     pub fn peak_memory_mb(&self) -> u64 {
         self.tree.peak_memory_mb()
+    }
+
+    /// Stops the process tree gracefully: SIGTERM, then SIGKILL after `grace`; then
+    /// removes the scratch folder. Used for healthy environments that are no longer needed.
+    pub fn shutdown(self: &Arc<Self>, grace: Duration) {
+        if !self.is_alive() {
+            self.destroy();
+            return;
+        }
+        self.tree.terminate();
+        let env = self.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(grace, until_exit(env.exit.clone())).await;
+            env.destroy();
+        });
     }
 
     /// Kills the process tree and removes the environment's scratch folder.

@@ -29,6 +29,8 @@ pub struct Dispatch {
     pub deadline_ms: u64,
     pub trace_id: String,
     pub client_context: Option<String>,
+    /// The ARN the caller invoked (qualified when a version or alias was named).
+    pub invoked_arn: String,
     pub reply: oneshot::Sender<RuntimeOutcome>,
 }
 
@@ -57,16 +59,14 @@ pub enum InitState {
 }
 
 pub struct RuntimeApiState {
-    function_arn: String,
     inbox: tokio::sync::Mutex<mpsc::Receiver<Dispatch>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<RuntimeOutcome>>>,
     pub init: watch::Sender<InitState>,
 }
 
 impl RuntimeApiState {
-    pub fn new(function_arn: String, inbox: mpsc::Receiver<Dispatch>) -> Self {
+    pub fn new(inbox: mpsc::Receiver<Dispatch>) -> Self {
         Self {
-            function_arn,
             inbox: tokio::sync::Mutex::new(inbox),
             inflight: Mutex::new(HashMap::new()),
             init: watch::Sender::new(InitState::Initializing),
@@ -255,7 +255,7 @@ async fn next(state: &RuntimeApiState) -> ApiResponse {
             "lambda-runtime-deadline-ms",
             dispatch.deadline_ms.to_string(),
         )
-        .header("lambda-runtime-invoked-function-arn", &state.function_arn)
+        .header("lambda-runtime-invoked-function-arn", &dispatch.invoked_arn)
         .header("lambda-runtime-trace-id", &dispatch.trace_id);
     if let Some(context) = &dispatch.client_context {
         builder = builder.header("lambda-runtime-client-context", context);

@@ -36,6 +36,8 @@ pub enum SandboxError {
 pub trait TreeControl: Send + Sync {
     /// Kills every process of the tree.
     fn kill(&self);
+    /// Asks every process of the tree to stop (SIGTERM).
+    fn terminate(&self);
     /// Peak memory of the tree so far, in MB, as well as the sandbox can measure it.
     fn peak_memory_mb(&self) -> u64;
 }
@@ -65,6 +67,12 @@ impl TreeControl for ProcessGroup {
         use nix::unistd::Pid;
         // ESRCH (already gone) is the expected outcome after an exit; nothing to report.
         let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+    }
+
+    fn terminate(&self) {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGTERM);
     }
 
     fn peak_memory_mb(&self) -> u64 {

@@ -7,7 +7,7 @@
 
 pub mod sqlite;
 
-use crate::function::FunctionRecord;
+use crate::document::FunctionDocument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,11 +22,11 @@ pub enum StoreError {
 }
 
 pub trait FunctionStore: Send + Sync {
-    fn load_functions(&self) -> Result<Vec<FunctionRecord>, StoreError>;
+    fn load_functions(&self) -> Result<Vec<FunctionDocument>, StoreError>;
     /// Inserts a new function; fails with [`StoreError::AlreadyExists`] if the name is taken.
-    fn insert_function(&self, record: &FunctionRecord) -> Result<(), StoreError>;
+    fn insert_function(&self, document: &FunctionDocument) -> Result<(), StoreError>;
     /// Replaces an existing function; fails with [`StoreError::NotFound`] if it is gone.
-    fn update_function(&self, record: &FunctionRecord) -> Result<(), StoreError>;
+    fn update_function(&self, document: &FunctionDocument) -> Result<(), StoreError>;
     fn delete_function(&self, name: &str) -> Result<(), StoreError>;
 }
 

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{FunctionStore, LogEvent, LogStore, NewLogEvent, StoreError};
+use crate::document::FunctionDocument;
 use crate::function::FunctionRecord;
 
 /// Two connections to one database: function metadata commits with `synchronous=FULL`
@@ -75,12 +76,19 @@ impl SqliteStore {
     }
 }
 
-fn encode(record: &FunctionRecord) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))
+fn encode(document: &FunctionDocument) -> Result<String, StoreError> {
+    serde_json::to_string(document).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Reads a stored document; a bare `$LATEST` record (the first schema) still loads.
+fn decode(name: &str, json: &str) -> Result<FunctionDocument, StoreError> {
+    serde_json::from_str::<FunctionDocument>(json)
+        .or_else(|_| serde_json::from_str::<FunctionRecord>(json).map(FunctionDocument::new))
+        .map_err(|e| StoreError::Corrupt(format!("function {name}: {e}")))
 }
 
 impl FunctionStore for SqliteStore {
-    fn load_functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+    fn load_functions(&self) -> Result<Vec<FunctionDocument>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare("SELECT name, record FROM functions ORDER BY name")
@@ -93,39 +101,38 @@ impl FunctionStore for SqliteStore {
         let mut records = Vec::new();
         for row in rows {
             let (name, json) = row.map_err(backend)?;
-            let record = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("function {name}: {e}")))?;
+            let record = decode(&name, &json)?;
             records.push(record);
         }
         Ok(records)
     }
 
-    fn insert_function(&self, record: &FunctionRecord) -> Result<(), StoreError> {
+    fn insert_function(&self, record: &FunctionDocument) -> Result<(), StoreError> {
         let json = encode(record)?;
         let conn = self.lock();
         let inserted = conn
             .execute(
                 "INSERT INTO functions (name, record) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-                params![record.spec.name, json],
+                params![record.latest.spec.name, json],
             )
             .map_err(backend)?;
         if inserted == 0 {
-            return Err(StoreError::AlreadyExists(record.spec.name.clone()));
+            return Err(StoreError::AlreadyExists(record.latest.spec.name.clone()));
         }
         Ok(())
     }
 
-    fn update_function(&self, record: &FunctionRecord) -> Result<(), StoreError> {
+    fn update_function(&self, record: &FunctionDocument) -> Result<(), StoreError> {
         let json = encode(record)?;
         let conn = self.lock();
         let updated = conn
             .execute(
                 "UPDATE functions SET record = ?2 WHERE name = ?1",
-                params![record.spec.name, json],
+                params![record.latest.spec.name, json],
             )
             .map_err(backend)?;
         if updated == 0 {
-            return Err(StoreError::NotFound(record.spec.name.clone()));
+            return Err(StoreError::NotFound(record.latest.spec.name.clone()));
         }
         Ok(())
     }
@@ -223,8 +230,8 @@ mod tests {
     use super::*;
     use crate::function::{CodeRef, FunctionSpec};
 
-    fn record(name: &str) -> FunctionRecord {
-        FunctionRecord {
+    fn record(name: &str) -> FunctionDocument {
+        FunctionDocument::new(FunctionRecord {
             spec: FunctionSpec {
                 name: name.into(),
                 runtime: "python3.12".into(),
@@ -244,7 +251,8 @@ mod tests {
             },
             last_modified_ms: 1,
             revision_id: "r1".into(),
-        }
+            version: crate::function::LATEST.into(),
+        })
     }
 
     #[test]
@@ -259,7 +267,7 @@ mod tests {
                 Err(StoreError::AlreadyExists(_))
             ));
             let mut changed = record("a");
-            changed.spec.memory_mb = 256;
+            std::sync::Arc::make_mut(&mut changed.latest).spec.memory_mb = 256;
             store.update_function(&changed).unwrap();
             assert!(matches!(
                 store.update_function(&record("zz")),
@@ -269,7 +277,7 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let loaded = store.load_functions().unwrap();
         assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].spec.memory_mb, 256);
+        assert_eq!(loaded[0].latest.spec.memory_mb, 256);
         store.delete_function("a").unwrap();
         assert!(store.load_functions().unwrap().is_empty());
     }

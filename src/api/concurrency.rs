@@ -1,0 +1,294 @@
+//! Concurrency settings: reserved concurrency (PutFunctionConcurrency,
+//! GetFunctionConcurrency, DeleteFunctionConcurrency) and provisioned concurrency
+//! (Put/Get/DeleteProvisionedConcurrencyConfig). Stored in the function's document,
+//! enforced by the scheduler.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, SharedState, parse_json, read_body};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::document::{FunctionDocument, ProvisionedConfig};
+use crate::function::{LATEST, parse_function_ref};
+use crate::registry::RegistryError;
+use crate::scheduler::PoolKey;
+use crate::scheduler::Scheduler;
+
+/// Lambda keeps at least this much of the account limit unreserved.
+pub const UNRESERVED_MINIMUM: u64 = 100;
+const BODY_MAX: usize = 16 * 1024;
+
+fn too_large() -> ApiError {
+    ApiError::RequestTooLarge(format!("Request must be smaller than {BODY_MAX} bytes"))
+}
+
+fn function_name(raw: &str) -> Result<String, ApiError> {
+    Ok(parse_function_ref(raw)?.name)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutReservedRequest {
+    reserved_concurrent_executions: Option<i64>,
+}
+
+pub async fn put_reserved(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let body = read_body(body, BODY_MAX, too_large).await?;
+    let request: PutReservedRequest = parse_json(&body)?;
+    let Some(reserved) = request.reserved_concurrent_executions else {
+        return Err(ApiError::InvalidParameterValue(
+            "ReservedConcurrentExecutions is a required parameter".into(),
+        ));
+    };
+    if reserved < 0 {
+        return Err(ApiError::InvalidParameterValue(format!(
+            "1 validation error detected: Value '{reserved}' at 'reservedConcurrentExecutions' failed to satisfy constraint: \
+             Member must have value greater than or equal to 0"
+        )));
+    }
+    let limit = state.scheduler.limits().concurrency as u64;
+    let (_, reserved) = state
+        .registry
+        .modify(&name, state.arns.function_arn(&name), |doc| {
+            let others = state.registry.reserved_total()
+                - u64::from(doc.reserved_concurrency.unwrap_or(0));
+            let unreserved_after = limit as i64 - others as i64 - reserved;
+            if unreserved_after < UNRESERVED_MINIMUM as i64 {
+                return Err(RegistryError::Invalid(format!(
+                    "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{UNRESERVED_MINIMUM}]."
+                )));
+            }
+            doc.reserved_concurrency = Some(reserved as u32);
+            Ok(reserved as u32)
+        })
+        .await?;
+    state.scheduler.set_reserved(&name, Some(reserved));
+    tracing::info!(function = %name, reserved, "reserved concurrency set");
+    Ok(Json(json!({ "ReservedConcurrentExecutions": reserved })))
+}
+
+pub async fn get_reserved(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let document = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
+    Ok(Json(match document.reserved_concurrency {
+        Some(reserved) => json!({ "ReservedConcurrentExecutions": reserved }),
+        None => json!({}),
+    }))
+}
+
+pub async fn delete_reserved(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = function_name(&raw)?;
+    state
+        .registry
+        .modify(&name, state.arns.function_arn(&name), |doc| {
+            doc.reserved_concurrency = None;
+            Ok(())
+        })
+        .await?;
+    state.scheduler.set_reserved(&name, None);
+    tracing::info!(function = %name, "reserved concurrency removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct ProvisionedQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PutProvisionedRequest {
+    provisioned_concurrent_executions: Option<i64>,
+}
+
+fn required_qualifier(query: ProvisionedQuery) -> Result<String, ApiError> {
+    let qualifier = query.qualifier.filter(|q| !q.is_empty()).ok_or_else(|| {
+        ApiError::InvalidParameterValue("Qualifier is a required parameter".into())
+    })?;
+    crate::function::validate_qualifier(&qualifier)?;
+    if qualifier == LATEST {
+        return Err(ApiError::InvalidParameterValue(
+            "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+                .into(),
+        ));
+    }
+    Ok(qualifier)
+}
+
+/// Points the scheduler's provisioned pools of a function at what its document says
+/// (settings on an alias and on its version add up).
+pub fn sync_provisioned(scheduler: &Arc<Scheduler>, document: &FunctionDocument) {
+    let mut targets: BTreeMap<String, (Arc<crate::function::FunctionRecord>, usize)> =
+        BTreeMap::new();
+    for (qualifier, config) in &document.provisioned {
+        let Some(version) = document.primary_version(qualifier) else {
+            continue;
+        };
+        let Some(record) = document.version(&version) else {
+            continue;
+        };
+        targets
+            .entry(version)
+            .or_insert_with(|| (record.clone(), 0))
+            .1 += config.requested as usize;
+    }
+    scheduler.sync_provisioned(document.name(), targets.into_values().collect());
+}
+
+fn status_body(
+    state: &SharedState,
+    document: &FunctionDocument,
+    qualifier: &str,
+    config: &ProvisionedConfig,
+) -> serde_json::Value {
+    let allocated = document
+        .primary_version(qualifier)
+        .map(|version| {
+            let key = PoolKey {
+                function: document.name().to_string(),
+                version,
+            };
+            state.scheduler.provisioned_status(&key).1
+        })
+        .unwrap_or(0)
+        .min(config.requested as usize);
+    let ready = allocated >= config.requested as usize;
+    json!({
+        "RequestedProvisionedConcurrentExecutions": config.requested,
+        "AvailableProvisionedConcurrentExecutions": allocated,
+        "AllocatedProvisionedConcurrentExecutions": allocated,
+        "Status": if ready { "READY" } else { "IN_PROGRESS" },
+        "LastModified": crate::timefmt::lambda_timestamp(config.last_modified_ms),
+    })
+}
+
+pub async fn put_provisioned(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    Query(query): Query<ProvisionedQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = function_name(&raw)?;
+    let qualifier = required_qualifier(query)?;
+    let body = read_body(body, BODY_MAX, too_large).await?;
+    let request: PutProvisionedRequest = parse_json(&body)?;
+    let requested = match request.provisioned_concurrent_executions {
+        Some(n) if n >= 1 => n as u32,
+        other => {
+            return Err(ApiError::InvalidParameterValue(format!(
+                "1 validation error detected: Value '{}' at 'provisionedConcurrentExecutions' failed to satisfy constraint: \
+                 Member must have value greater than or equal to 1",
+                other
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "null".into())
+            )));
+        }
+    };
+    let limit = state.scheduler.limits().concurrency as u64;
+    let missing = format!(
+        "Function not found: {}",
+        state.arns.qualified_arn(&name, &qualifier)
+    );
+    let (document, config) = state
+        .registry
+        .modify(&name, state.arns.function_arn(&name), |doc| {
+            let target = doc
+                .primary_version(&qualifier)
+                .ok_or(RegistryError::Missing(missing))?;
+            if target == LATEST {
+                return Err(RegistryError::Invalid(
+                    "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+                        .into(),
+                ));
+            }
+            let total: u64 = doc
+                .provisioned
+                .iter()
+                .filter(|(q, _)| **q != qualifier)
+                .map(|(_, c)| u64::from(c.requested))
+                .sum::<u64>()
+                + u64::from(requested);
+            let ceiling = doc
+                .reserved_concurrency
+                .map(u64::from)
+                .unwrap_or(limit.saturating_sub(UNRESERVED_MINIMUM));
+            if total > ceiling {
+                return Err(RegistryError::Invalid(format!(
+                    "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function ({ceiling})"
+                )));
+            }
+            let config = ProvisionedConfig {
+                requested,
+                last_modified_ms: crate::timefmt::now_ms(),
+            };
+            doc.provisioned.insert(qualifier.clone(), config.clone());
+            Ok(config)
+        })
+        .await?;
+    sync_provisioned(&state.scheduler, &document);
+    tracing::info!(function = %name, %qualifier, requested, "provisioned concurrency set");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(status_body(&state, &document, &qualifier, &config)),
+    )
+        .into_response())
+}
+
+pub async fn get_provisioned(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    Query(query): Query<ProvisionedQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = function_name(&raw)?;
+    let qualifier = required_qualifier(query)?;
+    let document = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
+    let config = document.provisioned.get(&qualifier).ok_or_else(|| {
+        ApiError::ProvisionedConcurrencyConfigNotFound(format!(
+            "No Provisioned Concurrency Config found for this function: {}",
+            state.arns.qualified_arn(&name, &qualifier)
+        ))
+    })?;
+    Ok(Json(status_body(&state, &document, &qualifier, config)))
+}
+
+pub async fn delete_provisioned(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+    Query(query): Query<ProvisionedQuery>,
+) -> Result<StatusCode, ApiError> {
+    let name = function_name(&raw)?;
+    let qualifier = required_qualifier(query)?;
+    let (document, ()) = state
+        .registry
+        .modify(&name, state.arns.function_arn(&name), |doc| {
+            doc.provisioned.remove(&qualifier);
+            Ok(())
+        })
+        .await?;
+    sync_provisioned(&state.scheduler, &document);
+    tracing::info!(function = %name, %qualifier, "provisioned concurrency removed");
+    Ok(StatusCode::NO_CONTENT)
+}

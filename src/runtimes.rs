@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PYTHON_LOOP: &str = include_str!("../runtimes/python/bootstrap.py");
+const PYTHON_LOOP: &str = include_str!("../runtimes/python/shoal_runtime.py");
+/// The script the interpreter runs: imports the loop as a module, so its compiled form
+/// (precompiled at start into `__pycache__`) is loaded instead of compiling it each time.
+const PYTHON_BOOTSTRAP: &str = "import shoal_runtime\nshoal_runtime._run()\n";
 const NODE_LOOP: &str = include_str!("../runtimes/node/bootstrap.mjs");
 
 /// Every identifier in Lambda's `Runtime` enum; anything else is not a runtime at all.
@@ -169,7 +172,8 @@ impl RuntimeCatalog {
         let node_dir = runtimes_dir.join("node");
         std::fs::create_dir_all(&python_dir)?;
         std::fs::create_dir_all(&node_dir)?;
-        write_if_changed(&python_dir.join("bootstrap.py"), PYTHON_LOOP)?;
+        write_if_changed(&python_dir.join("shoal_runtime.py"), PYTHON_LOOP)?;
+        write_if_changed(&python_dir.join("bootstrap.py"), PYTHON_BOOTSTRAP)?;
         write_if_changed(&node_dir.join("bootstrap.mjs"), NODE_LOOP)?;
 
         let python = probe(&settings.python, Family::Python);
@@ -190,11 +194,17 @@ impl RuntimeCatalog {
                 tracing::warn!(program = %settings.node, "no node interpreter found: nodejs runtimes are unavailable")
             }
         }
+        if let Some(interpreter) = &python {
+            precompile(&interpreter.path, &python_dir.join("shoal_runtime.py"));
+        }
         let mut overrides = HashMap::new();
         for (runtime, program) in &settings.overrides {
             let family = family_of(runtime).map_err(|e| std::io::Error::other(e.to_string()))?;
             match probe(program, family) {
                 Some(interpreter) => {
+                    if family == Family::Python {
+                        precompile(&interpreter.path, &python_dir.join("shoal_runtime.py"));
+                    }
                     overrides.insert(runtime.clone(), interpreter);
                 }
                 None => {
@@ -303,6 +313,17 @@ fn version_matches(runtime: &str, family: Family, version: &str) -> bool {
             version.split('.').next() == Some(wanted)
         }
         Family::Provided => true,
+    }
+}
+
+/// Compiles the Python runtime loop for one interpreter, so no environment pays for it.
+fn precompile(interpreter: &Path, module: &Path) {
+    let status = Command::new(interpreter)
+        .args(["-S", "-c", "import py_compile,sys; py_compile.compile(sys.argv[1], doraise=True)"])
+        .arg(module)
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        tracing::warn!(interpreter = %interpreter.display(), "precompiling the Python runtime loop failed; environments will compile it at start");
     }
 }
 

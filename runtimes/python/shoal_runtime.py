@@ -1,7 +1,7 @@
 """Shoal's managed Python runtime loop.
 
-Shoal runs this file as ``python3 -S -u $LAMBDA_RUNTIME_DIR/bootstrap.py`` inside a
-function's execution environment. It speaks the Lambda Runtime API found at
+Shoal runs ``python3 -S -u $LAMBDA_RUNTIME_DIR/bootstrap.py`` inside a function's
+execution environment; that two-line script imports this module and calls _run(). It speaks the Lambda Runtime API found at
 AWS_LAMBDA_RUNTIME_API, loads the handler named by _HANDLER from LAMBDA_TASK_ROOT,
 and behaves like AWS Lambda's Python runtime (awslambdaric): same context object,
 same error bodies and errorType values, same log line formats.
@@ -16,6 +16,8 @@ Cold start matters here, so the file imports next to nothing at start:
 - JSON goes through the ``_json`` C accelerator directly (``json`` pulls in re).
 - ``traceback`` is imported on the first error, ``logging`` is set up when
   something first imports it (see _LateStdlib), ``decimal`` is never imported.
+- Being imported as a module, its bytecode comes from __pycache__ (the server
+  precompiles it when it starts) instead of being compiled on every start.
 """
 
 import os
@@ -341,6 +343,8 @@ class _RuntimeApi(object):
         elif "content-length" in headers:
             try:
                 length = int(headers["content-length"])
+                if length < 0:
+                    raise ValueError
             except ValueError:
                 raise ProtocolError("bad Content-Length: %r" % headers["content-length"])
             body = self._take(length)

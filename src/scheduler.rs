@@ -612,35 +612,28 @@ impl Scheduler {
             }
         };
         let mut state = self.lock();
-        let wanted = match state.pools.get_mut(&key) {
-            Some(pool) => {
-                pool.provisioned.starting = pool.provisioned.starting.saturating_sub(1);
-                let current = pool
-                    .provisioned
-                    .record
-                    .as_ref()
-                    .is_some_and(|r| r.revision_id == record.revision_id);
-                match env {
-                    Some(env) if current && pool.provisioned.live < pool.provisioned.target => {
-                        env.touch();
-                        pool.provisioned.live += 1;
-                        pool.provisioned_idle.push(env);
-                        None
-                    }
-                    other => other,
+        let mut kept = false;
+        if let Some(pool) = state.pools.get_mut(&key) {
+            pool.provisioned.starting = pool.provisioned.starting.saturating_sub(1);
+            let current = pool
+                .provisioned
+                .record
+                .as_ref()
+                .is_some_and(|r| r.revision_id == record.revision_id);
+            if let Some(env) = &env {
+                if current && pool.provisioned.live < pool.provisioned.target {
+                    env.touch();
+                    pool.provisioned.live += 1;
+                    pool.provisioned_idle.push(env.clone());
+                    kept = true;
                 }
             }
-            None => env,
-        };
-        let failed_or_unwanted = wanted.is_some()
-            || state.pools.get(&key).is_none_or(|p| {
-                p.provisioned.record.is_none() || p.provisioned.live < p.provisioned.target
-            });
-        if failed_or_unwanted {
+        }
+        if !kept {
             state.memory_used_mb = state.memory_used_mb.saturating_sub(memory);
         }
         drop(state);
-        if let Some(env) = wanted {
+        if let (false, Some(env)) = (kept, env) {
             env.shutdown(self.limits.shutdown_grace);
         }
     }

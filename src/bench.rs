@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Cold starts measured per runtime.
     #[arg(long, default_value_t = 20)]
     pub cold_starts: usize,
+    /// Concurrent invocations arriving at once for the scale-out measurement (0 skips it).
+    #[arg(long, default_value_t = 200)]
+    pub scale_out: usize,
 }
 
 struct Latencies(Vec<Duration>);
@@ -215,6 +218,8 @@ async fn run_in(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<()> {
         &data_dir.display().to_string(),
         "--keep-alive",
         "10m",
+        "--memory-capacity",
+        "1000000",
     ]);
     let settings = Wrapper::from_arg_matches(&matches)?.settings;
     let server = crate::server::start(settings).await?;
@@ -238,7 +243,7 @@ async fn run_in(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<()> {
         "app.handler",
         zip_of(&[(
             "app.py",
-            b"def handler(event, context):\n    return {}\n",
+            b"import time\n\ndef handler(event, context):\n    time.sleep(event.get('sleep_ms', 0) / 1000)\n    return {}\n",
             0o644,
         )])?,
         json!({}),
@@ -311,8 +316,117 @@ async fn run_in(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<()> {
             ms(lat.percentile(0.99))
         );
     }
+    if args.scale_out > 0 {
+        println!();
+        println!(
+            "{:<34} {:>10} {:>10} {:>12}",
+            format!("scale-out ({} at once)", args.scale_out),
+            "new envs",
+            "seconds",
+            "envs/s"
+        );
+        let metrics = Client::new(&format!("http://{}", server.addr));
+        for name in ["noop-provided", "noop-python"] {
+            let own_before = rss_kb(std::process::id());
+            let (created, spawn_time) = scale_out(&client, &metrics, name, args.scale_out).await?;
+            println!(
+                "{:<34} {:>10} {:>10.3} {:>12.0}",
+                name,
+                created,
+                spawn_time.as_secs_f64(),
+                created as f64 / spawn_time.as_secs_f64()
+            );
+            let env_kb: Vec<u64> = function_pids(name).into_iter().map(rss_kb).collect();
+            let own_after = rss_kb(std::process::id());
+            if !env_kb.is_empty() {
+                println!(
+                    "  {} idle environments: {:.1} MB RSS each (runtime processes); shoal's own memory +{:.1} KB per environment",
+                    env_kb.len(),
+                    env_kb.iter().sum::<u64>() as f64 / env_kb.len() as f64 / 1024.0,
+                    own_after.saturating_sub(own_before) as f64 / env_kb.len() as f64
+                );
+            }
+        }
+    }
     server.stop().await?;
     Ok(())
+}
+
+/// Sleep of each invocation in the scale-out measurement: long enough that every
+/// invocation needs its own environment.
+const SCALE_OUT_SLEEP: Duration = Duration::from_millis(1000);
+
+/// Fires `n` invocations at once at a function with no warm environment; returns how many
+/// environments were started and how long the burst took beyond the functions' own sleep.
+async fn scale_out(
+    client: &Client,
+    metrics: &Client,
+    name: &str,
+    n: usize,
+) -> anyhow::Result<(u64, Duration)> {
+    client
+        .send_json(
+            Method::PUT,
+            &format!("/2015-03-31/functions/{name}/configuration"),
+            &json!({ "Description": "scale-out" }),
+        )
+        .await?;
+    let before = cold_start_count(metrics, name).await?;
+    let path = format!("/2015-03-31/functions/{name}/invocations");
+    let body = Bytes::from(json!({ "sleep_ms": SCALE_OUT_SLEEP.as_millis() as u64 }).to_string());
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = client.clone();
+        let path = path.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            client.send(Method::POST, &path, &[], Some(body)).await
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = start.elapsed().saturating_sub(SCALE_OUT_SLEEP);
+    let created = cold_start_count(metrics, name).await? - before;
+    Ok((created, elapsed.max(Duration::from_millis(1))))
+}
+
+async fn cold_start_count(metrics: &Client, name: &str) -> anyhow::Result<u64> {
+    let reply = metrics.send(Method::GET, "/metrics", &[], None).await?;
+    let text = String::from_utf8_lossy(&reply.body);
+    let series = format!("shoal_cold_starts_total{{function=\"{name}\"}} ");
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// Resident memory of a process, in KB.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Processes of a function's environments (found by their environment variables).
+fn function_pids(name: &str) -> Vec<u32> {
+    let needle = format!("AWS_LAMBDA_FUNCTION_NAME={name}\0");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| String::from_utf8_lossy(&env).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// A minimal Runtime API client: answers every event with `{}`. Used as the no-op
@@ -334,6 +448,13 @@ pub fn noop_runtime() -> anyhow::Result<()> {
                     None,
                 )
                 .await?;
+            let sleep_ms = serde_json::from_slice::<serde_json::Value>(&next.body)
+                .ok()
+                .and_then(|event| event["sleep_ms"].as_u64())
+                .unwrap_or(0);
+            if sleep_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+            }
             let id = next
                 .headers
                 .get("lambda-runtime-aws-request-id")

@@ -319,7 +319,11 @@ fn version_matches(runtime: &str, family: Family, version: &str) -> bool {
 /// Compiles the Python runtime loop for one interpreter, so no environment pays for it.
 fn precompile(interpreter: &Path, module: &Path) {
     let status = Command::new(interpreter)
-        .args(["-S", "-c", "import py_compile,sys; py_compile.compile(sys.argv[1], doraise=True)"])
+        .args([
+            "-S",
+            "-c",
+            "import py_compile,sys; py_compile.compile(sys.argv[1], doraise=True)",
+        ])
         .arg(module)
         .status();
     if !matches!(status, Ok(s) if s.success()) {

@@ -194,3 +194,31 @@ def fixture_zip():
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def server_with(tmp_path):
+    """server_with(keep_alive="2s", concurrency_limit=4, memory_capacity=512, env={...})
+    -> a started server of this test's own; each keyword becomes a `--flag value` of
+    `shoal server` (underscores as dashes), `env` adds environment variables."""
+    started: list[ShoalServer] = []
+
+    def start(keep_alive: str = "30s", env: dict[str, str] | None = None, **settings):
+        srv = support.ConfiguredShoalServer(
+            data_dir=tmp_path / f"cfg{len(started)}" / "data",
+            log_dir=tmp_path / f"cfg{len(started)}" / "logs",
+            keep_alive=keep_alive, extra_args=support.settings_to_flags(settings),
+            extra_env=env)
+        try:
+            srv.start()
+            error = None
+        except RuntimeError as e:
+            error = str(e)
+        if error:  # outside the except block: no chained traceback in the report
+            pytest.fail(error, pytrace=False)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()

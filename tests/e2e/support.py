@@ -312,3 +312,266 @@ def invoke(lam, name: str, payload=None, **kwargs) -> dict:
     resp["log"] = (base64.b64decode(resp["LogResult"]).decode(errors="replace")
                    if resp.get("LogResult") else "")
     return resp
+
+
+# --------------------------------------------------------------------------- scaling, versions, metrics
+# (Helpers for test_scaling*, test_versions*, test_metrics*.)
+
+import re  # noqa: E402
+import threading  # noqa: E402
+
+
+class ConfiguredShoalServer(ShoalServer):
+    """A ShoalServer started with extra `shoal server` flags and environment variables,
+    e.g. extra_args=["--concurrency-limit", "4"], extra_env={"SHOAL_MEMORY_CAPACITY": "512"}."""
+
+    def __init__(self, *args, extra_args=(), extra_env: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra_args = [str(a) for a in extra_args]
+        self.extra_env = {k: str(v) for k, v in (extra_env or {}).items()}
+
+    def start(self) -> None:
+        if not self.binary.exists():
+            raise RuntimeError(f"shoal binary not found at {self.binary} (set SHOAL_BIN)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._starts += 1
+        self._stderr_path = self.log_dir / f"server-{self.port}-{self._starts}.stderr"
+        stdout_path = self.log_dir / f"server-{self.port}-{self._starts}.stdout"
+        cmd = [str(self.binary), "server", "--listen", f"127.0.0.1:{self.port}",
+               "--data-dir", str(self.data_dir), "--keep-alive", self.keep_alive,
+               *self.extra_args]
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        with open(stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, cwd=str(self.log_dir), env=env)
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"shoal server exited with {self.proc.returncode} before /health answered; "
+                    f"command: {cmd}\nextra env: {self.extra_env}\nstderr:\n{self.stderr_text()}")
+            if health_ok(self.endpoint):
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"shoal server did not answer GET /health with 200 within "
+                           f"{HEALTH_TIMEOUT_S}s; command: {cmd}; stderr:\n{self.stderr_text()}")
+
+
+def settings_to_flags(settings: dict) -> list[str]:
+    """{"concurrency_limit": 4, "memory_capacity": 512} -> ["--concurrency-limit", "4", ...]."""
+    flags: list[str] = []
+    for key, value in settings.items():
+        flags += ["--" + key.replace("_", "-"), str(value)]
+    return flags
+
+
+# ----- Prometheus text format
+
+_METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SAMPLE_RE = re.compile(rf"^({_METRIC_NAME})(?:\{{(.*)\}})?[ \t]+(\S+)(?:[ \t]+(-?\d+))?[ \t]*$")
+_LABEL_RE = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"[ \t]*(,|$)')
+_UNESCAPE_RE = re.compile(r"\\(.)")
+
+
+def _unescape_label(value: str) -> str:
+    return _UNESCAPE_RE.sub(lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), value)
+
+
+class Metrics:
+    """Parsed Prometheus text exposition (version 0.0.4).
+
+    samples: [(name, {label: value}, float)]; types: {family: "counter"|"gauge"|...}.
+    value(name, **labels) sums every series of `name` whose labels include `labels`
+    (so extra labels a server adds do not matter); absent series count as `default`.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.samples: list[tuple[str, dict[str, str], float]] = []
+        self.types: dict[str, str] = {}
+        self.helps: dict[str, str] = {}
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] == "TYPE":
+                    self.types[parts[2]] = parts[3].strip() if len(parts) > 3 else ""
+                elif len(parts) >= 3 and parts[1] == "HELP":
+                    self.helps[parts[2]] = parts[3] if len(parts) > 3 else ""
+                continue
+            m = _SAMPLE_RE.match(line)
+            if not m:
+                raise AssertionError(f"/metrics line {lineno} is not a Prometheus sample: {line!r}")
+            name, label_text, value_text = m.group(1), m.group(2), m.group(3)
+            labels: dict[str, str] = {}
+            if label_text:
+                pos = 0
+                while pos < len(label_text):
+                    lm = _LABEL_RE.match(label_text, pos)
+                    if not lm or lm.end() == pos:
+                        raise AssertionError(
+                            f"/metrics line {lineno} has malformed labels: {line!r}")
+                    labels[lm.group(1)] = _unescape_label(lm.group(2))
+                    pos = lm.end()
+            try:
+                value = float(value_text)
+            except ValueError:
+                raise AssertionError(f"/metrics line {lineno} has a bad value: {line!r}")
+            self.samples.append((name, labels, value))
+
+    def series(self, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+        return [(lab, v) for n, lab, v in self.samples
+                if n == name and all(lab.get(k) == str(want) for k, want in labels.items())]
+
+    def has(self, name: str, **labels: str) -> bool:
+        return bool(self.series(name, **labels))
+
+    def value(self, name: str, default: float = 0.0, **labels: str) -> float:
+        found = self.series(name, **labels)
+        return sum(v for _, v in found) if found else default
+
+    def __repr__(self) -> str:
+        return f"Metrics({len(self.samples)} samples)"
+
+
+def fetch_metrics(endpoint: str) -> Metrics:
+    """GET /metrics, checking status and content type, parsed."""
+    r = http(endpoint, "GET", "/metrics", timeout=10)
+    assert r.status == 200, f"GET /metrics -> {r}"
+    ctype = r.headers.get("content-type", "")
+    assert ctype.startswith("text/plain") and "version=0.0.4" in ctype, \
+        f"GET /metrics content-type {ctype!r}, expected 'text/plain; version=0.0.4'"
+    return Metrics(r.body.decode())
+
+
+def metric(endpoint: str, name: str, **labels) -> float:
+    """The value of one metric (summed over matching series; 0 when absent)."""
+    return fetch_metrics(endpoint).value(name, **labels)
+
+
+def wait_for(probe, until, timeout: float = 5.0, interval: float = 0.05, what: str = "condition"):
+    """Call probe() until until(value) holds (then return value); fail after `timeout` s
+    with the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout}s; last value: {value!r}")
+        time.sleep(interval)
+
+
+def wait_for_metric(endpoint: str, name: str, expected: float, timeout: float = 3.0,
+                    **labels) -> float:
+    """Poll /metrics until `name{labels}` equals `expected`."""
+    return wait_for(lambda: metric(endpoint, name, **labels), lambda v: v == expected,
+                    timeout=timeout, what=f"{name}{labels} == {expected}")
+
+
+# ----- processes
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_pids_dead(pids, timeout: float = 3.0) -> set[int]:
+    """Wait until every pid is gone; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    left = set(pids)
+    while True:
+        left = {p for p in left if pid_alive(p)}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
+
+
+def function_pids(name: str) -> set[int]:
+    """Live processes whose environment has AWS_LAMBDA_FUNCTION_NAME=name exactly."""
+    needle = f"AWS_LAMBDA_FUNCTION_NAME={name}".encode()
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and pid_alive(int(entry)):
+            found.add(int(entry))
+    return found
+
+
+# ----- invoking
+
+
+def invoke_http(endpoint: str, name: str, payload=None, qualifier: str | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 15) -> HttpResult:
+    """Raw Invoke (one fresh connection per call, so it is safe from many threads)."""
+    path = f"/2015-03-31/functions/{urllib.parse.quote(name, safe='')}/invocations"
+    if qualifier is not None:
+        path += "?" + urllib.parse.urlencode({"Qualifier": qualifier})
+    body = payload if isinstance(payload, (bytes, str)) else json.dumps(
+        payload if payload is not None else {})
+    return http(endpoint, "POST", path, body=body, headers=headers, timeout=timeout)
+
+
+def burst(n: int, call, timeout: float = 30) -> tuple[list, float]:
+    """Run call(i) for i in range(n) on n threads released together.
+
+    Returns (results, seconds from release to the last return); a call that raised has
+    its exception as its result.
+    """
+    barrier = threading.Barrier(n + 1)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except BaseException as e:  # noqa: BLE001 - reported to the test as a result
+            results[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.monotonic()
+    for t in threads:
+        t.join(max(0.0, timeout - (time.monotonic() - start)))
+    elapsed = time.monotonic() - start
+    hung = [i for i, t in enumerate(threads) if t.is_alive()]
+    if hung:
+        raise AssertionError(f"{len(hung)} of {n} calls still running after {timeout}s")
+    return results, elapsed
+
+
+
+def scaling_zip(marker: str | None = None) -> bytes:
+    """The py-scaling fixture, with `marker` (returned by the handler) to tell code apart."""
+    return zip_dir(FIXTURES / "py-scaling", extra={"marker.txt": marker} if marker else None)
+
+
+def create_scaling_fn(lam, name: str | None = None, marker: str | None = None, **extra) -> str:
+    """Create a py-scaling function on any server; returns its name."""
+    name = name or unique_name()
+    lam.create_function(FunctionName=name, Runtime=PY_RUNTIME, Handler="app.handler",
+                        Role=ROLE, Code={"ZipFile": scaling_zip(marker)}, **extra)
+    return name

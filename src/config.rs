@@ -86,6 +86,57 @@ pub struct ServerSettings {
     /// How long an environment being shut down gets between SIGTERM and SIGKILL.
     #[arg(long, env = "SHOAL_SHUTDOWN_GRACE", default_value = "1s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Access key id that signs API requests (AWS SigV4). Without any key the API is
+    /// open and the server only listens on loopback.
+    #[arg(long, env = "SHOAL_ACCESS_KEY_ID", requires = "secret_access_key")]
+    pub access_key_id: Option<String>,
+
+    /// Secret of --access-key-id.
+    #[arg(
+        long,
+        env = "SHOAL_SECRET_ACCESS_KEY",
+        requires = "access_key_id",
+        hide_env_values = true
+    )]
+    pub secret_access_key: Option<String>,
+
+    /// File of further keys, one `ACCESS_KEY_ID SECRET` pair a line ('#' starts a comment).
+    #[arg(long, env = "SHOAL_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+}
+
+impl ServerSettings {
+    /// The API keys from --access-key-id/--secret-access-key and --keys-file; `None` when
+    /// there are none (an open API).
+    pub fn api_keys(&self) -> anyhow::Result<Option<HashMap<String, String>>> {
+        let mut keys = HashMap::new();
+        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
+            keys.insert(id.clone(), secret.clone());
+        }
+        if let Some(path) = &self.keys_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read keys file {}: {e}", path.display()))?;
+            for (number, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let mut fields = line.split_whitespace();
+                match (fields.next(), fields.next(), fields.next()) {
+                    (Some(id), Some(secret), None) => {
+                        keys.insert(id.to_string(), secret.to_string());
+                    }
+                    _ => anyhow::bail!(
+                        "keys file {} line {}: expected `ACCESS_KEY_ID SECRET`",
+                        path.display(),
+                        number + 1
+                    ),
+                }
+            }
+        }
+        Ok((!keys.is_empty()).then_some(keys))
+    }
 }
 
 /// A memory capacity: a number of MB, or derived from the host.
@@ -141,6 +192,9 @@ struct FileSettings {
     concurrency_limit: Option<usize>,
     memory_capacity: Option<toml::Value>,
     shutdown_grace: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    keys_file: Option<PathBuf>,
 }
 
 impl ServerSettings {
@@ -206,6 +260,15 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.shutdown_grace, defaulted("shutdown_grace")) {
             self.shutdown_grace = duration(v)?;
+        }
+        if let (Some(v), true) = (file.access_key_id, defaulted("access_key_id")) {
+            self.access_key_id = Some(v);
+        }
+        if let (Some(v), true) = (file.secret_access_key, defaulted("secret_access_key")) {
+            self.secret_access_key = Some(v);
+        }
+        if let (Some(v), true) = (file.keys_file, defaulted("keys_file")) {
+            self.keys_file = Some(v);
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ mod registry;
 mod runtimes;
 mod scheduler;
 mod server;
+mod sigv4;
 mod store;
 mod timefmt;
 

@@ -39,6 +39,18 @@ impl RunningServer {
 
 /// Builds every part and starts serving; returns once the listener is bound.
 pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
+    let keys = settings.api_keys()?;
+    match &keys {
+        Some(keys) => tracing::info!(keys = keys.len(), "API requests must be signed (AWS SigV4)"),
+        None if settings.listen.ip().is_loopback() => {
+            tracing::warn!("no API keys configured: the API is open, and listens on loopback only")
+        }
+        None => anyhow::bail!(
+            "refusing to listen on {} without API keys: set --access-key-id and --secret-access-key \
+             (or --keys-file), or listen on a loopback address",
+            settings.listen
+        ),
+    }
     let data_dir = &settings.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -127,6 +139,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         logs: sink,
         metrics,
         arns,
+        keys,
     });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)

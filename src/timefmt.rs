@@ -59,6 +59,35 @@ pub fn stream_date(ms: u64) -> String {
     format!("{y:04}/{mo:02}/{d:02}")
 }
 
+/// `20240101T000000Z`: the `X-Amz-Date` shape.
+pub fn amz_date(epoch_secs: u64) -> String {
+    let (y, mo, d, h, mi, s, _) = civil(epoch_secs * 1000);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+/// Epoch seconds of an `X-Amz-Date` value, if it is well formed.
+pub fn parse_amz_date(value: &str) -> Option<u64> {
+    let b = value.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| value.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +102,8 @@ mod tests {
         );
         assert_eq!(iso_timestamp(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
         assert_eq!(stream_date(1_709_210_096_789), "2024/02/29");
+        assert_eq!(amz_date(1_709_210_096), "20240229T123456Z");
+        assert_eq!(parse_amz_date("20240229T123456Z"), Some(1_709_210_096));
+        assert_eq!(parse_amz_date("2024-02-29"), None);
     }
 }

@@ -29,6 +29,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     ProvisionedConcurrencyConfigNotFound(String),
+    /// A request that failed authentication: 403 with the exception SigV4 names.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
@@ -46,6 +49,7 @@ impl ApiError {
             Self::RequestTooLarge(_) => "RequestTooLargeException",
             Self::UnknownOperation(_) => "UnknownOperationException",
             Self::TooManyRequests { .. } => "TooManyRequestsException",
+            Self::Forbidden { code, .. } => code,
             Self::ProvisionedConcurrencyConfigNotFound(_) => {
                 "ProvisionedConcurrencyConfigNotFoundException"
             }
@@ -60,6 +64,7 @@ impl ApiError {
             | Self::UnknownOperation(_)
             | Self::ProvisionedConcurrencyConfigNotFound(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::ResourceConflict(_) => StatusCode::CONFLICT,
             Self::InvalidParameterValue(_) | Self::InvalidRequestContent(_) => {
                 StatusCode::BAD_REQUEST

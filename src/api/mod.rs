@@ -42,6 +42,8 @@ pub struct AppState {
     pub logs: crate::logs::LogSink,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub arns: ArnContext,
+    /// Access key id -> secret; `None` runs the API open (loopback only).
+    pub keys: Option<std::collections::HashMap<String, String>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -117,6 +119,10 @@ pub fn router(state: SharedState) -> Router {
         )
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }
@@ -154,6 +160,65 @@ async fn request_context(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-amzn-requestid", value);
     }
     response
+}
+
+/// The largest body any operation accepts (a base64 zip upload); authentication reads
+/// bodies up to this to hash them, each operation then applies its own, smaller limit.
+const ANY_BODY_MAX: usize = 70 * 1024 * 1024;
+
+/// Verifies the AWS SigV4 signature of every request except `/health` when keys are
+/// configured; an open server (loopback only) lets every request through.
+async fn authenticate(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(keys) = &state.keys else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match read_body(body, ANY_BODY_MAX, || {
+        ApiError::RequestTooLarge(format!("Request must be smaller than {ANY_BODY_MAX} bytes"))
+    })
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err(e) => return axum::response::IntoResponse::into_response(e),
+    };
+    let signed = crate::sigv4::RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).to_string(),
+                )
+            })
+            .collect(),
+        payload_sha256: crate::sigv4::sha256_hex(&bytes),
+    };
+    let now = crate::timefmt::now_ms() / 1000;
+    match crate::sigv4::verify(&signed, keys, now) {
+        Ok(access_key) => {
+            tracing::trace!(%access_key, "request authenticated");
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "request refused: authentication failed");
+            axum::response::IntoResponse::into_response(ApiError::Forbidden {
+                code: e.code(),
+                message: e.to_string(),
+            })
+        }
+    }
 }
 
 /// Reads a request body, refusing it once it passes `limit` bytes.

@@ -29,10 +29,36 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// Keys that sign requests (AWS SigV4), for servers that require them.
+#[derive(Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+impl Credentials {
+    /// `SHOAL_ACCESS_KEY_ID`/`SHOAL_SECRET_ACCESS_KEY`, else the AWS variables of the same name.
+    pub fn from_env() -> Option<Self> {
+        let var = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+        };
+        Some(Self {
+            access_key_id: var(&["SHOAL_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"])?,
+            secret_access_key: var(&["SHOAL_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"])?,
+            region: var(&["SHOAL_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"])
+                .unwrap_or_else(|| "us-east-1".to_string()),
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    credentials: Option<Credentials>,
 }
 
 impl Client {
@@ -43,7 +69,14 @@ impl Client {
         Self {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             http,
+            credentials: None,
         }
+    }
+
+    /// The same client, signing every request with `credentials`.
+    pub fn signed(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// Sends a request; a non-2xx answer becomes [`ClientError::Api`] with Lambda's code and message.
@@ -92,8 +125,40 @@ impl Client {
         if body.is_some() {
             builder = builder.header("content-type", "application/json");
         }
+        let body = body.unwrap_or_default();
+        if let Some(credentials) = &self.credentials {
+            let uri: hyper::Uri = uri
+                .parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| ClientError::Invalid(e.to_string()))?;
+            let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let mut signed_headers = vec![("host".to_string(), host)];
+            for (name, value) in builder.headers_ref().into_iter().flatten() {
+                signed_headers.push((
+                    name.as_str().to_string(),
+                    value.to_str().unwrap_or_default().to_string(),
+                ));
+            }
+            let parts = crate::sigv4::RequestParts {
+                method: builder.method_ref().map(|m| m.as_str()).unwrap_or("GET"),
+                path: uri.path(),
+                query: uri.query().unwrap_or(""),
+                headers: signed_headers,
+                payload_sha256: crate::sigv4::sha256_hex(&body),
+            };
+            let added = crate::sigv4::sign(
+                &parts,
+                &credentials.access_key_id,
+                &credentials.secret_access_key,
+                &credentials.region,
+                "lambda",
+                crate::timefmt::now_ms() / 1000,
+            );
+            for (name, value) in added {
+                builder = builder.header(name, value);
+            }
+        }
         let request = builder
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(body))
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let unreachable = |reason: String| ClientError::Unreachable {
             endpoint: self.endpoint.clone(),

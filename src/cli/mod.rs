@@ -118,7 +118,7 @@ fn print_json(value: &serde_json::Value) {
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint.endpoint);
+    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
     let name = match &args.name {
         Some(name) => name.clone(),
         None => args
@@ -181,7 +181,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 }
 
 pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
-    let client = Client::new(&args.endpoint.endpoint);
+    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
     let mut headers = Vec::new();
     if args.tail {
         headers.push(("x-amz-log-type", "Tail".to_string()));
@@ -217,7 +217,7 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint.endpoint);
+    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
     let mut after = 0u64;
     loop {
         let page = client
@@ -251,21 +251,25 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
-    let client = Client::new(&endpoint.endpoint);
+    let client = Client::new(&endpoint.endpoint).signed(client::Credentials::from_env());
     let mut marker: Option<String> = None;
-    say!(
-        "{:<32} {:<16} {:>7} {:>8}  LAST_MODIFIED",
-        "NAME",
-        "RUNTIME",
-        "MEMORY",
-        "TIMEOUT"
-    );
+    let mut header = false;
     loop {
         let path = match &marker {
             Some(m) => format!("{FUNCTIONS}/?MaxItems=50&Marker={m}"),
             None => format!("{FUNCTIONS}/?MaxItems=50"),
         };
         let page = client.get_json(&path).await?;
+        if !header {
+            say!(
+                "{:<32} {:<16} {:>7} {:>8}  LAST_MODIFIED",
+                "NAME",
+                "RUNTIME",
+                "MEMORY",
+                "TIMEOUT"
+            );
+            header = true;
+        }
         for f in page["Functions"].as_array().cloned().unwrap_or_default() {
             say!(
                 "{:<32} {:<16} {:>7} {:>8}  {}",
@@ -284,7 +288,7 @@ pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
 }
 
 pub async fn remove(args: NameArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint.endpoint);
+    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
     client
         .send(
             Method::DELETE,

@@ -104,6 +104,25 @@ pub struct ServerSettings {
     /// File of further keys, one `ACCESS_KEY_ID SECRET` pair a line ('#' starts a comment).
     #[arg(long, env = "SHOAL_KEYS_FILE")]
     pub keys_file: Option<PathBuf>,
+
+    /// How environments are isolated: `namespaces` (namespaces, cgroups, seccomp; needs
+    /// root on Linux), `none` (plain processes), or `auto` (namespaces where the host
+    /// allows them, else none with a warning).
+    #[arg(long, env = "SHOAL_ISOLATION", default_value = "auto", value_parser = ["auto", "namespaces", "none"])]
+    pub isolation: String,
+
+    /// A host folder every isolated environment sees read-only at the same path
+    /// (repeatable; comma-separated in the variable).
+    #[arg(
+        long = "sandbox-expose",
+        env = "SHOAL_SANDBOX_EXPOSE",
+        value_delimiter = ','
+    )]
+    pub sandbox_expose: Vec<PathBuf>,
+
+    /// Most processes (and threads) one isolated environment may run.
+    #[arg(long, env = "SHOAL_PIDS_LIMIT", default_value_t = 1024)]
+    pub pids_limit: u32,
 }
 
 impl ServerSettings {
@@ -195,6 +214,9 @@ struct FileSettings {
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     keys_file: Option<PathBuf>,
+    isolation: Option<String>,
+    sandbox_expose: Option<Vec<PathBuf>>,
+    pids_limit: Option<u32>,
 }
 
 impl ServerSettings {
@@ -269,6 +291,21 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.keys_file, defaulted("keys_file")) {
             self.keys_file = Some(v);
+        }
+        if let (Some(v), true) = (file.isolation, defaulted("isolation")) {
+            if !["auto", "namespaces", "none"].contains(&v.as_str()) {
+                anyhow::bail!(
+                    "config file {}: isolation must be auto, namespaces or none",
+                    path.display()
+                );
+            }
+            self.isolation = v;
+        }
+        if let (Some(v), true) = (file.sandbox_expose, defaulted("sandbox_expose")) {
+            self.sandbox_expose = v;
+        }
+        if let (Some(v), true) = (file.pids_limit, defaulted("pids_limit")) {
+            self.pids_limit = v;
         }
         Ok(())
     }

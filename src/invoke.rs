@@ -203,7 +203,12 @@ impl Invoker {
                     timeout: Duration::from_secs(u64::from(function.spec.timeout_s)),
                 };
                 let outcome = env.invoke(event).await;
-                self.invoke_ending(&request_id, function.spec.timeout_s, outcome)
+                self.invoke_ending(
+                    &request_id,
+                    function.spec.timeout_s,
+                    outcome,
+                    env.oom_killed(),
+                )
             }
         };
         let duration = started.elapsed();
@@ -284,6 +289,7 @@ impl Invoker {
         request_id: &str,
         timeout_s: u32,
         outcome: Result<RuntimeOutcome, InvokeFailure>,
+        oom_killed: bool,
     ) -> Ending {
         match outcome {
             Ok(RuntimeOutcome::Response(payload)) => Ending {
@@ -329,7 +335,11 @@ impl Invoker {
             },
             Err(InvokeFailure::Exited(reason)) => Ending {
                 payload: error_payload(
-                    "Runtime.ExitError",
+                    if oom_killed {
+                        "Runtime.OutOfMemory"
+                    } else {
+                        "Runtime.ExitError"
+                    },
                     format!(
                         "RequestId: {request_id} Error: Runtime exited with error: {}",
                         reason.0

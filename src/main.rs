@@ -64,6 +64,12 @@ fn init_tracing() {
 }
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(environment::isolation::init::ARG) {
+        return std::process::ExitCode::from(
+            environment::isolation::init::main(&args).clamp(0, 255) as u8,
+        );
+    }
     if std::env::var_os(bench::NOOP_RUNTIME_VAR).is_some() {
         return match bench::noop_runtime() {
             Ok(()) => std::process::ExitCode::SUCCESS,

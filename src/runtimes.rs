@@ -252,7 +252,42 @@ impl RuntimeCatalog {
     }
 
     /// The program an environment of `runtime` runs, given the function's task root.
-    pub fn launch(&self, runtime: &str, task_root: &Path) -> Result<Launch, RuntimeError> {
+    /// The host folder holding the shipped runtime loops.
+    pub fn runtimes_dir(&self) -> &Path {
+        &self.runtimes_dir
+    }
+
+    /// Host folders an isolated environment needs to see for the interpreters to run
+    /// (each interpreter's installation prefix).
+    pub fn interpreter_roots(&self) -> Vec<PathBuf> {
+        let mut roots: Vec<PathBuf> = Vec::new();
+        for interpreter in self
+            .python
+            .iter()
+            .chain(self.node.iter())
+            .chain(self.overrides.values())
+        {
+            let real = std::fs::canonicalize(&interpreter.path)
+                .unwrap_or_else(|_| interpreter.path.clone());
+            for path in [&interpreter.path, &real] {
+                if let Some(prefix) = path.parent().and_then(Path::parent) {
+                    if prefix != Path::new("/") && !roots.iter().any(|r| prefix.starts_with(r)) {
+                        roots.push(prefix.to_path_buf());
+                    }
+                }
+            }
+        }
+        roots
+    }
+
+    /// The program an environment of `runtime` runs, given where the function sees its
+    /// code (`task_root`) and the shipped runtime loops (`runtimes_root`).
+    pub fn launch(
+        &self,
+        runtime: &str,
+        task_root: &Path,
+        runtimes_root: &Path,
+    ) -> Result<Launch, RuntimeError> {
         let family = family_of(runtime)?;
         let missing = || RuntimeError::Unsupported(runtime.to_string(), String::new());
         Ok(match family {
@@ -264,7 +299,7 @@ impl RuntimeCatalog {
             },
             Family::Python => {
                 let interpreter = self.interpreter(runtime, family).ok_or_else(missing)?;
-                let dir = self.runtimes_dir.join("python");
+                let dir = runtimes_root.join("python");
                 Launch {
                     program: interpreter.path.clone(),
                     // -S: no `site` processing at start (it dominates cold start when the
@@ -280,7 +315,7 @@ impl RuntimeCatalog {
             }
             Family::Node => {
                 let interpreter = self.interpreter(runtime, family).ok_or_else(missing)?;
-                let dir = self.runtimes_dir.join("node");
+                let dir = runtimes_root.join("node");
                 Launch {
                     program: interpreter.path.clone(),
                     args: vec![dir.join("bootstrap.mjs").to_string_lossy().into()],

@@ -13,7 +13,8 @@ use crate::api::{self, AppState};
 use crate::code::CodeStore;
 use crate::config::ServerSettings;
 use crate::environment::Launcher;
-use crate::environment::sandbox::ProcessSandbox;
+use crate::environment::isolation::NamespaceSandbox;
+use crate::environment::sandbox::{ProcessSandbox, Sandbox};
 use crate::function::ArnContext;
 use crate::invoke::Invoker;
 use crate::logs::LogSink;
@@ -85,11 +86,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         .collect();
     path_dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
     path_dirs.dedup();
-    let sandbox = Arc::new(ProcessSandbox);
-    tracing::warn!(
-        sandbox = "process",
-        "environments run unisolated: functions share this server's user, filesystem and network"
-    );
+    let sandbox = choose_sandbox(&settings, &runtimes)?;
     let launcher = Arc::new(Launcher {
         sandbox,
         runtimes: runtimes.clone(),
@@ -168,6 +165,39 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         shutdown: shutdown_tx,
         done,
     })
+}
+
+/// The sandbox `--isolation` asks for, or the best this host allows.
+fn choose_sandbox(
+    settings: &ServerSettings,
+    runtimes: &RuntimeCatalog,
+) -> anyhow::Result<Arc<dyn Sandbox>> {
+    let unisolated = || -> Arc<dyn Sandbox> {
+        tracing::warn!(
+            sandbox = "process",
+            "environments run unisolated: functions share this server's user, filesystem and network"
+        );
+        Arc::new(ProcessSandbox)
+    };
+    if settings.isolation == "none" {
+        return Ok(unisolated());
+    }
+    let mut shared = runtimes.interpreter_roots();
+    shared.extend(settings.sandbox_expose.iter().cloned());
+    match NamespaceSandbox::probe(shared, settings.pids_limit) {
+        Ok(sandbox) => {
+            tracing::info!(
+                sandbox = "namespaces",
+                "environments run isolated: namespaces, private root, cgroups, seccomp"
+            );
+            Ok(Arc::new(sandbox))
+        }
+        Err(reason) if settings.isolation == "auto" => {
+            tracing::warn!(%reason, "isolation is not available on this host");
+            Ok(unisolated())
+        }
+        Err(reason) => anyhow::bail!("--isolation namespaces is not possible here: {reason}"),
+    }
 }
 
 /// Runs until SIGINT or SIGTERM.

@@ -253,11 +253,30 @@ fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
 }
 
 /// Verifies a signed request against the configured keys (access key id -> secret).
-pub fn verify(
+/// The checks that need no body: a well-formed `Authorization` for `service`, a known
+/// key, a date within the skew window. Run before a body is read, so that an
+/// unauthenticated client cannot make the server buffer anything.
+pub fn check_headers(
     parts: &RequestParts<'_>,
     keys: &std::collections::HashMap<String, String>,
     now_epoch_secs: u64,
-) -> Result<String, AuthError> {
+    service: &str,
+) -> Result<(), AuthError> {
+    authorize(parts, keys, now_epoch_secs, service).map(|_| ())
+}
+
+struct Authorized<'a> {
+    auth: Authorization,
+    secret: &'a str,
+    date_time: &'a str,
+}
+
+fn authorize<'a>(
+    parts: &'a RequestParts<'_>,
+    keys: &'a std::collections::HashMap<String, String>,
+    now_epoch_secs: u64,
+    service: &str,
+) -> Result<Authorized<'a>, AuthError> {
     let header = |name: &str| {
         parts
             .headers
@@ -267,15 +286,38 @@ pub fn verify(
     };
     let authorization = header("authorization").ok_or(AuthError::Missing)?;
     let auth = parse_authorization(authorization)?;
+    if auth.scope.split('/').nth(2) != Some(service) {
+        return Err(AuthError::Mismatch);
+    }
     let secret = keys.get(&auth.access_key).ok_or(AuthError::UnknownKey)?;
     let date_time = header("x-amz-date").ok_or(AuthError::Malformed)?;
     let signed_at = crate::timefmt::parse_amz_date(date_time).ok_or(AuthError::Malformed)?;
     if (signed_at as i64 - now_epoch_secs as i64).abs() > MAX_SKEW_SECS {
         return Err(AuthError::Expired(date_time.to_string()));
     }
-    if !auth.scope.starts_with(&date_time[..8.min(date_time.len())]) {
+    if !auth.scope.starts_with(&date_time[..8]) {
         return Err(AuthError::Mismatch);
     }
+    Ok(Authorized {
+        auth,
+        secret,
+        date_time,
+    })
+}
+
+/// Verifies a signed request for `service` against the configured keys (access key id
+/// -> secret); returns the access key id.
+pub fn verify(
+    parts: &RequestParts<'_>,
+    keys: &std::collections::HashMap<String, String>,
+    now_epoch_secs: u64,
+    service: &str,
+) -> Result<String, AuthError> {
+    let Authorized {
+        auth,
+        secret,
+        date_time,
+    } = authorize(parts, keys, now_epoch_secs, service)?;
     let canonical = canonical_request(parts, &auth.signed_headers);
     let expected = signature(secret, date_time, &auth.scope, &canonical);
     let matches: bool = expected.len() == auth.signature.len()
@@ -355,13 +397,19 @@ mod tests {
             headers: headers.clone(),
             ..base
         };
-        assert_eq!(verify(&signed, &keys(), now), Ok("AKIDEXAMPLE".to_string()));
+        assert_eq!(
+            verify(&signed, &keys(), now, "lambda"),
+            Ok("AKIDEXAMPLE".to_string())
+        );
         let tampered = RequestParts {
             payload_sha256: sha256_hex(b"{\"x\":1}"),
             headers: headers.clone(),
             ..signed
         };
-        assert_eq!(verify(&tampered, &keys(), now), Err(AuthError::Mismatch));
+        assert_eq!(
+            verify(&tampered, &keys(), now, "lambda"),
+            Err(AuthError::Mismatch)
+        );
         let late = RequestParts {
             headers: headers.clone(),
             ..tampered
@@ -371,13 +419,16 @@ mod tests {
             ..late
         };
         assert!(matches!(
-            verify(&late, &keys(), now + 16 * 60),
+            verify(&late, &keys(), now + 16 * 60, "lambda"),
             Err(AuthError::Expired(_))
         ));
         let unsigned = RequestParts {
             headers: vec![("host".into(), "x".into())],
             ..late
         };
-        assert_eq!(verify(&unsigned, &keys(), now), Err(AuthError::Missing));
+        assert_eq!(
+            verify(&unsigned, &keys(), now, "lambda"),
+            Err(AuthError::Missing)
+        );
     }
 }

@@ -165,6 +165,8 @@ async fn request_context(request: Request, next: Next) -> Response {
 /// The largest body any operation accepts (a base64 zip upload); authentication reads
 /// bodies up to this to hash them, each operation then applies its own, smaller limit.
 const ANY_BODY_MAX: usize = 70 * 1024 * 1024;
+/// The service name requests are signed for.
+const SIGNING_SERVICE: &str = "lambda";
 
 /// Verifies the AWS SigV4 signature of every request except `/health` when keys are
 /// configured; an open server (loopback only) lets every request through.
@@ -180,6 +182,35 @@ async fn authenticate(
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).to_string(),
+            )
+        })
+        .collect();
+    let mut signed = crate::sigv4::RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers,
+        payload_sha256: String::new(),
+    };
+    let now = crate::timefmt::now_ms() / 1000;
+    let refuse = |e: crate::sigv4::AuthError| {
+        tracing::info!(error = %e, "request refused: authentication failed");
+        axum::response::IntoResponse::into_response(ApiError::Forbidden {
+            code: e.code(),
+            message: e.to_string(),
+        })
+    };
+    // Everything that needs no body is checked before any of it is read.
+    if let Err(e) = crate::sigv4::check_headers(&signed, keys, now, SIGNING_SERVICE) {
+        return refuse(e);
+    }
     let bytes = match read_body(body, ANY_BODY_MAX, || {
         ApiError::RequestTooLarge(format!("Request must be smaller than {ANY_BODY_MAX} bytes"))
     })
@@ -188,36 +219,15 @@ async fn authenticate(
         Ok(bytes) => bytes,
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
-    let signed = crate::sigv4::RequestParts {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).to_string(),
-                )
-            })
-            .collect(),
-        payload_sha256: crate::sigv4::sha256_hex(&bytes),
-    };
-    let now = crate::timefmt::now_ms() / 1000;
-    match crate::sigv4::verify(&signed, keys, now) {
+    signed.payload_sha256 = crate::sigv4::sha256_hex(&bytes);
+    match crate::sigv4::verify(&signed, keys, now, SIGNING_SERVICE) {
         Ok(access_key) => {
             tracing::trace!(%access_key, "request authenticated");
+            drop(signed);
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-        Err(e) => {
-            tracing::info!(error = %e, "request refused: authentication failed");
-            axum::response::IntoResponse::into_response(ApiError::Forbidden {
-                code: e.code(),
-                message: e.to_string(),
-            })
-        }
+        Err(e) => refuse(e),
     }
 }
 
@@ -227,6 +237,10 @@ pub async fn read_body(
     limit: usize,
     too_large: impl FnOnce() -> ApiError,
 ) -> Result<Bytes, ApiError> {
+    // A declared Content-Length over the limit is refused before anything is read.
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e)

@@ -7,6 +7,7 @@
 //! The [`Launcher`] holds what every environment needs (sandbox, runtimes, code store,
 //! log sink) so that the scheduler only asks "start one for this function".
 
+pub mod isolation;
 pub mod output;
 pub mod runtime_api;
 pub mod sandbox;
@@ -25,7 +26,7 @@ use crate::logs::LogSink;
 use crate::runtimes::RuntimeCatalog;
 use output::{LogTarget, OutputCapture, Tail};
 use runtime_api::{Dispatch, InitState, RuntimeApiState, RuntimeOutcome};
-use sandbox::{LaunchSpec, Sandbox, SandboxError, TreeControl};
+use sandbox::{LaunchSpec, Layout, Sandbox, SandboxError, TreeControl};
 
 /// How a process tree ended, in the words Lambda uses (`exit status 1`, `signal: killed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,21 +111,36 @@ impl Launcher {
             id
         )
         .into();
-        let task_root = self.code.task_root(&function.code.sha256_hex);
+        let host_task_root = self.code.task_root(&function.code.sha256_hex);
+        let dir = self.envs_dir.join(&id);
+        let host_tmp = dir.join("tmp");
+        tokio::fs::create_dir_all(&host_tmp).await?;
+        let host = Layout {
+            task_root: host_task_root.clone(),
+            runtimes_root: self.runtimes.runtimes_dir().to_path_buf(),
+            tmp: host_tmp,
+            runtime_api: None,
+        };
+        let layout = self.sandbox.layout(&host);
+        let task_root = layout.task_root.clone();
         let launch = self
             .runtimes
-            .launch(&spec.runtime, &task_root)
+            .launch(&spec.runtime, &task_root, &layout.runtimes_root)
             .map_err(|e| StartError::Runtime(e.to_string()))?;
-        let dir = self.envs_dir.join(&id);
-        let tmp_dir = dir.join("tmp");
-        tokio::fs::create_dir_all(&tmp_dir).await?;
 
         let (inbox_tx, inbox_rx) = mpsc::channel(1);
         let api = Arc::new(RuntimeApiState::new(inbox_rx));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let api_addr = listener.local_addr()?;
-        let server = tokio::spawn(serve_runtime_api(listener, api.clone()));
-        let server = AbortOnDrop(server);
+        // The Runtime API listens on the host's loopback unless the sandbox binds it
+        // itself (inside the environment's network namespace).
+        let host_listener = match &layout.runtime_api {
+            Some(_) => None,
+            None => Some(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?),
+        };
+        let api_addr = match (&layout.runtime_api, &host_listener) {
+            (Some(addr), _) => addr.clone(),
+            (None, Some(listener)) => listener.local_addr()?.to_string(),
+            (None, None) => unreachable!("a listener is bound when the sandbox binds none"),
+        };
 
         let mut env: Vec<(String, String)> = spec
             .environment
@@ -163,7 +179,7 @@ impl Launcher {
             ("AWS_DEFAULT_REGION", self.arns.region.clone()),
             ("TZ", ":UTC".to_string()),
             ("LANG", "en_US.UTF-8".to_string()),
-            ("TMPDIR", tmp_dir.display().to_string()),
+            ("TMPDIR", layout.tmp.display().to_string()),
             ("PATH", self.path.clone()),
         ];
         env.extend(platform.into_iter().map(|(k, v)| (k.to_string(), v)));
@@ -171,12 +187,16 @@ impl Launcher {
             env.push(("AWS_EXECUTION_ENV".to_string(), execution_env.clone()));
         }
         let launch_spec = LaunchSpec {
+            id: id.clone(),
             program: launch.program.clone(),
             args: launch.args.clone(),
             env,
             cwd: task_root.clone(),
-            tmp_dir,
+            env_dir: dir.clone(),
+            host_task_root,
+            host_runtimes_root: host.runtimes_root.clone(),
             memory_mb: spec.memory_mb,
+            ephemeral_mb: spec.ephemeral_storage_mb,
         };
 
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -188,13 +208,28 @@ impl Launcher {
             tail: Arc::new(Mutex::new(None)),
         };
         let output = OutputCapture::start(read_end, target.clone())?;
-        let started = match self.sandbox.start(&launch_spec, write_end) {
+        let sandbox = self.sandbox.clone();
+        let started = tokio::task::spawn_blocking(move || sandbox.start(&launch_spec, write_end))
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?;
+        let started = match started {
             Ok(started) => started,
             Err(e) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 return Err(e.into());
             }
         };
+        let listener = match (host_listener, started.runtime_api) {
+            (Some(listener), _) => listener,
+            (None, Some(listener)) => tokio::net::TcpListener::from_std(listener)?,
+            (None, None) => {
+                started.control.kill();
+                return Err(StartError::Io(std::io::Error::other(
+                    "the sandbox bound no Runtime API listener",
+                )));
+            }
+        };
+        let server = AbortOnDrop(tokio::spawn(serve_runtime_api(listener, api.clone())));
         let (exit_tx, exit_rx) = watch::channel(None);
         let mut child = started.child;
         tokio::spawn(async move {
@@ -336,7 +371,10 @@ impl Environment {
         // An exit may race with an init error posted just before it: the report wins.
         let state = outcome.unwrap_or_else(|| self.api.init.borrow().clone());
         match state {
-            InitState::Ready(at) => Ok(at.saturating_duration_since(self.started_at)),
+            InitState::Ready(at) => {
+                self.tree.after_init();
+                Ok(at.saturating_duration_since(self.started_at))
+            }
             InitState::Failed { error_type, body } => {
                 Err(InitFailure::Reported { error_type, body })
             }
@@ -425,12 +463,19 @@ impl Environment {
         });
     }
 
+    /// True when the kernel killed a process of this environment for exceeding its memory.
+    pub fn oom_killed(&self) -> bool {
+        self.tree.oom_killed()
+    }
+
     /// Kills the process tree and removes the environment's scratch folder.
     pub fn destroy(&self) {
         self.tree.kill();
         let dir = self.dir.clone();
-        tokio::spawn(async move {
-            let _ = tokio::fs::remove_dir_all(dir).await;
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || {
+            tree.cleanup();
+            let _ = std::fs::remove_dir_all(dir);
         });
         tracing::debug!(env = %self.id, function = %self.function_name, "environment destroyed");
     }

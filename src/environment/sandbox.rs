@@ -14,13 +14,33 @@ use std::sync::Arc;
 /// Everything needed to start one environment's process tree.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
+    /// The environment's id (names its cgroup).
+    pub id: String,
+    /// Program, arguments, environment and working directory as the function sees them.
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
-    /// The environment's own writable scratch directory.
-    pub tmp_dir: PathBuf,
+    /// The environment's own folder on the host (scratch space, mount points).
+    pub env_dir: PathBuf,
+    /// Host paths of the function's code and of the shipped runtime loops.
+    pub host_task_root: PathBuf,
+    pub host_runtimes_root: PathBuf,
     pub memory_mb: u32,
+    pub ephemeral_mb: u32,
+}
+
+/// Where things are as the function sees them.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// `LAMBDA_TASK_ROOT`.
+    pub task_root: PathBuf,
+    /// Folder holding the shipped runtime loops (`python/`, `node/`).
+    pub runtimes_root: PathBuf,
+    /// `TMPDIR`: the environment's private scratch folder.
+    pub tmp: PathBuf,
+    /// `AWS_LAMBDA_RUNTIME_API` when the sandbox provides the listener itself.
+    pub runtime_api: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,16 +60,29 @@ pub trait TreeControl: Send + Sync {
     fn terminate(&self);
     /// Peak memory of the tree so far, in MB, as well as the sandbox can measure it.
     fn peak_memory_mb(&self) -> u64;
+    /// The init phase is over (limits that spare the init phase apply from now on).
+    fn after_init(&self) {}
+    /// True when the kernel killed a process of the tree for exceeding its memory.
+    fn oom_killed(&self) -> bool {
+        false
+    }
+    /// Releases what the tree held (cgroups) once its processes are gone. May block briefly.
+    fn cleanup(&self) {}
 }
 
 pub struct StartedTree {
     pub child: tokio::process::Child,
     pub control: Arc<dyn TreeControl>,
+    /// The Runtime API listener, when the sandbox bound it (inside its network namespace).
+    pub runtime_api: Option<std::net::TcpListener>,
 }
 
 pub trait Sandbox: Send + Sync {
     /// A short name for logs (`process`, `namespaces`).
     fn name(&self) -> &'static str;
+    /// Where the function finds its code, runtime loops and scratch space, given where
+    /// they are on the host.
+    fn layout(&self, host: &Layout) -> Layout;
     /// Starts the tree with `output` as its stdout and stderr.
     fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError>;
 }
@@ -99,10 +132,14 @@ impl Sandbox for ProcessSandbox {
         "process"
     }
 
+    fn layout(&self, host: &Layout) -> Layout {
+        host.clone()
+    }
+
     fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError> {
         tracing::debug!(
             program = %spec.program.display(),
-            tmp_dir = %spec.tmp_dir.display(),
+            env_dir = %spec.env_dir.display(),
             memory_mb = spec.memory_mb,
             "starting an unisolated process group (no memory limit, no private /tmp)"
         );
@@ -137,6 +174,7 @@ impl Sandbox for ProcessSandbox {
         Ok(StartedTree {
             child,
             control: Arc::new(ProcessGroup { pgid }),
+            runtime_api: None,
         })
     }
 }

@@ -1,0 +1,267 @@
+//! Control groups: memory, CPU and process-count limits per environment.
+//!
+//! Detects the host's layout once: cgroup v2 when its root delegates the memory
+//! controller, else the v1 controllers mounted under `/sys/fs/cgroup/<controller>`.
+//! Each environment gets `shoal/<env-id>` in every hierarchy used: memory limit = the
+//! function's memory size (no swap), CPU quota proportional to it (1769 MB = one vCPU, as
+//! on Lambda; applied after the init phase, which runs unthrottled), and a pids limit.
+//! The group also measures peak memory, tells an out-of-memory kill, and kills every
+//! process of the environment at once.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Lambda's rule: this much memory buys one full vCPU.
+pub const MB_PER_VCPU: f64 = 1769.0;
+const CPU_PERIOD_US: u64 = 100_000;
+
+#[derive(Debug, Clone)]
+enum Layout {
+    V2 {
+        root: PathBuf,
+    },
+    V1 {
+        memory: PathBuf,
+        cpu: Option<PathBuf>,
+        pids: Option<PathBuf>,
+    },
+}
+
+/// The cgroup hierarchies Shoal places environments in.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    layout: Layout,
+}
+
+/// Limits of one environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_mb: u32,
+    pub pids: u32,
+}
+
+fn write(path: &Path, value: &str) -> io::Result<()> {
+    fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The value of `key` in a flat-keyed file such as `memory.events`.
+fn keyed(path: &Path, key: &str) -> Option<u64> {
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+}
+
+impl Cgroups {
+    /// Finds usable hierarchies and creates Shoal's parent group; `None` when there are
+    /// none this process may use (not root, no cgroup filesystem).
+    pub fn detect() -> Option<Self> {
+        let v2 = Path::new("/sys/fs/cgroup");
+        if fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"))
+        {
+            let root = v2.join("shoal");
+            fs::create_dir_all(&root).ok()?;
+            // Delegate the controllers to Shoal's group and to its children.
+            for dir in [v2, root.as_path()] {
+                let _ = write(&dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
+            }
+            return Some(Self {
+                layout: Layout::V2 { root },
+            });
+        }
+        let memory = v2.join("memory");
+        if memory.join("memory.limit_in_bytes").exists() {
+            let group = |controller: &str| {
+                let dir = v2.join(controller).join("shoal");
+                fs::create_dir_all(&dir).ok().map(|()| dir)
+            };
+            let memory = group("memory")?;
+            return Some(Self {
+                layout: Layout::V1 {
+                    memory,
+                    cpu: group("cpu"),
+                    pids: group("pids"),
+                },
+            });
+        }
+        None
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self.layout {
+            Layout::V2 { .. } => "cgroup v2",
+            Layout::V1 { .. } => "cgroup v1",
+        }
+    }
+
+    /// Creates the group of one environment with its limits.
+    pub fn create(&self, id: &str, limits: Limits) -> io::Result<EnvCgroup> {
+        let memory_bytes = u64::from(limits.memory_mb) * 1024 * 1024;
+        let quota_us = ((f64::from(limits.memory_mb) / MB_PER_VCPU) * CPU_PERIOD_US as f64)
+            .round()
+            .max(1000.0) as u64;
+        let group = match &self.layout {
+            Layout::V2 { root } => {
+                let dir = root.join(id);
+                fs::create_dir_all(&dir)?;
+                write(&dir.join("memory.max"), &memory_bytes.to_string())?;
+                let _ = write(&dir.join("memory.swap.max"), "0");
+                let _ = write(&dir.join("pids.max"), &limits.pids.to_string());
+                EnvCgroup {
+                    kind: Kind::V2(dir),
+                    quota_us,
+                }
+            }
+            Layout::V1 { memory, cpu, pids } => {
+                let memory = memory.join(id);
+                fs::create_dir_all(&memory)?;
+                write(
+                    &memory.join("memory.limit_in_bytes"),
+                    &memory_bytes.to_string(),
+                )?;
+                // Without swap accounting this file is absent; memory is then the only limit.
+                let _ = write(
+                    &memory.join("memory.memsw.limit_in_bytes"),
+                    &memory_bytes.to_string(),
+                );
+                let cpu = match cpu {
+                    Some(cpu) => {
+                        let dir = cpu.join(id);
+                        fs::create_dir_all(&dir)?;
+                        write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                        Some(dir)
+                    }
+                    None => None,
+                };
+                let pids = match pids {
+                    Some(pids) => {
+                        let dir = pids.join(id);
+                        fs::create_dir_all(&dir)?;
+                        write(&dir.join("pids.max"), &limits.pids.to_string())?;
+                        Some(dir)
+                    }
+                    None => None,
+                };
+                EnvCgroup {
+                    kind: Kind::V1 { memory, cpu, pids },
+                    quota_us,
+                }
+            }
+        };
+        Ok(group)
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    V2(PathBuf),
+    V1 {
+        memory: PathBuf,
+        cpu: Option<PathBuf>,
+        pids: Option<PathBuf>,
+    },
+}
+
+/// The group of one environment.
+#[derive(Debug)]
+pub struct EnvCgroup {
+    kind: Kind,
+    quota_us: u64,
+}
+
+impl EnvCgroup {
+    fn dirs(&self) -> Vec<&Path> {
+        match &self.kind {
+            Kind::V2(dir) => vec![dir.as_path()],
+            Kind::V1 { memory, cpu, pids } => {
+                let mut dirs = vec![memory.as_path()];
+                dirs.extend(cpu.as_deref());
+                dirs.extend(pids.as_deref());
+                dirs
+            }
+        }
+    }
+
+    /// The files a process writes `0` into to join the group.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs().iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Applies the CPU quota (after the init phase, which runs unthrottled).
+    pub fn apply_cpu_quota(&self) {
+        let result = match &self.kind {
+            Kind::V2(dir) => write(
+                &dir.join("cpu.max"),
+                &format!("{} {CPU_PERIOD_US}", self.quota_us),
+            ),
+            Kind::V1 { cpu: Some(cpu), .. } => {
+                write(&cpu.join("cpu.cfs_quota_us"), &self.quota_us.to_string())
+            }
+            Kind::V1 { cpu: None, .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "setting the CPU quota failed");
+        }
+    }
+
+    /// Peak memory use of the environment, in MB.
+    pub fn peak_memory_mb(&self) -> u64 {
+        let bytes = match &self.kind {
+            Kind::V2(dir) => {
+                read_u64(&dir.join("memory.peak")).or_else(|| read_u64(&dir.join("memory.current")))
+            }
+            Kind::V1 { memory, .. } => read_u64(&memory.join("memory.max_usage_in_bytes")),
+        };
+        bytes.unwrap_or(0).div_ceil(1024 * 1024)
+    }
+
+    /// True once the kernel has killed a process of the environment for memory.
+    pub fn oom_killed(&self) -> bool {
+        let count = match &self.kind {
+            Kind::V2(dir) => keyed(&dir.join("memory.events"), "oom_kill "),
+            Kind::V1 { memory, .. } => keyed(&memory.join("memory.oom_control"), "oom_kill "),
+        };
+        count.unwrap_or(0) > 0
+    }
+
+    /// Kills every process in the group.
+    pub fn kill_all(&self) {
+        if let Kind::V2(dir) = &self.kind {
+            if write(&dir.join("cgroup.kill"), "1").is_ok() {
+                return;
+            }
+        }
+        for file in self.procs_files() {
+            for pid in fs::read_to_string(&file).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+
+    /// True when no process is left in the group.
+    pub fn is_empty(&self) -> bool {
+        self.procs_files().iter().all(|f| {
+            fs::read_to_string(f)
+                .map(|s| s.trim().is_empty())
+                .unwrap_or(true)
+        })
+    }
+
+    /// Removes the group's folders (once it is empty).
+    pub fn remove(&self) {
+        for dir in self.dirs() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The sandbox init: this binary re-executed (`shoal __sandbox-init`) as the first
+//! process of an environment. It carries out a [`SandboxPlan`] in three processes:
+//!
+//! 1. **A** (in the host's PID namespace) joins the environment's cgroups, unshares the
+//!    mount, PID, IPC, UTS and network namespaces, brings up loopback, tells the server
+//!    (over the control socket on stdin) that the network namespace is ready, waits until
+//!    the server has bound the Runtime API listener inside it, then forks B and mirrors
+//!    B's exit (signal included) as its own.
+//! 2. **B** is PID 1 of the new namespace: it assembles the new root (system folders and
+//!    the function's code read-only, a private size-limited `/tmp`, its own `/proc`, a
+//!    minimal `/dev`), pivots into it, forks C and reaps every orphan until C exits.
+//! 3. **C** drops to an unprivileged user, sets `no_new_privs`, installs the seccomp
+//!    filter (`resources/seccomp.json`) and executes the runtime.
+//!
+//! The process is single-threaded, which is what makes `fork` sound here.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid};
+
+use super::plan::SandboxPlan;
+
+/// The first argument that selects this mode.
+pub const ARG: &str = "__sandbox-init";
+/// Second argument: only check that namespaces can be created, then exit.
+pub const PROBE: &str = "--probe";
+
+const SECCOMP_POLICY: &str = include_str!("../../../resources/seccomp.json");
+
+type Result<T> = std::result::Result<T, String>;
+
+fn err<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{context}: {e}")
+}
+
+/// Entry point; returns the process's exit code.
+pub fn main(args: &[String]) -> i32 {
+    if args.iter().any(|a| a == PROBE) {
+        return match probe() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        };
+    }
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shoal sandbox: {e}");
+            127
+        }
+    }
+}
+
+const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWNS
+    .union(CloneFlags::CLONE_NEWPID)
+    .union(CloneFlags::CLONE_NEWIPC)
+    .union(CloneFlags::CLONE_NEWUTS)
+    .union(CloneFlags::CLONE_NEWNET);
+
+fn probe() -> Result<()> {
+    unshare(NAMESPACES).map_err(err("unshare"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(err("making mounts private"))?;
+    loopback_up()
+}
+
+fn run() -> Result<i32> {
+    let stdin = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(err("control socket"))?;
+    let mut control = UnixStream::from(stdin);
+    let mut reader = BufReader::new(control.try_clone().map_err(err("control socket"))?);
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(err("reading the plan"))?;
+    let plan: SandboxPlan = serde_json::from_str(&line).map_err(err("parsing the plan"))?;
+
+    if let Err(e) = enter_namespaces(&plan) {
+        let _ = writeln!(control, "E {e}");
+        return Err(e);
+    }
+    writeln!(control, "N").map_err(err("control socket"))?;
+    line.clear();
+    reader.read_line(&mut line).map_err(err("control socket"))?;
+    if line.trim() != "G" {
+        return Err("the server did not confirm the Runtime API".into());
+    }
+    let devnull = fs::File::open("/dev/null").map_err(err("/dev/null"))?;
+    nix::unistd::dup2(devnull.as_raw_fd(), 0).map_err(err("stdin"))?;
+    drop((control, reader, devnull));
+
+    // SIGTERM reaches the runtime directly (same process group); here it stays pending
+    // so that this process outlives the runtime and reports how it ended.
+    let mut terminating = SigSet::empty();
+    terminating.add(Signal::SIGTERM);
+    terminating.add(Signal::SIGINT);
+    terminating
+        .thread_block()
+        .map_err(err("blocking signals"))?;
+
+    match fork()? {
+        ForkResult::Child => std::process::exit(pid1(&plan)),
+        ForkResult::Parent { child } => Ok(mirror_exit(child)),
+    }
+}
+
+#[allow(unsafe_code)]
+fn fork() -> Result<ForkResult> {
+    // SAFETY: this process is single-threaded (no thread is ever started in sandbox
+    // init mode), so the child may run arbitrary code after fork.
+    unsafe { nix::unistd::fork() }.map_err(err("fork"))
+}
+
+fn enter_namespaces(plan: &SandboxPlan) -> Result<()> {
+    for procs in &plan.cgroup_procs {
+        fs::write(procs, "0").map_err(err(&format!("joining {}", procs.display())))?;
+    }
+    unshare(NAMESPACES).map_err(err("unshare"))?;
+    loopback_up()
+}
+
+/// Brings up `lo` in the new network namespace (it starts down, without 127.0.0.1).
+#[allow(unsafe_code)]
+fn loopback_up() -> Result<()> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(err("socket"))?;
+    // SAFETY: ifreq is plain old data, for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS writes the flags into `req`, a valid ifreq living across the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(format!(
+            "reading lo flags: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `ifru_flags` is the union member SIOCGIFFLAGS just filled.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS only reads `req`, a valid ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(format!(
+            "bringing lo up: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Waits for B and ends the same way: the same exit code, or the same signal.
+fn mirror_exit(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                if (129..=192).contains(&code) {
+                    if let Ok(signal) = Signal::try_from(code - 128) {
+                        let _ = SigSet::all().thread_unblock();
+                        let _ = nix::sys::signal::raise(signal);
+                    }
+                }
+                return code;
+            }
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 1,
+        }
+    }
+}
+
+/// PID 1 of the environment: builds the root, runs the runtime, reaps orphans.
+fn pid1(plan: &SandboxPlan) -> i32 {
+    if let Err(e) = build_root(plan) {
+        eprintln!("shoal sandbox: {e}");
+        return 126;
+    }
+    let _ = nix::unistd::sethostname(&plan.hostname);
+    let runtime = match fork() {
+        Ok(ForkResult::Child) => {
+            let e = exec_runtime(plan);
+            eprintln!("shoal sandbox: {e}");
+            std::process::exit(127);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            eprintln!("shoal sandbox: {e}");
+            return 126;
+        }
+    };
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => return code,
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == runtime => {
+                return 128 + signal as i32;
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 1,
+        }
+    }
+}
+
+fn bind(source: &Path, target: &Path, writable: bool) -> Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err(&format!("binding {}", source.display())))?;
+    if !writable {
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV;
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+            .map_err(err(&format!("making {} read-only", target.display())))?;
+    }
+    Ok(())
+}
+
+fn inside(root: &Path, path: &Path) -> std::path::PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn build_root(plan: &SandboxPlan) -> Result<()> {
+    let root = &plan.root;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(err("making mounts private"))?;
+    mount(
+        Some("tmpfs"),
+        root,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=4m,mode=755"),
+    )
+    .map_err(err("mounting the root"))?;
+    for m in &plan.mounts {
+        let Ok(meta) = fs::symlink_metadata(&m.source) else {
+            continue;
+        };
+        let target = inside(root, &m.target);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(err("creating mount points"))?;
+        }
+        if meta.file_type().is_symlink() {
+            let link = fs::read_link(&m.source).map_err(err("reading a link"))?;
+            std::os::unix::fs::symlink(link, &target).map_err(err("creating a link"))?;
+            continue;
+        }
+        if meta.is_dir() {
+            fs::create_dir_all(&target).map_err(err("creating mount points"))?;
+        } else {
+            fs::File::create(&target).map_err(err("creating mount points"))?;
+        }
+        bind(&m.source, &target, m.writable)?;
+    }
+    let tmp = inside(root, Path::new(super::plan::TMP));
+    fs::create_dir_all(&tmp).map_err(err("creating /tmp"))?;
+    mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(format!("size={}m,mode=1777", plan.tmp_size_mb).as_str()),
+    )
+    .map_err(err("mounting /tmp"))?;
+    let proc = inside(root, Path::new("/proc"));
+    fs::create_dir_all(&proc).map_err(err("creating /proc"))?;
+    mount(
+        Some("proc"),
+        &proc,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(err("mounting /proc"))?;
+    let dev = inside(root, Path::new("/dev"));
+    fs::create_dir_all(&dev).map_err(err("creating /dev"))?;
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("size=64k,mode=755"),
+    )
+    .map_err(err("mounting /dev"))?;
+    for node in ["null", "zero", "full", "random", "urandom"] {
+        let target = dev.join(node);
+        fs::File::create(&target).map_err(err("creating /dev"))?;
+        bind(&Path::new("/dev").join(node), &target, true)?;
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link)).map_err(err("creating /dev links"))?;
+    }
+    let old = root.join(".old-root");
+    fs::create_dir_all(&old).map_err(err("creating the old root"))?;
+    nix::unistd::pivot_root(root, &old).map_err(err("pivot_root"))?;
+    nix::unistd::chdir("/").map_err(err("chdir /"))?;
+    umount2("/.old-root", MntFlags::MNT_DETACH).map_err(err("detaching the old root"))?;
+    fs::remove_dir("/.old-root").map_err(err("removing the old root"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(err("making / read-only"))?;
+    Ok(())
+}
+
+fn install_seccomp() -> Result<()> {
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| format!("seccomp does not know this architecture: {e:?}"))?;
+    let filters = seccompiler::compile_from_json(SECCOMP_POLICY.as_bytes(), arch)
+        .map_err(err("compiling the seccomp policy"))?;
+    for name in ["deny", "clone3"] {
+        let filter = filters
+            .get(name)
+            .ok_or_else(|| format!("seccomp filter {name} missing"))?;
+        seccompiler::apply_filter(filter).map_err(err("installing the seccomp filter"))?;
+    }
+    Ok(())
+}
+
+/// Becomes the runtime; returns only on failure.
+fn exec_runtime(plan: &SandboxPlan) -> String {
+    let result = (|| -> Result<std::convert::Infallible> {
+        SigSet::all()
+            .thread_unblock()
+            .map_err(err("unblocking signals"))?;
+        nix::unistd::setgroups(&[]).map_err(err("setgroups"))?;
+        nix::unistd::setgid(Gid::from_raw(plan.gid)).map_err(err("setgid"))?;
+        nix::unistd::setuid(Uid::from_raw(plan.uid)).map_err(err("setuid"))?;
+        nix::sys::prctl::set_no_new_privs().map_err(err("no_new_privs"))?;
+        if plan.seccomp {
+            install_seccomp()?;
+        }
+        nix::unistd::chdir(&plan.cwd).map_err(err("chdir"))?;
+        let cstring = |s: &str| std::ffi::CString::new(s).map_err(err("argument"));
+        let program = cstring(&plan.program.to_string_lossy())?;
+        let mut argv = vec![program.clone()];
+        for arg in &plan.args {
+            argv.push(cstring(arg)?);
+        }
+        let env = plan
+            .env
+            .iter()
+            .map(|(k, v)| cstring(&format!("{k}={v}")))
+            .collect::<Result<Vec<_>>>()?;
+        nix::unistd::execve(&program, &argv, &env).map_err(|e| {
+            format!(
+                "fork/exec {}: {}",
+                plan.program.display(),
+                e.desc().to_lowercase()
+            )
+        })
+    })();
+    match result {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seccomp_policy_compiles_for_this_architecture() {
+        let arch = std::env::consts::ARCH
+            .try_into()
+            .expect("a supported architecture");
+        let filters = seccompiler::compile_from_json(SECCOMP_POLICY.as_bytes(), arch)
+            .expect("policy compiles");
+        assert!(filters.contains_key("deny") && filters.contains_key("clone3"));
+    }
+}

@@ -1,0 +1,278 @@
+//! Isolated environments: namespaces, a private root, cgroup limits, an unprivileged
+//! user and a seccomp filter, through the [`Sandbox`] seam.
+//!
+//! [`NamespaceSandbox`] computes a [`plan::SandboxPlan`] per environment and starts the
+//! sandbox init ([`init`], this binary re-executed). The Runtime API listener of the
+//! environment is bound *inside* its network namespace (a short-lived thread `setns`-es
+//! into it and binds `127.0.0.1:9001`), so a function can reach its own endpoint and no
+//! other. Where the host does not allow namespaces (not root, no user namespaces, no
+//! cgroup filesystem) [`NamespaceSandbox::probe`] says so and the server falls back to the
+//! unisolated [`super::sandbox::ProcessSandbox`] with a warning.
+
+pub mod cgroup;
+pub mod init;
+pub mod plan;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cgroup::{Cgroups, EnvCgroup};
+use plan::{Mount, SandboxPlan};
+
+use super::sandbox::{LaunchSpec, Layout, Sandbox, SandboxError, StartedTree, TreeControl};
+
+/// The unprivileged user functions run as (`nobody`).
+pub const SANDBOX_UID: u32 = 65534;
+pub const SANDBOX_GID: u32 = 65534;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct NamespaceSandbox {
+    exe: PathBuf,
+    cgroups: Option<Cgroups>,
+    /// Host folders every environment sees read-only at the same path (interpreters,
+    /// and what the operator exposes).
+    shared_paths: Vec<PathBuf>,
+    pids_limit: u32,
+}
+
+impl NamespaceSandbox {
+    /// Checks that this host lets Shoal create namespaces; the error says why not.
+    pub fn probe(shared_paths: Vec<PathBuf>, pids_limit: u32) -> Result<Self, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("not running as root".into());
+        }
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        let output = std::process::Command::new(&exe)
+            .args([init::ARG, init::PROBE])
+            .env_clear()
+            .output()
+            .map_err(|e| format!("cannot run the sandbox probe: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "namespaces are not available: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        let cgroups = Cgroups::detect();
+        match &cgroups {
+            Some(c) => tracing::info!(
+                cgroups = c.describe(),
+                "environments get memory, CPU and pids limits"
+            ),
+            None => tracing::warn!(
+                "no usable cgroup hierarchy: memory, CPU and pids limits are not enforced"
+            ),
+        }
+        Ok(Self {
+            exe,
+            cgroups,
+            shared_paths,
+            pids_limit,
+        })
+    }
+
+    fn plan(&self, spec: &LaunchSpec, cgroup: Option<&EnvCgroup>) -> SandboxPlan {
+        let read_only = |path: &PathBuf| Mount {
+            source: path.clone(),
+            target: path.clone(),
+            writable: false,
+        };
+        let mut mounts: Vec<Mount> = plan::SYSTEM_PATHS
+            .iter()
+            .map(|p| read_only(&PathBuf::from(p)))
+            .collect();
+        mounts.extend(self.shared_paths.iter().map(read_only));
+        mounts.push(Mount {
+            source: spec.host_task_root.clone(),
+            target: plan::TASK_ROOT.into(),
+            writable: false,
+        });
+        mounts.push(Mount {
+            source: spec.host_runtimes_root.clone(),
+            target: plan::RUNTIMES_ROOT.into(),
+            writable: false,
+        });
+        SandboxPlan {
+            root: spec.env_dir.join("root"),
+            mounts,
+            tmp_size_mb: spec.ephemeral_mb,
+            hostname: "sandbox".into(),
+            uid: SANDBOX_UID,
+            gid: SANDBOX_GID,
+            cgroup_procs: cgroup.map(EnvCgroup::procs_files).unwrap_or_default(),
+            cwd: plan::TASK_ROOT.into(),
+            program: spec.program.clone(),
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            seccomp: true,
+        }
+    }
+}
+
+fn setup<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> SandboxError {
+    move |e| SandboxError::Setup(format!("{context}: {e}"))
+}
+
+/// Binds the Runtime API listener inside the network namespace of process `pid`.
+fn bind_in_namespace(pid: u32) -> Result<TcpListener, SandboxError> {
+    std::thread::spawn(move || -> std::io::Result<TcpListener> {
+        let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        // The socket belongs to the namespace it was created in; this thread ends here.
+        TcpListener::bind(plan::RUNTIME_API_ADDR)
+    })
+    .join()
+    .map_err(|_| SandboxError::Setup("the namespace thread panicked".into()))?
+    .map_err(setup("binding the Runtime API in the sandbox"))
+}
+
+impl Sandbox for NamespaceSandbox {
+    fn name(&self) -> &'static str {
+        "namespaces"
+    }
+
+    fn layout(&self, _host: &Layout) -> Layout {
+        Layout {
+            task_root: plan::TASK_ROOT.into(),
+            runtimes_root: plan::RUNTIMES_ROOT.into(),
+            tmp: plan::TMP.into(),
+            runtime_api: Some(plan::RUNTIME_API_ADDR.into()),
+        }
+    }
+
+    fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError> {
+        let cgroup = match &self.cgroups {
+            Some(cgroups) => Some(
+                cgroups
+                    .create(
+                        &spec.id,
+                        cgroup::Limits {
+                            memory_mb: spec.memory_mb,
+                            pids: self.pids_limit,
+                        },
+                    )
+                    .map_err(setup("creating the cgroup"))?,
+            ),
+            None => None,
+        };
+        let plan = self.plan(spec, cgroup.as_ref());
+        std::fs::create_dir_all(&plan.root).map_err(setup("creating the root folder"))?;
+        let (mut ours, theirs) = UnixStream::pair().map_err(setup("control socket"))?;
+        let stderr = output.try_clone().map_err(setup("output pipe"))?;
+        let child = tokio::process::Command::new(&self.exe)
+            .arg(init::ARG)
+            .env_clear()
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .stdout(Stdio::from(output))
+            .stderr(Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(setup("starting the sandbox init"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| SandboxError::Setup("the sandbox init exited at once".into()))?;
+        let tree = Arc::new(IsolatedTree {
+            pgid: pid as i32,
+            cgroup,
+        });
+        let mut handshake = || -> Result<TcpListener, SandboxError> {
+            ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+                .map_err(setup("control socket"))?;
+            let json = serde_json::to_string(&plan).map_err(setup("encoding the plan"))?;
+            writeln!(ours, "{json}").map_err(setup("sending the plan"))?;
+            let mut reader = BufReader::new(ours.try_clone().map_err(setup("control socket"))?);
+            let mut line = String::new();
+            reader
+                .read_line(&mut line)
+                .map_err(setup("waiting for the sandbox"))?;
+            match line.trim() {
+                "N" => {}
+                other => {
+                    return Err(SandboxError::Setup(
+                        other
+                            .strip_prefix("E ")
+                            .unwrap_or("the sandbox init stopped")
+                            .to_string(),
+                    ));
+                }
+            }
+            let listener = bind_in_namespace(pid)?;
+            listener
+                .set_nonblocking(true)
+                .map_err(setup("Runtime API listener"))?;
+            writeln!(ours, "G").map_err(setup("confirming to the sandbox"))?;
+            Ok(listener)
+        };
+        match handshake() {
+            Ok(listener) => Ok(StartedTree {
+                child,
+                control: tree,
+                runtime_api: Some(listener),
+            }),
+            Err(e) => {
+                tree.kill();
+                tree.cleanup();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A started sandbox: its process group and cgroup.
+struct IsolatedTree {
+    pgid: i32,
+    cgroup: Option<EnvCgroup>,
+}
+
+impl TreeControl for IsolatedTree {
+    fn kill(&self) {
+        use nix::sys::signal::{Signal, killpg};
+        let _ = killpg(nix::unistd::Pid::from_raw(self.pgid), Signal::SIGKILL);
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill_all();
+        }
+    }
+
+    fn terminate(&self) {
+        use nix::sys::signal::{Signal, killpg};
+        let _ = killpg(nix::unistd::Pid::from_raw(self.pgid), Signal::SIGTERM);
+    }
+
+    fn peak_memory_mb(&self) -> u64 {
+        self.cgroup
+            .as_ref()
+            .map(EnvCgroup::peak_memory_mb)
+            .unwrap_or(0)
+    }
+
+    fn after_init(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.apply_cpu_quota();
+        }
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(EnvCgroup::oom_killed)
+    }
+
+    fn cleanup(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            for _ in 0..20 {
+                if cgroup.is_empty() {
+                    break;
+                }
+                cgroup.kill_all();
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            cgroup.remove();
+        }
+    }
+}

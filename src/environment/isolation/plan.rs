@@ -1,0 +1,45 @@
+//! The sandbox plan: everything the sandbox init needs to build one environment, as
+//! plain data the server computes and the init carries out (and a reviewer can print).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A host path made visible inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub target: PathBuf,
+    pub writable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPlan {
+    /// An empty host folder where the new root is assembled (a tmpfs is mounted on it).
+    pub root: PathBuf,
+    pub mounts: Vec<Mount>,
+    /// Size of the private `/tmp`.
+    pub tmp_size_mb: u32,
+    pub hostname: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// `cgroup.procs` files the init writes itself into before anything else.
+    pub cgroup_procs: Vec<PathBuf>,
+    pub cwd: PathBuf,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub seccomp: bool,
+}
+
+/// Host folders every environment sees read-only (where they exist), so that
+/// interpreters and their shared libraries work.
+pub const SYSTEM_PATHS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc"];
+
+/// The sandbox's view of an environment.
+pub const TASK_ROOT: &str = "/var/task";
+pub const RUNTIMES_ROOT: &str = "/var/runtime";
+pub const TMP: &str = "/tmp";
+/// Every environment's Runtime API, inside its own network namespace.
+pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";

@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Concurrent invocations arriving at once for the scale-out measurement (0 skips it).
     #[arg(long, default_value_t = 200)]
     pub scale_out: usize,
+    /// Isolation modes to measure, one server each (`none`, `namespaces`).
+    #[arg(long, value_delimiter = ',', default_value = "none,namespaces")]
+    pub isolation: Vec<String>,
 }
 
 struct Latencies(Vec<Duration>);
@@ -197,13 +200,21 @@ async fn cold_starts(client: &Client, name: &str, n: usize) -> anyhow::Result<La
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let data_dir = std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id()));
-    let result = run_in(&args, &data_dir).await;
-    let _ = std::fs::remove_dir_all(&data_dir);
-    result
+    for isolation in &args.isolation {
+        println!("=== isolation: {isolation}");
+        let data_dir =
+            std::env::temp_dir().join(format!("shoal-bench-{}-{isolation}", std::process::id()));
+        let result = run_in(&args, &data_dir, isolation).await;
+        let _ = std::fs::remove_dir_all(&data_dir);
+        if let Err(e) = result {
+            println!("  not measured: {e:#}");
+        }
+        println!();
+    }
+    Ok(())
 }
 
-async fn run_in(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<()> {
+async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::Result<()> {
     use clap::{CommandFactory, FromArgMatches, Parser};
     #[derive(Parser)]
     struct Wrapper {
@@ -220,6 +231,8 @@ async fn run_in(args: &BenchArgs, data_dir: &Path) -> anyhow::Result<()> {
         "10m",
         "--memory-capacity",
         "1000000",
+        "--isolation",
+        isolation,
     ]);
     let settings = Wrapper::from_arg_matches(&matches)?.settings;
     let server = crate::server::start(settings).await?;

@@ -86,7 +86,11 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         .collect();
     path_dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
     path_dirs.dedup();
-    let sandbox = choose_sandbox(&settings, &runtimes)?;
+    // Names this server's cgroups: the same data directory, the same groups, so a restart
+    // after a crash finds and removes what the previous run left.
+    let instance =
+        crate::sigv4::sha256_hex(data_dir.to_string_lossy().as_bytes())[..12].to_string();
+    let sandbox = choose_sandbox(&settings, &runtimes, &instance)?;
     let launcher = Arc::new(Launcher {
         sandbox,
         runtimes: runtimes.clone(),
@@ -171,6 +175,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
 fn choose_sandbox(
     settings: &ServerSettings,
     runtimes: &RuntimeCatalog,
+    instance: &str,
 ) -> anyhow::Result<Arc<dyn Sandbox>> {
     let unisolated = || -> Arc<dyn Sandbox> {
         tracing::warn!(
@@ -184,7 +189,7 @@ fn choose_sandbox(
     }
     let mut shared = runtimes.interpreter_roots();
     shared.extend(settings.sandbox_expose.iter().cloned());
-    match NamespaceSandbox::probe(shared, settings.pids_limit) {
+    match NamespaceSandbox::probe(shared, settings.pids_limit, instance) {
         Ok(sandbox) => {
             tracing::info!(
                 sandbox = "namespaces",

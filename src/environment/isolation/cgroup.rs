@@ -58,36 +58,41 @@ fn keyed(path: &Path, key: &str) -> Option<u64> {
 }
 
 impl Cgroups {
-    /// Finds usable hierarchies and creates Shoal's parent group; `None` when there are
-    /// none this process may use (not root, no cgroup filesystem).
-    pub fn detect() -> Option<Self> {
+    /// Finds usable hierarchies and creates this server's parent group
+    /// (`shoal/<instance>`); `None` when there are none this process may use (not root,
+    /// no cgroup filesystem). Groups left by an earlier run of the same instance (a
+    /// server that was killed) are emptied and removed first.
+    pub fn detect(instance: &str) -> Option<Self> {
         let v2 = Path::new("/sys/fs/cgroup");
         if fs::read_to_string(v2.join("cgroup.controllers"))
             .is_ok_and(|c| c.split_whitespace().any(|x| x == "memory"))
         {
-            let root = v2.join("shoal");
+            let shoal = v2.join("shoal");
+            let root = shoal.join(instance);
             fs::create_dir_all(&root).ok()?;
-            // Delegate the controllers to Shoal's group and to its children.
-            for dir in [v2, root.as_path()] {
+            // Delegate the controllers down to the environments' groups.
+            for dir in [v2, shoal.as_path(), root.as_path()] {
                 let _ = write(&dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
             }
+            remove_leftovers(std::slice::from_ref(&root));
             return Some(Self {
                 layout: Layout::V2 { root },
             });
         }
-        let memory = v2.join("memory");
-        if memory.join("memory.limit_in_bytes").exists() {
+        if v2.join("memory/memory.limit_in_bytes").exists() {
             let group = |controller: &str| {
-                let dir = v2.join(controller).join("shoal");
+                let dir = v2.join(controller).join("shoal").join(instance);
                 fs::create_dir_all(&dir).ok().map(|()| dir)
             };
             let memory = group("memory")?;
+            let (cpu, pids) = (group("cpu"), group("pids"));
+            let parents: Vec<PathBuf> = [Some(memory.clone()), cpu.clone(), pids.clone()]
+                .into_iter()
+                .flatten()
+                .collect();
+            remove_leftovers(&parents);
             return Some(Self {
-                layout: Layout::V1 {
-                    memory,
-                    cpu: group("cpu"),
-                    pids: group("pids"),
-                },
+                layout: Layout::V1 { memory, cpu, pids },
             });
         }
         None
@@ -155,6 +160,44 @@ impl Cgroups {
             }
         };
         Ok(group)
+    }
+}
+
+/// Kills the processes of every environment group under `parents` and removes the groups.
+fn remove_leftovers(parents: &[PathBuf]) {
+    let mut removed = 0;
+    for parent in parents {
+        let Ok(entries) = fs::read_dir(parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for _ in 0..20 {
+                let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                if procs.trim().is_empty() {
+                    break;
+                }
+                for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            if fs::remove_dir(&dir).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed environment cgroups (and their processes) left by an earlier run"
+        );
     }
 }
 

@@ -43,7 +43,12 @@ pub struct NamespaceSandbox {
 
 impl NamespaceSandbox {
     /// Checks that this host lets Shoal create namespaces; the error says why not.
-    pub fn probe(shared_paths: Vec<PathBuf>, pids_limit: u32) -> Result<Self, String> {
+    /// `instance` names this server's cgroups (one server per data directory).
+    pub fn probe(
+        shared_paths: Vec<PathBuf>,
+        pids_limit: u32,
+        instance: &str,
+    ) -> Result<Self, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("not running as root".into());
         }
@@ -60,7 +65,7 @@ impl NamespaceSandbox {
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
-        let cgroups = Cgroups::detect();
+        let cgroups = Cgroups::detect(instance);
         match &cgroups {
             Some(c) => tracing::info!(
                 cgroups = c.describe(),

@@ -742,8 +742,9 @@ impl Scheduler {
         gauges
     }
 
-    /// Shuts down every idle environment (server shutdown).
-    pub fn shutdown(&self) {
+    /// Shuts down every idle environment and waits until they are gone (server
+    /// shutdown): SIGTERM, then SIGKILL after the grace period.
+    pub async fn shutdown(&self) {
         let all: Vec<_> = {
             let mut state = self.lock();
             state
@@ -757,6 +758,15 @@ impl Scheduler {
                 })
                 .collect()
         };
-        shut_down(all, self.limits.shutdown_grace);
+        for env in &all {
+            env.terminate();
+        }
+        let deadline = tokio::time::Instant::now() + self.limits.shutdown_grace;
+        for env in &all {
+            let _ = tokio::time::timeout_at(deadline, env.exited()).await;
+        }
+        for env in all {
+            env.destroy_now().await;
+        }
     }
 }

@@ -158,7 +158,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             })
             .await
             .context("serving the API")?;
-        scheduler.shutdown();
+        scheduler.shutdown().await;
         drop(scheduler);
         // The writer ends once every sink is gone; give it a moment to flush.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log_writer).await;

@@ -463,6 +463,28 @@ impl Environment {
         });
     }
 
+    /// Asks the process tree to stop (SIGTERM).
+    pub fn terminate(&self) {
+        self.tree.terminate();
+    }
+
+    /// Resolves when the process tree has exited.
+    pub async fn exited(&self) {
+        until_exit(self.exit.clone()).await;
+    }
+
+    /// Kills the tree and waits until its cgroup and folder are removed.
+    pub async fn destroy_now(&self) {
+        self.tree.kill();
+        let dir = self.dir.clone();
+        let tree = self.tree.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            tree.cleanup();
+            let _ = std::fs::remove_dir_all(dir);
+        })
+        .await;
+    }
+
     /// True when the kernel killed a process of this environment for exceeding its memory.
     pub fn oom_killed(&self) -> bool {
         self.tree.oom_killed()

@@ -219,43 +219,29 @@ fn range_error(field: &str, value: i64, min: u32, max: u32) -> InvalidField {
     ))
 }
 
-pub fn validate_memory(value: i64) -> Result<u32, InvalidField> {
-    if (i64::from(limits::MEMORY_MIN)..=i64::from(limits::MEMORY_MAX)).contains(&value) {
+fn validate_range(field: &str, value: i64, min: u32, max: u32) -> Result<u32, InvalidField> {
+    if (i64::from(min)..=i64::from(max)).contains(&value) {
         Ok(value as u32)
     } else {
-        Err(range_error(
-            "memorySize",
-            value,
-            limits::MEMORY_MIN,
-            limits::MEMORY_MAX,
-        ))
+        Err(range_error(field, value, min, max))
     }
+}
+
+pub fn validate_memory(value: i64) -> Result<u32, InvalidField> {
+    validate_range("memorySize", value, limits::MEMORY_MIN, limits::MEMORY_MAX)
 }
 
 pub fn validate_timeout(value: i64) -> Result<u32, InvalidField> {
-    if (i64::from(limits::TIMEOUT_MIN)..=i64::from(limits::TIMEOUT_MAX)).contains(&value) {
-        Ok(value as u32)
-    } else {
-        Err(range_error(
-            "timeout",
-            value,
-            limits::TIMEOUT_MIN,
-            limits::TIMEOUT_MAX,
-        ))
-    }
+    validate_range("timeout", value, limits::TIMEOUT_MIN, limits::TIMEOUT_MAX)
 }
 
 pub fn validate_ephemeral_storage(value: i64) -> Result<u32, InvalidField> {
-    if (i64::from(limits::EPHEMERAL_MIN)..=i64::from(limits::EPHEMERAL_MAX)).contains(&value) {
-        Ok(value as u32)
-    } else {
-        Err(range_error(
-            "ephemeralStorage.size",
-            value,
-            limits::EPHEMERAL_MIN,
-            limits::EPHEMERAL_MAX,
-        ))
-    }
+    validate_range(
+        "ephemeralStorage.size",
+        value,
+        limits::EPHEMERAL_MIN,
+        limits::EPHEMERAL_MAX,
+    )
 }
 
 pub fn validate_handler(handler: &str) -> Result<(), InvalidField> {

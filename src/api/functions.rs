@@ -290,14 +290,7 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
     let name = spec.name.clone();
     let document = state.registry.create(spec, zip).await?;
     tracing::info!(function = %name, runtime = %document.latest.spec.runtime, "function created");
-    let record = if request.publish == Some(true) {
-        state
-            .registry
-            .publish_version(&name, None, state.arns.function_arn(&name))
-            .await?
-    } else {
-        document.latest.clone()
-    };
+    let record = publish_if(&state, &name, request.publish, &document).await?;
     Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
 }
 
@@ -370,6 +363,39 @@ pub async fn list(
     Ok(Json(body))
 }
 
+/// `$LATEST` of a function about to change, if `expected` (a RevisionId) still matches.
+fn latest_for_update(
+    state: &SharedState,
+    name: &str,
+    expected: Option<&str>,
+) -> Result<Arc<FunctionRecord>, ApiError> {
+    let current = state
+        .registry
+        .require(name, || state.arns.function_arn(name))?
+        .latest
+        .clone();
+    check_revision(expected, &current)?;
+    Ok(current)
+}
+
+/// Publishes a version when the request asked for it (`Publish: true`); the record to
+/// answer with either way.
+async fn publish_if(
+    state: &SharedState,
+    name: &str,
+    publish: Option<bool>,
+    document: &FunctionDocument,
+) -> Result<Arc<FunctionRecord>, ApiError> {
+    if publish == Some(true) {
+        Ok(state
+            .registry
+            .publish_version(name, None, state.arns.function_arn(name))
+            .await?)
+    } else {
+        Ok(document.latest.clone())
+    }
+}
+
 fn check_revision(expected: Option<&str>, record: &FunctionRecord) -> Result<(), ApiError> {
     match expected {
         Some(rev) if rev != record.revision_id => Err(ApiError::PreconditionFailed(
@@ -387,12 +413,7 @@ pub async fn update_code(
     let name = function_name(&raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateCodeRequest = parse_json(&body)?;
-    let current = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?
-        .latest
-        .clone();
-    check_revision(request.revision_id.as_deref(), &current)?;
+    let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
     if let Some(architectures) = &request.architectures {
         function::validate_architecture(architectures)?;
     }
@@ -406,14 +427,7 @@ pub async fn update_code(
         .await?;
     state.scheduler.retire(&name, Some(LATEST));
     tracing::info!(function = %name, code_sha256 = %document.latest.code.sha256_b64, "function code updated");
-    let record = if request.publish == Some(true) {
-        state
-            .registry
-            .publish_version(&name, None, state.arns.function_arn(&name))
-            .await?
-    } else {
-        document.latest.clone()
-    };
+    let record = publish_if(&state, &name, request.publish, &document).await?;
     Ok(Json(configuration(&state, &record)))
 }
 
@@ -425,12 +439,7 @@ pub async fn update_configuration(
     let name = function_name(&raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateConfigurationRequest = parse_json(&body)?;
-    let current = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?
-        .latest
-        .clone();
-    check_revision(request.revision_id.as_deref(), &current)?;
+    latest_for_update(&state, &name, request.revision_id.as_deref())?;
     reject_layers(&request.layers)?;
     if let Some(handler) = &request.handler {
         function::validate_handler(handler)?;
@@ -521,12 +530,7 @@ pub async fn publish_version(
     let name = function_name(&raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: PublishRequest = parse_json(&body)?;
-    let current = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?
-        .latest
-        .clone();
-    check_revision(request.revision_id.as_deref(), &current)?;
+    let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
     if let Some(sha) = request
         .code_sha256
         .as_deref()

@@ -123,6 +123,19 @@ pub struct ServerSettings {
     /// Most processes (and threads) one isolated environment may run.
     #[arg(long, env = "SHOAL_PIDS_LIMIT", default_value_t = 1024)]
     pub pids_limit: u32,
+
+    /// Delay before the first retry of a failed asynchronous invocation (the second
+    /// waits twice as long; Lambda's is about a minute).
+    #[arg(long, env = "SHOAL_RETRY_BASE_DELAY", default_value = "1m", value_parser = parse_duration)]
+    pub retry_base_delay: Duration,
+
+    /// Largest payload of an asynchronous invocation, in bytes (Lambda's is 1 MB).
+    #[arg(long, env = "SHOAL_ASYNC_PAYLOAD_LIMIT", default_value_t = 1024 * 1024)]
+    pub async_payload_limit: usize,
+
+    /// Asynchronous events running at once.
+    #[arg(long, env = "SHOAL_ASYNC_CONCURRENCY", default_value_t = 64)]
+    pub async_concurrency: usize,
 }
 
 impl ServerSettings {
@@ -217,6 +230,9 @@ struct FileSettings {
     isolation: Option<String>,
     sandbox_expose: Option<Vec<PathBuf>>,
     pids_limit: Option<u32>,
+    retry_base_delay: Option<String>,
+    async_payload_limit: Option<usize>,
+    async_concurrency: Option<usize>,
 }
 
 impl ServerSettings {
@@ -306,6 +322,15 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.pids_limit, defaulted("pids_limit")) {
             self.pids_limit = v;
+        }
+        if let (Some(v), true) = (file.retry_base_delay, defaulted("retry_base_delay")) {
+            self.retry_base_delay = duration(v)?;
+        }
+        if let (Some(v), true) = (file.async_payload_limit, defaulted("async_payload_limit")) {
+            self.async_payload_limit = v;
+        }
+        if let (Some(v), true) = (file.async_concurrency, defaulted("async_concurrency")) {
+            self.async_concurrency = v;
         }
         Ok(())
     }

@@ -25,6 +25,30 @@ pub struct Alias {
     pub revision_id: String,
 }
 
+/// How asynchronous invocations of a version or alias are retried and where their
+/// results go (Lambda's `FunctionEventInvokeConfig`); `None` fields take Lambda's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    pub maximum_retry_attempts: Option<u32>,
+    pub maximum_event_age_s: Option<u32>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    pub last_modified_ms: u64,
+}
+
+impl EventInvokeConfig {
+    pub const DEFAULT_RETRIES: u32 = 2;
+    pub const DEFAULT_MAX_AGE_S: u32 = 21_600;
+
+    pub fn retries(&self) -> u32 {
+        self.maximum_retry_attempts.unwrap_or(Self::DEFAULT_RETRIES)
+    }
+
+    pub fn max_age_ms(&self) -> u64 {
+        u64::from(self.maximum_event_age_s.unwrap_or(Self::DEFAULT_MAX_AGE_S)) * 1000
+    }
+}
+
 /// A provisioned concurrency setting on a version or an alias.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvisionedConfig {
@@ -48,6 +72,9 @@ pub struct FunctionDocument {
     /// Keyed by qualifier (a version number or an alias name).
     #[serde(default)]
     pub provisioned: BTreeMap<String, ProvisionedConfig>,
+    /// Keyed by qualifier (`$LATEST`, a version number or an alias name).
+    #[serde(default)]
+    pub event_invoke_configs: BTreeMap<String, EventInvokeConfig>,
 }
 
 fn one() -> u64 {
@@ -70,6 +97,7 @@ impl FunctionDocument {
             aliases: BTreeMap::new(),
             reserved_concurrency: None,
             provisioned: BTreeMap::new(),
+            event_invoke_configs: BTreeMap::new(),
         }
     }
 

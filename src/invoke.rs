@@ -29,6 +29,8 @@ pub struct InvokeRequest {
     pub client_context: Option<String>,
     pub trace_id: Option<String>,
     pub want_log_tail: bool,
+    /// The request id to use (an asynchronous event keeps the one its 202 announced).
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -121,7 +123,10 @@ impl Invoker {
             Some(q) => self.arns.qualified_arn(name, q),
             None => self.arns.function_arn(name),
         };
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = request
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let this = self.clone();
         let span = tracing::info_span!(
             "invoke",

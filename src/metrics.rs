@@ -20,6 +20,11 @@ pub mod names {
     pub const ACCOUNT_CONCURRENT: &str = "shoal_account_concurrent_executions";
     pub const ENVIRONMENTS: &str = "shoal_environments";
     pub const MEMORY_USED: &str = "shoal_environment_memory_mb";
+    pub const ASYNC_RECEIVED: &str = "shoal_async_events_received_total";
+    pub const ASYNC_DROPPED: &str = "shoal_async_events_dropped_total";
+    pub const DESTINATION_FAILURES: &str = "shoal_destination_delivery_failures_total";
+    pub const ASYNC_DEPTH: &str = "shoal_async_queue_depth";
+    pub const ASYNC_AGE: &str = "shoal_async_oldest_event_age_ms";
 }
 
 const HELP: &[(&str, &str, &str)] = &[
@@ -163,7 +168,12 @@ impl Metrics {
 fn labels_free(name: &str) -> bool {
     matches!(
         name,
-        names::EVICTIONS | names::REAPED | names::ACCOUNT_CONCURRENT | names::MEMORY_USED
+        names::EVICTIONS
+            | names::REAPED
+            | names::ACCOUNT_CONCURRENT
+            | names::MEMORY_USED
+            | names::ASYNC_RECEIVED
+            | names::DESTINATION_FAILURES
     )
 }
 

@@ -133,12 +133,29 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         settings.init_timeout,
         metrics.clone(),
     ));
+    let events = Arc::new(
+        crate::store::events::SqliteEventStore::open(&data_dir.join("shoal.db"))
+            .context("opening the async queue")?,
+    );
+    let dispatcher = crate::dispatcher::Dispatcher::start(
+        events,
+        invoker.clone(),
+        registry.clone(),
+        arns.clone(),
+        metrics.clone(),
+        crate::dispatcher::AsyncSettings {
+            retry_base_delay: settings.retry_base_delay,
+            concurrency: settings.async_concurrency,
+        },
+    );
     let state = Arc::new(AppState {
         registry,
         scheduler: scheduler.clone(),
         invoker,
         logs: sink,
         metrics,
+        dispatcher,
+        async_payload_max: settings.async_payload_limit,
         arns,
         keys,
     });

@@ -101,9 +101,13 @@ pub async fn invoke(
     let kind = invocation_type(&headers)?;
     let tail = wants_tail(&headers)?;
     let client_context = client_context(&headers)?;
-    let payload = read_body(body, PAYLOAD_MAX_BYTES, || {
+    let (limit, operation) = match kind {
+        InvocationType::Event => (state.async_payload_max, "InvokeAsync"),
+        _ => (PAYLOAD_MAX_BYTES, "InvokeFunction"),
+    };
+    let payload = read_body(body, limit, || {
         ApiError::RequestTooLarge(format!(
-            "Request must be smaller than {PAYLOAD_MAX_BYTES} bytes for the InvokeFunction operation"
+            "Request must be smaller than {limit} bytes for the {operation} operation"
         ))
     })
     .await?;
@@ -121,9 +125,24 @@ pub async fn invoke(
     match kind {
         InvocationType::DryRun => return Ok(StatusCode::NO_CONTENT.into_response()),
         InvocationType::Event => {
-            return Err(ApiError::InvalidParameterValue(
-                "Asynchronous invocation (InvocationType Event) is not available on this server; use RequestResponse".into(),
-            ));
+            let request_id = uuid::Uuid::new_v4().to_string();
+            state
+                .dispatcher
+                .accept(crate::store::events::NewEvent {
+                    request_id: request_id.clone(),
+                    function: name,
+                    qualifier: qualifier.filter(|q| q != crate::function::LATEST),
+                    payload: payload.to_vec(),
+                    trace_id: header(&headers, "x-amzn-trace-id").map(str::to_string),
+                    received_ms: crate::timefmt::now_ms(),
+                })
+                .await
+                .map_err(ApiError::Service)?;
+            let mut accepted = StatusCode::ACCEPTED.into_response();
+            if let Ok(id) = HeaderValue::from_str(&request_id) {
+                accepted.headers_mut().insert("x-amzn-requestid", id);
+            }
+            return Ok(accepted);
         }
         InvocationType::RequestResponse => {}
     }
@@ -136,6 +155,7 @@ pub async fn invoke(
             client_context,
             trace_id: header(&headers, "x-amzn-trace-id").map(str::to_string),
             want_log_tail: tail,
+            request_id: None,
         })
         .await;
     let response = match result {

@@ -8,6 +8,7 @@
 //! `x-amzn-RequestId`.
 
 mod aliases;
+mod async_config;
 mod concurrency;
 pub mod error;
 mod functions;
@@ -41,6 +42,9 @@ pub struct AppState {
     pub invoker: Arc<Invoker>,
     pub logs: crate::logs::LogSink,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub dispatcher: Arc<crate::dispatcher::Dispatcher>,
+    /// Largest payload of an asynchronous invocation.
+    pub async_payload_max: usize,
     pub arns: ArnContext,
     /// Access key id -> secret; `None` runs the API open (loopback only).
     pub keys: Option<std::collections::HashMap<String, String>>,
@@ -103,6 +107,17 @@ pub fn router(state: SharedState) -> Router {
                 .get(concurrency::get_provisioned)
                 .delete(concurrency::delete_provisioned),
         )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            put(async_config::put)
+                .post(async_config::update)
+                .get(async_config::get)
+                .delete(async_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(async_config::list),
+        )
         .route("/metrics", get(metrics))
         .route(
             "/2016-08-19/account-settings",
@@ -130,7 +145,21 @@ pub fn router(state: SharedState) -> Router {
 async fn metrics(
     axum::extract::State(state): axum::extract::State<SharedState>,
 ) -> impl axum::response::IntoResponse {
-    let text = state.metrics.render(state.scheduler.gauges());
+    let mut gauges = state.scheduler.gauges();
+    for (function, depth, oldest_age_ms) in state.dispatcher.depth().await {
+        let labels = vec![("function", function)];
+        gauges.push(crate::metrics::Gauge {
+            name: crate::metrics::names::ASYNC_DEPTH,
+            labels: labels.clone(),
+            value: depth,
+        });
+        gauges.push(crate::metrics::Gauge {
+            name: crate::metrics::names::ASYNC_AGE,
+            labels,
+            value: oldest_age_ms,
+        });
+    }
+    let text = state.metrics.render(gauges);
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 

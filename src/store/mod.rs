@@ -62,3 +62,5 @@ pub trait LogStore: Send + Sync {
     fn trim_logs(&self, function: &str, keep: usize) -> Result<(), StoreError>;
     fn delete_logs(&self, function: &str) -> Result<(), StoreError>;
 }
+
+pub mod events;

@@ -1,0 +1,435 @@
+//! Asynchronous invocation: accepting events durably and running them later.
+//!
+//! [`Dispatcher::accept`] commits an event to the [`EventStore`] (concurrent accepts are
+//! batched into one transaction) before the caller answers 202. The dispatch loop claims
+//! due events and runs each through the same [`Invoker`] as synchronous calls; it retries
+//! function errors up to `MaximumRetryAttempts` with exponential backoff (base delay
+//! `--retry-base-delay`), retries throttled events without counting them, drops events
+//! older than `MaximumEventAgeInSeconds`, and hands every final outcome to the configured
+//! destination as Lambda's execution record. An event leaves the store only after its
+//! outcome has been dealt with: delivery is at least once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use crate::document::EventInvokeConfig;
+use crate::function::{ArnContext, LATEST, parse_function_ref};
+use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse, Invoker};
+use crate::metrics::{Metrics, names};
+use crate::registry::Registry;
+use crate::store::StoreError;
+use crate::store::events::{EventStore, NewEvent, QueuedEvent};
+use crate::timefmt::now_ms;
+
+/// How long a claimed event stays leased: longer than any function may run.
+const LEASE_MS: u64 = 16 * 60 * 1000;
+/// Delay before a throttled event is tried again.
+const THROTTLE_RETRY_MS: u64 = 1000;
+const ACCEPT_BATCH_MAX: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct AsyncSettings {
+    /// First retry delay after a function error; the second is twice as long.
+    pub retry_base_delay: Duration,
+    /// Events running at once.
+    pub concurrency: usize,
+}
+
+type Ack = oneshot::Sender<Result<(), String>>;
+
+pub struct Dispatcher {
+    store: Arc<dyn EventStore>,
+    invoker: Arc<Invoker>,
+    registry: Arc<Registry>,
+    arns: ArnContext,
+    metrics: Arc<Metrics>,
+    settings: AsyncSettings,
+    wake: Notify,
+    accept_tx: mpsc::Sender<(NewEvent, Ack)>,
+}
+
+/// How an event ended, in the words of Lambda's execution record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Condition {
+    Success,
+    RetriesExhausted,
+    EventAgeExceeded,
+}
+
+impl Condition {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "Success",
+            Self::RetriesExhausted => "RetriesExhausted",
+            Self::EventAgeExceeded => "EventAgeExceeded",
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Starts the accept batcher and the dispatch loop.
+    pub fn start(
+        store: Arc<dyn EventStore>,
+        invoker: Arc<Invoker>,
+        registry: Arc<Registry>,
+        arns: ArnContext,
+        metrics: Arc<Metrics>,
+        settings: AsyncSettings,
+    ) -> Arc<Self> {
+        // Events an earlier run had claimed when it stopped are due again at once.
+        if let Err(e) = store.release_leases() {
+            tracing::error!(error = %e, "releasing the leases of an earlier run failed");
+        }
+        let (accept_tx, accept_rx) = mpsc::channel(8192);
+        let dispatcher = Arc::new(Self {
+            store,
+            invoker,
+            registry,
+            arns,
+            metrics,
+            settings,
+            wake: Notify::new(),
+            accept_tx,
+        });
+        tokio::spawn(dispatcher.clone().accept_loop(accept_rx));
+        tokio::spawn(dispatcher.clone().dispatch_loop());
+        dispatcher
+    }
+
+    /// Commits an event; returns once it is durable.
+    pub async fn accept(&self, event: NewEvent) -> Result<(), String> {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        self.accept_tx
+            .send((event, ack_tx))
+            .await
+            .map_err(|_| "the async queue has stopped".to_string())?;
+        ack_rx
+            .await
+            .map_err(|_| "the async queue has stopped".to_string())?
+    }
+
+    async fn accept_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(NewEvent, Ack)>) {
+        let mut batch = Vec::with_capacity(ACCEPT_BATCH_MAX);
+        while rx.recv_many(&mut batch, ACCEPT_BATCH_MAX).await > 0 {
+            let (events, acks): (Vec<NewEvent>, Vec<Ack>) = batch.drain(..).unzip();
+            let store = self.store.clone();
+            let count = events.len() as u64;
+            let result = tokio::task::spawn_blocking(move || store.enqueue(&events))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            if result.is_ok() {
+                self.metrics.add(names::ASYNC_RECEIVED, &[], count);
+                self.wake.notify_one();
+            } else if let Err(e) = &result {
+                tracing::error!(error = %e, "committing async events failed");
+            }
+            for ack in acks {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn EventStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    async fn dispatch_loop(self: Arc<Self>) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        loop {
+            let free = slots.available_permits();
+            if free == 0 {
+                // Wait for a running event to finish.
+                if let Ok(permit) = slots.acquire().await {
+                    drop(permit);
+                }
+                continue;
+            }
+            let claimed = self
+                .blocking(move |store| store.claim(now_ms(), LEASE_MS, free))
+                .await;
+            let events = match claimed {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming async events failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            for event in events {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let this = self.clone();
+                let span = tracing::info_span!(
+                    "async_event",
+                    function = %event.event.function,
+                    request_id = %event.event.request_id,
+                    attempt = event.attempts + 1
+                );
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        this.run(event).await;
+                        drop(permit);
+                    },
+                    span,
+                ));
+            }
+        }
+    }
+
+    async fn run(&self, queued: QueuedEvent) {
+        let id = queued.id;
+        let event = &queued.event;
+        let Some(document) = self.registry.get(&event.function) else {
+            self.drop_event(id, "FunctionNotFound").await;
+            return;
+        };
+        let qualifier = event
+            .qualifier
+            .clone()
+            .unwrap_or_else(|| LATEST.to_string());
+        let config = document
+            .event_invoke_configs
+            .get(&qualifier)
+            .cloned()
+            .unwrap_or_default();
+        let function_arn = self.arns.qualified_arn(&event.function, &qualifier);
+        if now_ms().saturating_sub(event.received_ms) > config.max_age_ms() {
+            self.finish(
+                &queued,
+                &config,
+                &function_arn,
+                Condition::EventAgeExceeded,
+                None,
+            )
+            .await;
+            return;
+        }
+        let result = self
+            .invoker
+            .invoke(InvokeRequest {
+                function_name: event.function.clone(),
+                qualifier: event.qualifier.clone(),
+                payload: bytes::Bytes::from(event.payload.clone()),
+                client_context: None,
+                trace_id: event.trace_id.clone(),
+                want_log_tail: false,
+                request_id: Some(event.request_id.clone()),
+            })
+            .await;
+        let attempts = queued.attempts + 1;
+        match result {
+            Ok(response) if response.function_error.is_none() => {
+                self.finish(
+                    &queued,
+                    &config,
+                    &function_arn,
+                    Condition::Success,
+                    Some(response),
+                )
+                .await;
+            }
+            Ok(response) => {
+                if attempts > config.retries() {
+                    self.finish(
+                        &queued,
+                        &config,
+                        &function_arn,
+                        Condition::RetriesExhausted,
+                        Some(response),
+                    )
+                    .await;
+                } else {
+                    let delay = self.settings.retry_base_delay.as_millis() as u64
+                        * (1 << (attempts - 1).min(10));
+                    self.retry(&queued, &config, &function_arn, attempts, delay)
+                        .await;
+                }
+            }
+            Err(InvokeError::Throttled(_)) => {
+                self.retry(
+                    &queued,
+                    &config,
+                    &function_arn,
+                    queued.attempts,
+                    THROTTLE_RETRY_MS,
+                )
+                .await;
+            }
+            Err(InvokeError::NotFound(_)) => self.drop_event(id, "FunctionNotFound").await,
+            Err(InvokeError::Internal(message)) => {
+                tracing::warn!(%message, "async invocation failed inside the server; it will be retried");
+                self.retry(
+                    &queued,
+                    &config,
+                    &function_arn,
+                    queued.attempts,
+                    THROTTLE_RETRY_MS,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Puts the event back for another try, unless it would be too old by then.
+    async fn retry(
+        &self,
+        queued: &QueuedEvent,
+        config: &EventInvokeConfig,
+        function_arn: &str,
+        attempts: u32,
+        delay_ms: u64,
+    ) {
+        let due = now_ms() + delay_ms;
+        if due.saturating_sub(queued.event.received_ms) > config.max_age_ms() {
+            self.finish(
+                queued,
+                config,
+                function_arn,
+                Condition::EventAgeExceeded,
+                None,
+            )
+            .await;
+            return;
+        }
+        let id = queued.id;
+        if let Err(e) = self
+            .blocking(move |s| s.reschedule(id, attempts, due))
+            .await
+        {
+            tracing::error!(error = %e, "rescheduling an async event failed");
+        }
+    }
+
+    async fn drop_event(&self, id: i64, reason: &'static str) {
+        self.metrics
+            .inc(names::ASYNC_DROPPED, &[("reason", reason)]);
+        if let Err(e) = self.blocking(move |s| s.complete(id)).await {
+            tracing::error!(error = %e, "removing an async event failed");
+        }
+    }
+
+    /// Sends the outcome to its destination, then removes the event.
+    async fn finish(
+        &self,
+        queued: &QueuedEvent,
+        config: &EventInvokeConfig,
+        function_arn: &str,
+        condition: Condition,
+        response: Option<InvokeResponse>,
+    ) {
+        if condition != Condition::Success {
+            self.metrics
+                .inc(names::ASYNC_DROPPED, &[("reason", condition.as_str())]);
+            tracing::warn!(condition = condition.as_str(), request_id = %queued.event.request_id, "async event failed");
+        }
+        let destination = match condition {
+            Condition::Success => config.on_success.as_deref(),
+            _ => config.on_failure.as_deref(),
+        };
+        if let Some(destination) = destination {
+            let record = execution_record(queued, function_arn, condition, response.as_ref());
+            if let Err(e) = self.deliver(destination, &record, &queued.event).await {
+                self.metrics.inc(names::DESTINATION_FAILURES, &[]);
+                tracing::warn!(%destination, error = %e, "delivering to a destination failed");
+            }
+        }
+        let id = queued.id;
+        if let Err(e) = self.blocking(move |s| s.complete(id)).await {
+            tracing::error!(error = %e, "removing an async event failed");
+        }
+    }
+
+    async fn deliver(
+        &self,
+        destination: &str,
+        record: &serde_json::Value,
+        source: &NewEvent,
+    ) -> Result<(), String> {
+        let target = destination_function(destination)?;
+        self.accept(NewEvent {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            function: target.name,
+            qualifier: target.qualifier,
+            payload: record.to_string().into_bytes(),
+            trace_id: source.trace_id.clone(),
+            received_ms: now_ms(),
+        })
+        .await
+    }
+
+    /// Events waiting, per function: (function, count, age of the oldest in ms).
+    pub async fn depth(&self) -> Vec<(String, u64, u64)> {
+        let now = now_ms();
+        self.blocking(|s| s.depth())
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(f, n, oldest)| (f, n, now.saturating_sub(oldest)))
+            .collect()
+    }
+}
+
+/// A destination that is a function: `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
+pub fn destination_function(arn: &str) -> Result<crate::function::FunctionRef, String> {
+    if !arn.starts_with("arn:") || !arn.contains(":lambda:") || !arn.contains(":function:") {
+        return Err(format!(
+            "The destination ARN {arn} is invalid: this server delivers to functions (arn:aws:lambda:...:function:NAME)"
+        ));
+    }
+    parse_function_ref(arn).map_err(|e| e.0)
+}
+
+/// Lambda's execution record for an asynchronous invocation.
+fn execution_record(
+    queued: &QueuedEvent,
+    function_arn: &str,
+    condition: Condition,
+    response: Option<&InvokeResponse>,
+) -> serde_json::Value {
+    let request_payload: serde_json::Value =
+        serde_json::from_slice(&queued.event.payload).unwrap_or(serde_json::Value::Null);
+    let mut record = json!({
+        "version": "1.0",
+        "timestamp": crate::timefmt::iso_timestamp(now_ms()),
+        "requestContext": {
+            "requestId": queued.event.request_id,
+            "functionArn": function_arn,
+            "condition": condition.as_str(),
+            "approximateInvokeCount": queued.attempts + u32::from(response.is_some()),
+        },
+        "requestPayload": request_payload,
+    });
+    if let Some(response) = response {
+        let payload: serde_json::Value =
+            serde_json::from_slice(&response.payload).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&response.payload).into())
+            });
+        let mut context =
+            json!({ "statusCode": 200, "executedVersion": response.executed_version });
+        if let Some(error) = response.function_error {
+            context["functionError"] = json!(error);
+        }
+        record["responseContext"] = context;
+        record["responsePayload"] = payload;
+    }
+    record
+}

@@ -19,6 +19,7 @@ use crate::document::EventInvokeConfig;
 use crate::function::{ArnContext, LATEST, parse_function_ref};
 use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse, Invoker};
 use crate::metrics::{Metrics, names};
+use crate::queues::QueueService;
 use crate::registry::Registry;
 use crate::store::StoreError;
 use crate::store::events::{EventStore, NewEvent, QueuedEvent};
@@ -42,6 +43,7 @@ type Ack = oneshot::Sender<Result<(), String>>;
 
 pub struct Dispatcher {
     store: Arc<dyn EventStore>,
+    queues: Arc<QueueService>,
     invoker: Arc<Invoker>,
     registry: Arc<Registry>,
     arns: ArnContext,
@@ -73,6 +75,7 @@ impl Dispatcher {
     /// Starts the accept batcher and the dispatch loop.
     pub fn start(
         store: Arc<dyn EventStore>,
+        queues: Arc<QueueService>,
         invoker: Arc<Invoker>,
         registry: Arc<Registry>,
         arns: ArnContext,
@@ -86,6 +89,7 @@ impl Dispatcher {
         let (accept_tx, accept_rx) = mpsc::channel(8192);
         let dispatcher = Arc::new(Self {
             store,
+            queues,
             invoker,
             registry,
             arns,
@@ -364,16 +368,28 @@ impl Dispatcher {
         record: &serde_json::Value,
         source: &NewEvent,
     ) -> Result<(), String> {
-        let target = destination_function(destination)?;
-        self.accept(NewEvent {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            function: target.name,
-            qualifier: target.qualifier,
-            payload: record.to_string().into_bytes(),
-            trace_id: source.trace_id.clone(),
-            received_ms: now_ms(),
-        })
-        .await
+        match Destination::parse(destination)? {
+            Destination::Function(target) => {
+                self.accept(NewEvent {
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                    function: target.name,
+                    qualifier: target.qualifier,
+                    payload: record.to_string().into_bytes(),
+                    trace_id: source.trace_id.clone(),
+                    received_ms: now_ms(),
+                })
+                .await
+            }
+            Destination::Queue(name) => {
+                let queues = self.queues.clone();
+                let message = (record.to_string(), Default::default(), None);
+                tokio::task::spawn_blocking(move || queues.send(&name, &[message]))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Events waiting, per function: (function, count, age of the oldest in ms).
@@ -388,14 +404,27 @@ impl Dispatcher {
     }
 }
 
-/// A destination that is a function: `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
-pub fn destination_function(arn: &str) -> Result<crate::function::FunctionRef, String> {
-    if !arn.starts_with("arn:") || !arn.contains(":lambda:") || !arn.contains(":function:") {
-        return Err(format!(
-            "The destination ARN {arn} is invalid: this server delivers to functions (arn:aws:lambda:...:function:NAME)"
-        ));
+/// Where execution records go.
+pub enum Destination {
+    /// `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`, invoked asynchronously.
+    Function(crate::function::FunctionRef),
+    /// `arn:aws:sqs:<region>:<account>:<name>`, a built-in queue.
+    Queue(String),
+}
+
+impl Destination {
+    pub fn parse(arn: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        match parts.as_slice() {
+            ["arn", _, "lambda", _, _, "function", ..] => {
+                parse_function_ref(arn).map(Self::Function).map_err(|e| e.0)
+            }
+            ["arn", _, "sqs", _, _, name] if !name.is_empty() => Ok(Self::Queue(name.to_string())),
+            _ => Err(format!(
+                "The destination ARN {arn} is invalid: use a function (arn:aws:lambda:...:function:NAME) or a queue (arn:aws:sqs:...:NAME)"
+            )),
+        }
     }
-    parse_function_ref(arn).map_err(|e| e.0)
 }
 
 /// Lambda's execution record for an asynchronous invocation.

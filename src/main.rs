@@ -15,6 +15,7 @@ mod function;
 mod invoke;
 mod logs;
 mod metrics;
+mod queues;
 mod registry;
 mod runtimes;
 mod scheduler;

@@ -137,8 +137,13 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::store::events::SqliteEventStore::open(&data_dir.join("shoal.db"))
             .context("opening the async queue")?,
     );
+    let queues = Arc::new(
+        crate::queues::QueueService::open(&data_dir.join("shoal.db"))
+            .context("opening the queues")?,
+    );
     let dispatcher = crate::dispatcher::Dispatcher::start(
         events,
+        queues.clone(),
         invoker.clone(),
         registry.clone(),
         arns.clone(),
@@ -155,6 +160,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         logs: sink,
         metrics,
         dispatcher,
+        queues,
         async_payload_max: settings.async_payload_limit,
         arns,
         keys,

@@ -61,11 +61,15 @@ fn check_destination(state: &SharedState, arn: &str) -> Result<(), RegistryError
     if arn.is_empty() {
         return Ok(());
     }
-    let reference = crate::dispatcher::destination_function(arn).map_err(RegistryError::Invalid)?;
-    if state.registry.get(&reference.name).is_none() {
+    let exists = match crate::dispatcher::Destination::parse(arn).map_err(RegistryError::Invalid)? {
+        crate::dispatcher::Destination::Function(reference) => {
+            state.registry.get(&reference.name).is_some()
+        }
+        crate::dispatcher::Destination::Queue(name) => state.queues.info(&name).is_ok(),
+    };
+    if !exists {
         return Err(RegistryError::Invalid(format!(
-            "The destination ARN {arn} is invalid: function {} does not exist",
-            reference.name
+            "The destination ARN {arn} is invalid: it does not exist"
         )));
     }
     Ok(())

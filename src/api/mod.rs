@@ -14,6 +14,7 @@ pub mod error;
 mod functions;
 mod invoke;
 mod logs;
+mod sqs;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub struct AppState {
     pub logs: crate::logs::LogSink,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub dispatcher: Arc<crate::dispatcher::Dispatcher>,
+    pub queues: Arc<crate::queues::QueueService>,
     /// Largest payload of an asynchronous invocation.
     pub async_payload_max: usize,
     pub arns: ArnContext,
@@ -119,6 +121,7 @@ pub fn router(state: SharedState) -> Router {
             get(async_config::list),
         )
         .route("/metrics", get(metrics))
+        .route("/", post(sqs::handle))
         .route(
             "/2016-08-19/account-settings",
             get(functions::account_settings),
@@ -236,8 +239,19 @@ async fn authenticate(
             message: e.to_string(),
         })
     };
+    // Queue requests are signed for SQS, everything else for Lambda.
+    let service = if signed.path == "/"
+        && signed
+            .headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("x-amz-target") && v.starts_with("AmazonSQS."))
+    {
+        "sqs"
+    } else {
+        SIGNING_SERVICE
+    };
     // Everything that needs no body is checked before any of it is read.
-    if let Err(e) = crate::sigv4::check_headers(&signed, keys, now, SIGNING_SERVICE) {
+    if let Err(e) = crate::sigv4::check_headers(&signed, keys, now, service) {
         return refuse(e);
     }
     let bytes = match read_body(body, ANY_BODY_MAX, || {
@@ -249,7 +263,7 @@ async fn authenticate(
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
     signed.payload_sha256 = crate::sigv4::sha256_hex(&bytes);
-    match crate::sigv4::verify(&signed, keys, now, SIGNING_SERVICE) {
+    match crate::sigv4::verify(&signed, keys, now, service) {
         Ok(access_key) => {
             tracing::trace!(%access_key, "request authenticated");
             drop(signed);

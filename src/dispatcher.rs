@@ -356,10 +356,63 @@ impl Dispatcher {
                 tracing::warn!(%destination, error = %e, "delivering to a destination failed");
             }
         }
+        if condition != Condition::Success {
+            if let Err(e) = self.dead_letter(queued, response.as_ref()).await {
+                self.metrics.inc(names::DEAD_LETTER_ERRORS, &[]);
+                tracing::warn!(error = %e, "sending to the dead-letter queue failed");
+            }
+        }
         let id = queued.id;
         if let Err(e) = self.blocking(move |s| s.complete(id)).await {
             tracing::error!(error = %e, "removing an async event failed");
         }
+    }
+
+    /// Sends a finally failed event to its function's dead-letter queue, if it has one:
+    /// the original event, with Lambda's `RequestID`, `ErrorCode` and `ErrorMessage`.
+    async fn dead_letter(
+        &self,
+        queued: &QueuedEvent,
+        response: Option<&InvokeResponse>,
+    ) -> Result<(), String> {
+        let event = &queued.event;
+        let target = self.registry.get(&event.function).and_then(|doc| {
+            let version = doc.primary_version(event.qualifier.as_deref().unwrap_or(LATEST))?;
+            doc.version(&version)?.spec.dead_letter_target.clone()
+        });
+        let Some(target) = target else { return Ok(()) };
+        let Destination::Queue(queue) = Destination::parse(&target)? else {
+            return Err(format!("{target} is not a queue"));
+        };
+        let message = response
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
+            .and_then(|p| p["errorMessage"].as_str().map(str::to_string))
+            .unwrap_or_else(|| {
+                "Event age exceeded before the event could be processed".to_string()
+            });
+        let text = |v: String| crate::queues::Attribute {
+            data_type: "String".into(),
+            string_value: Some(v),
+            binary_value: None,
+        };
+        let mut attributes = std::collections::BTreeMap::new();
+        attributes.insert("RequestID".to_string(), text(event.request_id.clone()));
+        attributes.insert(
+            "ErrorCode".to_string(),
+            crate::queues::Attribute {
+                data_type: "Number".into(),
+                string_value: Some("200".into()),
+                binary_value: None,
+            },
+        );
+        attributes.insert("ErrorMessage".to_string(), text(message));
+        let body = String::from_utf8_lossy(&event.payload).to_string();
+        let queues = self.queues.clone();
+        tokio::task::spawn_blocking(move || queues.send(&queue, &[(body, attributes, None)]))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     async fn deliver(

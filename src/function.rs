@@ -66,6 +66,9 @@ pub struct FunctionSpec {
     pub ephemeral_storage_mb: u32,
     pub environment: BTreeMap<String, String>,
     pub architecture: String,
+    /// Queue ARN that receives asynchronous events that finally failed (`DeadLetterConfig`).
+    #[serde(default)]
+    pub dead_letter_target: Option<String>,
 }
 
 /// The content-addressed code package a function runs.
@@ -355,6 +358,9 @@ impl FunctionRecord {
         });
         if !spec.environment.is_empty() {
             config["Environment"] = serde_json::json!({ "Variables": spec.environment });
+        }
+        if let Some(target) = &spec.dead_letter_target {
+            config["DeadLetterConfig"] = serde_json::json!({ "TargetArn": target });
         }
         config
     }

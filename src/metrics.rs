@@ -24,6 +24,7 @@ pub mod names {
     pub const ASYNC_DROPPED: &str = "shoal_async_events_dropped_total";
     pub const DESTINATION_FAILURES: &str = "shoal_destination_delivery_failures_total";
     pub const ASYNC_DEPTH: &str = "shoal_async_queue_depth";
+    pub const DEAD_LETTER_ERRORS: &str = "shoal_dead_letter_errors_total";
     pub const ASYNC_AGE: &str = "shoal_async_oldest_event_age_ms";
 }
 
@@ -174,6 +175,7 @@ fn labels_free(name: &str) -> bool {
             | names::MEMORY_USED
             | names::ASYNC_RECEIVED
             | names::DESTINATION_FAILURES
+            | names::DEAD_LETTER_ERRORS
     )
 }
 

@@ -66,6 +66,8 @@ pub struct ConfigPatch {
     pub timeout_s: Option<u32>,
     pub ephemeral_storage_mb: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
+    /// `Some("")` removes the dead-letter target.
+    pub dead_letter_target: Option<String>,
 }
 
 pub struct Registry {
@@ -337,6 +339,9 @@ impl Registry {
                 }
                 if let Some(v) = patch.environment {
                     spec.environment = v;
+                }
+                if let Some(v) = patch.dead_letter_target {
+                    spec.dead_letter_target = (!v.is_empty()).then_some(v);
                 }
                 latest.last_modified_ms = now_ms();
                 latest.revision_id = new_revision();

@@ -43,6 +43,33 @@ pub struct EnvironmentInput {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
+pub struct DeadLetterInput {
+    target_arn: Option<String>,
+}
+
+/// A dead-letter target must be an existing built-in queue; `""` clears it.
+fn dead_letter_target(
+    state: &SharedState,
+    input: Option<DeadLetterInput>,
+) -> Result<Option<String>, ApiError> {
+    let Some(arn) = input.and_then(|d| d.target_arn) else {
+        return Ok(None);
+    };
+    if arn.is_empty() {
+        return Ok(Some(arn));
+    }
+    match crate::dispatcher::Destination::parse(&arn) {
+        Ok(crate::dispatcher::Destination::Queue(name)) if state.queues.info(&name).is_ok() => {
+            Ok(Some(arn))
+        }
+        _ => Err(ApiError::InvalidParameterValue(format!(
+            "The provided target arn {arn} is invalid: the dead-letter target must be an existing queue (arn:aws:sqs:...:NAME)"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct EphemeralStorageInput {
     size: i64,
 }
@@ -60,6 +87,7 @@ pub struct CreateFunctionRequest {
     memory_size: Option<i64>,
     package_type: Option<String>,
     publish: Option<bool>,
+    dead_letter_config: Option<DeadLetterInput>,
     environment: Option<EnvironmentInput>,
     ephemeral_storage: Option<EphemeralStorageInput>,
     architectures: Option<Vec<String>>,
@@ -92,6 +120,7 @@ pub struct UpdateConfigurationRequest {
     revision_id: Option<String>,
     ephemeral_storage: Option<EphemeralStorageInput>,
     layers: Option<Vec<String>>,
+    dead_letter_config: Option<DeadLetterInput>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +315,8 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
         ephemeral_storage_mb,
         environment,
         architecture,
+        dead_letter_target: dead_letter_target(&state, request.dead_letter_config)?
+            .filter(|t| !t.is_empty()),
     };
     let name = spec.name.clone();
     let document = state.registry.create(spec, zip).await?;
@@ -465,6 +496,7 @@ pub async fn update_configuration(
             .map(|e| function::validate_ephemeral_storage(e.size))
             .transpose()?,
         environment: environment_of(request.environment)?,
+        dead_letter_target: dead_letter_target(&state, request.dead_letter_config)?,
     };
     let document = state
         .registry

@@ -243,6 +243,7 @@ mod tests {
                 ephemeral_storage_mb: 512,
                 environment: Default::default(),
                 architecture: "x86_64".into(),
+                dead_letter_target: None,
             },
             code: CodeRef {
                 sha256_hex: "00".into(),

@@ -48,6 +48,7 @@ pub struct Dispatcher {
     registry: Arc<Registry>,
     arns: ArnContext,
     metrics: Arc<Metrics>,
+    logs: crate::logs::LogSink,
     settings: AsyncSettings,
     wake: Notify,
     accept_tx: mpsc::Sender<(NewEvent, Ack)>,
@@ -80,6 +81,7 @@ impl Dispatcher {
         registry: Arc<Registry>,
         arns: ArnContext,
         metrics: Arc<Metrics>,
+        logs: crate::logs::LogSink,
         settings: AsyncSettings,
     ) -> Arc<Self> {
         // Events an earlier run had claimed when it stopped are due again at once.
@@ -94,6 +96,7 @@ impl Dispatcher {
             registry,
             arns,
             metrics,
+            logs,
             settings,
             wake: Notify::new(),
             accept_tx,
@@ -356,6 +359,9 @@ impl Dispatcher {
                 tracing::warn!(%destination, error = %e, "delivering to a destination failed");
             }
         }
+        // The invocation's log lines are written before the event is gone, so that a
+        // crash cannot leave a completed event without its logs.
+        self.logs.flush().await;
         if condition != Condition::Success {
             if let Err(e) = self.dead_letter(queued, response.as_ref()).await {
                 self.metrics.inc(names::DEAD_LETTER_ERRORS, &[]);

@@ -79,6 +79,36 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "Sum of the memory sizes of live environments.",
     ),
+    (
+        names::ASYNC_RECEIVED,
+        "counter",
+        "Asynchronous events accepted (committed) for later invocation.",
+    ),
+    (
+        names::ASYNC_DROPPED,
+        "counter",
+        "Asynchronous events that ended without success, by reason.",
+    ),
+    (
+        names::DESTINATION_FAILURES,
+        "counter",
+        "Execution records that could not be delivered to their destination.",
+    ),
+    (
+        names::DEAD_LETTER_ERRORS,
+        "counter",
+        "Failed events that could not be sent to their dead-letter queue.",
+    ),
+    (
+        names::ASYNC_DEPTH,
+        "gauge",
+        "Asynchronous events waiting, per function.",
+    ),
+    (
+        names::ASYNC_AGE,
+        "gauge",
+        "Age in ms of the oldest waiting asynchronous event, per function.",
+    ),
 ];
 
 type Key = (&'static str, Vec<(&'static str, String)>);
@@ -199,5 +229,6 @@ mod tests {
         assert!(text.contains("shoal_environments{function=\"f\",state=\"idle\"} 3\n"));
         assert!(text.contains("shoal_environment_evictions_total 0\n"));
         assert!(text.contains("# TYPE shoal_concurrent_executions gauge\n"));
+        assert!(text.contains("shoal_async_events_received_total 0\n"));
     }
 }

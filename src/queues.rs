@@ -27,8 +27,12 @@ pub enum QueueError {
     NoSuchQueue,
     #[error("A queue already exists with the same name and a different value for attribute {0}")]
     NameExists(String),
+    /// A queue attribute out of range or unknown.
     #[error("{0}")]
     InvalidParameter(String),
+    /// A message parameter (size, delay) out of range.
+    #[error("{0}")]
+    InvalidMessage(String),
     #[error("The input receipt handle \"{0}\" is not a valid receipt handle.")]
     InvalidReceiptHandle(String),
     #[error("queue store failure: {0}")]
@@ -136,15 +140,33 @@ const SETTABLE: &[(&str, u64, u64)] = &[
     ("MaximumMessageSize", 1024, 262_144),
 ];
 
+/// Attributes accepted and stored without effect here.
+const KEPT: &[&str] = &[
+    "Policy",
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+];
+
+/// The longest delay a message may have.
+pub const MAX_DELAY_S: u64 = 900;
+
 pub fn validate_attributes(
     attributes: &HashMap<String, String>,
 ) -> Result<BTreeMap<String, String>, QueueError> {
     let mut out = BTreeMap::new();
     for (name, value) in attributes {
         let Some((_, min, max)) = SETTABLE.iter().find(|(n, ..)| n == name) else {
-            // Policies and encryption settings are accepted and kept, not enforced.
-            out.insert(name.clone(), value.clone());
-            continue;
+            if KEPT.contains(&name.as_str()) {
+                // Policies and encryption settings are accepted and kept, not enforced.
+                out.insert(name.clone(), value.clone());
+                continue;
+            }
+            return Err(QueueError::InvalidParameter(format!(
+                "Unknown Attribute {name}."
+            )));
         };
         match value.parse::<u64>() {
             Ok(v) if (*min..=*max).contains(&v) => {
@@ -325,6 +347,20 @@ impl QueueService {
     ) -> Result<Vec<String>, QueueError> {
         let mut conn = self.lock();
         let info = Self::info_locked(&conn, name)?;
+        let max_size = info.seconds("MaximumMessageSize", MAX_MESSAGE_BYTES as u64) as usize;
+        for (body, _, delay) in messages {
+            if body.len() > max_size {
+                return Err(QueueError::InvalidMessage(format!(
+                    "One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
+                )));
+            }
+            if delay.is_some_and(|d| d > MAX_DELAY_S) {
+                return Err(QueueError::InvalidMessage(format!(
+                    "Value {} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_S}.",
+                    delay.unwrap_or_default()
+                )));
+            }
+        }
         let now = now_ms();
         let tx = conn.transaction().map_err(backend)?;
         let mut ids = Vec::with_capacity(messages.len());

@@ -74,6 +74,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         &interpreters,
     )?);
     let (sink, log_writer) = LogSink::start(store.clone(), settings.log_retention);
+    let final_logs = sink.clone();
     let arns = ArnContext {
         region: settings.region.clone(),
         account_id: settings.account_id.clone(),
@@ -92,7 +93,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::sigv4::sha256_hex(data_dir.to_string_lossy().as_bytes())[..12].to_string();
     let sandbox = choose_sandbox(&settings, &runtimes, &instance)?;
     let launcher = Arc::new(Launcher {
-        sandbox,
+        sandbox: sandbox.clone(),
         runtimes: runtimes.clone(),
         code: code.clone(),
         sink: sink.clone(),
@@ -148,6 +149,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         registry.clone(),
         arns.clone(),
         metrics.clone(),
+        sink.clone(),
         crate::dispatcher::AsyncSettings {
             retry_base_delay: settings.retry_base_delay,
             concurrency: settings.async_concurrency,
@@ -182,9 +184,11 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             .await
             .context("serving the API")?;
         scheduler.shutdown().await;
+        sandbox.shutdown();
         drop(scheduler);
-        // The writer ends once every sink is gone; give it a moment to flush.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), log_writer).await;
+        // Everything logged so far is written before the process ends.
+        final_logs.flush().await;
+        drop(log_writer);
         Ok(())
     });
     Ok(RunningServer {

@@ -59,6 +59,11 @@ impl From<QueueError> for SqsError {
                 "InvalidAttributeValue",
                 "InvalidAttributeValue",
             ),
+            QueueError::InvalidMessage(_) => (
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                "InvalidParameterValue",
+            ),
             QueueError::InvalidReceiptHandle(_) => (
                 StatusCode::BAD_REQUEST,
                 "ReceiptHandleIsInvalid",

@@ -83,6 +83,9 @@ pub trait Sandbox: Send + Sync {
     /// Where the function finds its code, runtime loops and scratch space, given where
     /// they are on the host.
     fn layout(&self, host: &Layout) -> Layout;
+    /// Releases what the sandbox holds for the whole server (at shutdown, after every
+    /// environment is gone).
+    fn shutdown(&self) {}
     /// Starts the tree with `output` as its stdout and stderr.
     fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError>;
 }

@@ -30,8 +30,19 @@ def _client(endpoint: str, **config):
     )
 
 
+# tests/e2e/node_modules (npm ci) holds aws-lambda-ric, which the provided-node-ric fixture
+# runs from there: isolated environments see only what the server exposes to them (read-only,
+# at the same path). Harmless when environments are not isolated.
+NODE_MODULES = support.REPO / "tests" / "e2e" / "node_modules"
+
+
+def _session_flags() -> list[str]:
+    return ["--sandbox-expose", str(NODE_MODULES)] if NODE_MODULES.is_dir() else []
+
+
 def _start_server(tmp: Path, keep_alive: str = "30s") -> ShoalServer:
-    server = ShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs", keep_alive=keep_alive)
+    server = support.ConfiguredShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs",
+                                           keep_alive=keep_alive, extra_args=_session_flags())
     try:
         server.start()
     except RuntimeError as e:

@@ -519,6 +519,50 @@ def function_pids(name: str) -> set[int]:
     return found
 
 
+# ----- environments and their processes
+#
+# In an isolated environment (`--isolation namespaces`) every runtime has a PID namespace of
+# its own and sees itself as a small pid (typically 2), so a pid a function reports names
+# neither its environment nor a host process. The fixtures therefore report
+#   env:  a token the runtime process makes once (uuid4 at import) - which environment ran
+#         the invocation (compare these to tell environments apart);
+#   proc: "<its pid namespace>/<its pid there>" (see process_identity) - how the host finds
+#         that process while it lives (function_processes, host_pid).
+# Both work the same without isolation (where proc is "<the host's pid namespace>/<host pid>").
+
+
+def process_identity(pid: int) -> str | None:
+    """How host process `pid` names itself: its pid namespace (readlink /proc/PID/ns/pid) and
+    its pid in that namespace (the last NSpid entry), e.g. 'pid:[4026532180]/2'; None when
+    it is gone. Unique among live processes (a namespace inode may be reused later)."""
+    try:
+        ns = os.readlink(f"/proc/{pid}/ns/pid")
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return f"{ns}/{line.split()[-1]}"
+    except OSError:
+        return None
+    return None
+
+
+def function_processes(name: str) -> dict[str, int]:
+    """process_identity -> host pid, for every live process of function `name`."""
+    found: dict[str, int] = {}
+    for pid in function_pids(name):
+        ident = process_identity(pid)
+        if ident is not None:
+            found[ident] = pid
+    return found
+
+
+def host_pid(name: str, proc: str) -> int:
+    """The host pid of the live process of function `name` that reported itself as `proc`."""
+    procs = function_processes(name)
+    assert proc in procs, f"no live process of {name} is {proc!r}; its processes: {procs}"
+    return procs[proc]
+
+
 # ----- invoking
 
 

@@ -93,7 +93,7 @@ def test_warm_reuse(lam, node_fn):
     assert_ok(second)
     assert first["json"]["count"] == 1
     assert second["json"]["count"] == 2
-    assert first["json"]["pid"] == second["json"]["pid"]
+    assert first["json"]["envId"] == second["json"]["envId"]
 
 
 def test_commonjs_module(lam, node_fn):

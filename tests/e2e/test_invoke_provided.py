@@ -41,7 +41,7 @@ def test_awslambdaric(lam, make_fn, fixture_zip):
     again = invoke(lam, name, {"n": 2})
     assert_ok(again)
     assert again["json"]["event"] == {"n": 2}
-    assert again["json"]["pid"] == body["pid"]
+    assert again["json"]["env_id"] == body["env_id"]
 
 
 def test_awslambdaric_function_error(lam, make_fn, fixture_zip):

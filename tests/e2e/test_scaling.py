@@ -1,16 +1,22 @@
 """Scaling: warm reuse, scale-out under concurrency, scale back to zero after the keep-alive,
-draining on code and configuration changes, and SIGTERM-then-SIGKILL shutdown of environments."""
+draining on code and configuration changes, and SIGTERM-then-SIGKILL shutdown of environments.
+
+Environments are told apart by the token their runtime makes once (`env_id`); their host
+processes are found through support.function_processes / host_pid (a pid a function
+reports is one of its own PID namespace when environments are isolated)."""
 
 import os
 import signal
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import support
-from support import (burst, create_scaling_fn, fetch_metrics, function_pids, invoke,
-                     pid_alive, scaling_zip, wait_for, wait_pids_dead)
+from support import (burst, create_scaling_fn, fetch_metrics, function_pids,
+                     function_processes, host_pid, invoke, pid_alive, scaling_zip, wait_for,
+                     wait_pids_dead)
 
 
 def environments(m: support.Metrics, name: str) -> dict[str, float]:
@@ -20,13 +26,15 @@ def environments(m: support.Metrics, name: str) -> dict[str, float]:
 
 def test_sequential_invocations_reuse_one_environment(lam, endpoint, make_fn):
     name = make_fn(scaling_zip())["FunctionName"]
-    pids = set()
+    envs, procs = set(), set()
     for _ in range(100):
         r = invoke(lam, name, {})
         assert r["StatusCode"] == 200 and "FunctionError" not in r, r["raw"]
-        pids.add(r["json"]["pid"])
-    assert len(pids) == 1, f"100 sequential invocations ran in {len(pids)} environments"
-    assert function_pids(name) == pids
+        envs.add(r["json"]["env_id"])
+        procs.add(r["json"]["proc"])
+    assert len(envs) == 1, f"100 sequential invocations ran in {len(envs)} environments"
+    assert set(function_processes(name)) == procs
+    assert len(function_pids(name)) == 1
 
     m = wait_for(lambda: fetch_metrics(endpoint),
                  lambda m: environments(m, name)["idle"] == 1, timeout=2,
@@ -47,8 +55,11 @@ def test_concurrent_burst_scales_out_then_back_to_zero(server_with, client_for):
     assert not failed, f"{len(failed)} of 20 concurrent invocations failed: {failed[:3]}"
     done = time.monotonic()
     assert elapsed < 3.0, f"20 concurrent 500 ms invocations took {elapsed:.2f}s"
-    pids = {r["json"]["pid"] for r in results}
-    assert len(pids) == 20, f"20 concurrent invocations ran in {len(pids)} environments"
+    envs = {r["json"]["env_id"] for r in results}
+    assert len(envs) == 20, f"20 concurrent invocations ran in {len(envs)} environments"
+    processes = function_processes(name)
+    assert set(processes) == {r["json"]["proc"] for r in results}
+    pids = set(processes.values())
     assert function_pids(name) == pids
 
     # Checked without stopping, so that the scale-to-zero part below is reported too.
@@ -81,8 +92,10 @@ def test_concurrent_burst_scales_out_then_back_to_zero(server_with, client_for):
 def test_update_drains_old_environments(lam, make_fn, change):
     name = make_fn(scaling_zip("v1"))["FunctionName"]
     results, _ = burst(2, lambda i: invoke(lam, name, {"sleep": 0.3}))
-    old = {r["json"]["pid"] for r in results}
+    old = {r["json"]["env_id"] for r in results}
     assert len(old) == 2
+    old_pids = {host_pid(name, r["json"]["proc"]) for r in results}
+    assert function_pids(name) == old_pids
 
     def what_ran(r):
         return r["json"]["marker"] if change == "code" else r["json"]["mark"]
@@ -97,34 +110,45 @@ def test_update_drains_old_environments(lam, make_fn, change):
                                               Environment={"Variables": {"MARK": "v2"}})
         new = invoke(lam, name, {})
         assert what_ran(new) == "v2", f"the invoke after the {change} update ran the old one"
-        assert new["json"]["pid"] not in old
+        assert new["json"]["env_id"] not in old
+        new_pid = host_pid(name, new["json"]["proc"])
         finished = busy.result(timeout=10)
 
     # The invocation in flight finished, with the old code and configuration, in an old
     # environment...
     assert "FunctionError" not in finished, finished["raw"]
     assert what_ran(finished) == ("v1" if change == "code" else None)
-    assert finished["json"]["pid"] in old
+    assert finished["json"]["env_id"] in old
     # ...and then that environment went too.
-    left = wait_pids_dead(old, timeout=3)
+    left = wait_pids_dead(old_pids, timeout=3)
     assert not left, f"old environments {left} still alive after the {change} update"
-    assert function_pids(name) == {new["json"]["pid"]}
+    assert function_pids(name) == {new_pid}
 
 
-def test_reaped_environment_gets_sigterm_then_sigkill_after_grace(server_with, client_for,
-                                                                  tmp_path):
+def test_reaped_environment_gets_sigterm_then_sigkill_after_grace(server_with, client_for):
     srv = server_with(keep_alive="1s", shutdown_grace="1s")
     lam = client_for(srv)
-    term_log = tmp_path / "term.log"
-    # The function records SIGTERM and ignores it: only SIGKILL ends it.
-    name = create_scaling_fn(lam, Environment={"Variables": {"TERM_LOG": str(term_log)}})
-    pid = invoke(lam, name, {})["json"]["pid"]
+    # The function records SIGTERM in a file of its /tmp and ignores it: only SIGKILL ends
+    # it. The host reads that file through the process's root (/proc/PID/root), which is
+    # the environment's own root when isolated and / when not, while the process lives.
+    term_log = f"/tmp/shoal-e2e-term-{uuid.uuid4().hex}.log"
+    name = create_scaling_fn(lam, Environment={"Variables": {"TERM_LOG": term_log}})
+    ran = invoke(lam, name, {})["json"]
+    pid = host_pid(name, ran["proc"])
+    seen = f"/proc/{pid}/root{term_log}"
+
+    def record() -> str:
+        try:
+            with open(seen) as f:
+                return f.read()
+        except OSError:
+            return ""
+
     try:
-        record = wait_for(lambda: term_log.read_text() if term_log.exists() else "",
-                          lambda text: text.strip() != "", timeout=5,
-                          what="SIGTERM delivered to the environment after the keep-alive")
-        term_pid, term_at = record.split()[:2]
-        assert int(term_pid) == pid
+        text = wait_for(record, lambda text: text.strip() != "", timeout=5, interval=0.02,
+                        what="SIGTERM delivered to the environment after the keep-alive")
+        term_env, term_at = text.split()[:2]
+        assert term_env == ran["env_id"]
         left = wait_pids_dead({pid}, timeout=4)
         died_after = time.time() - float(term_at)
         assert not left, "an environment that ignores SIGTERM was not killed after the grace"
@@ -135,3 +159,7 @@ def test_reaped_environment_gets_sigterm_then_sigkill_after_grace(server_with, c
     finally:
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+        try:
+            os.unlink(term_log)  # written on the host when environments are not isolated
+        except FileNotFoundError:
+            pass

@@ -5,14 +5,15 @@ when everything is busy the invoke is throttled rather than queued."""
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from support import (create_scaling_fn, function_pids, invoke, invoke_http, metric, pid_alive,
-                     wait_for, wait_pids_dead)
+from support import (create_scaling_fn, function_pids, host_pid, invoke, invoke_http, metric,
+                     pid_alive, wait_for, wait_pids_dead)
 
 
-def run(lam, name: str) -> int:
+def run(lam, name: str) -> tuple[str, int]:
+    """Invoke; (the environment's token, the host pid of its runtime)."""
     r = invoke(lam, name, {})
     assert r["StatusCode"] == 200 and "FunctionError" not in r, r["raw"]
-    return r["json"]["pid"]
+    return r["json"]["env_id"], host_pid(name, r["json"]["proc"])
 
 
 def live_environments(names) -> int:
@@ -24,18 +25,20 @@ def test_memory_capacity_evicts_the_least_recently_used_idle_environment(server_
     srv = server_with(memory_capacity=512)
     lam = client_for(srv)
     f1, f2, f3, f4, f5 = names = [create_scaling_fn(lam, MemorySize=128) for _ in range(5)]
-    pid = {n: run(lam, n) for n in (f1, f2, f3, f4)}  # 4 x 128 MB: full
-    assert run(lam, f1) == pid[f1]  # f1 used again: f2 is now the least recently used
+    env, pid = {}, {}
+    for n in (f1, f2, f3, f4):  # 4 x 128 MB: full
+        env[n], pid[n] = run(lam, n)
+    assert run(lam, f1) == (env[f1], pid[f1])  # f1 used again: f2 is now the least recently used
     assert live_environments(names) == 4
 
-    pid[f5] = run(lam, f5)
+    env[f5], pid[f5] = run(lam, f5)
     assert not wait_pids_dead({pid[f2]}, timeout=3), \
         "the least recently used idle environment (f2) was not evicted"
     assert all(pid_alive(pid[n]) for n in (f1, f3, f4)), "a more recently used one was evicted"
     assert live_environments(names) == 4
 
-    again = run(lam, f2)  # cold again; now f3 is the least recently used
-    assert again != pid[f2]
+    again, _ = run(lam, f2)  # cold again; now f3 is the least recently used
+    assert again != env[f2]
     assert not wait_pids_dead({pid[f3]}, timeout=3), \
         "the least recently used idle environment (f3) was not evicted"
     assert all(pid_alive(pid[n]) for n in (f1, f4, f5))

@@ -7,7 +7,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 import support
-from support import burst, create_scaling_fn, fetch_metrics, function_pids, invoke, wait_for
+from support import (burst, create_scaling_fn, fetch_metrics, function_pids,
+                     function_processes, invoke, wait_for)
 
 
 def error_of(call, **kwargs) -> tuple[int, str]:
@@ -67,8 +68,10 @@ def test_provisioned_environments_are_ready_warm_and_outlive_the_keep_alive(serv
                    what="provisioned concurrency READY")
     assert cfg["RequestedProvisionedConcurrentExecutions"] == 5
     assert cfg["AllocatedProvisionedConcurrentExecutions"] == 5
-    provisioned = function_pids(name)
+    processes = function_processes(name)  # identity -> host pid
+    provisioned = set(processes.values())
     assert len(provisioned) == 5, f"{len(provisioned)} environments for 5 provisioned"
+    assert function_pids(name) == provisioned
 
     results, _ = burst(5, lambda i: invoke(lam, name, {"sleep": 0.3}, Qualifier="live",
                                            LogType="Tail"))
@@ -79,13 +82,15 @@ def test_provisioned_environments_are_ready_warm_and_outlive_the_keep_alive(serv
         assert "Init Duration" not in report_line(r["log"]), \
             f"a provisioned environment initialised on invoke:\n{r['log']}"
         assert r["json"]["initType"] == "provisioned-concurrency"
-    assert {r["json"]["pid"] for r in results} == provisioned
+    # The 5 invocations ran in the 5 provisioned environments, one each.
+    assert len({r["json"]["env_id"] for r in results}) == 5
+    assert {r["json"]["proc"] for r in results} == set(processes)
 
     time.sleep(4)  # twice the keep-alive: provisioned environments are not reaped
     assert function_pids(name) == provisioned
     r = invoke(lam, name, {}, Qualifier="live", LogType="Tail")
     assert "Init Duration" not in report_line(r["log"]), r["log"]
-    assert r["json"]["pid"] in provisioned
+    assert r["json"]["env_id"] in {x["json"]["env_id"] for x in results}
     m = fetch_metrics(srv.endpoint)
     assert sum(m.value("shoal_environments", function=name, state=s)
                for s in ("initializing", "idle", "busy")) == 5

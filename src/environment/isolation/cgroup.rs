@@ -98,6 +98,21 @@ impl Cgroups {
         None
     }
 
+    /// Removes this server's parent groups (and any environment group left in them).
+    pub fn remove_instance(&self) {
+        let parents: Vec<PathBuf> = match &self.layout {
+            Layout::V2 { root } => vec![root.clone()],
+            Layout::V1 { memory, cpu, pids } => [Some(memory.clone()), cpu.clone(), pids.clone()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        remove_leftovers(&parents);
+        for parent in parents {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+
     pub fn describe(&self) -> &'static str {
         match self.layout {
             Layout::V2 { .. } => "cgroup v2",

@@ -268,6 +268,17 @@ fn build_root(plan: &SandboxPlan) -> Result<()> {
         Some("size=4m,mode=755"),
     )
     .map_err(err("mounting the root"))?;
+    // The private /tmp first, so that exposed folders under /tmp land on top of it.
+    let tmp = inside(root, Path::new(super::plan::TMP));
+    fs::create_dir_all(&tmp).map_err(err("creating /tmp"))?;
+    mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(format!("size={}m,mode=1777", plan.tmp_size_mb).as_str()),
+    )
+    .map_err(err("mounting /tmp"))?;
     for m in &plan.mounts {
         let Ok(meta) = fs::symlink_metadata(&m.source) else {
             continue;
@@ -288,16 +299,6 @@ fn build_root(plan: &SandboxPlan) -> Result<()> {
         }
         bind(&m.source, &target, m.writable)?;
     }
-    let tmp = inside(root, Path::new(super::plan::TMP));
-    fs::create_dir_all(&tmp).map_err(err("creating /tmp"))?;
-    mount(
-        Some("tmpfs"),
-        &tmp,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(format!("size={}m,mode=1777", plan.tmp_size_mb).as_str()),
-    )
-    .map_err(err("mounting /tmp"))?;
     let proc = inside(root, Path::new("/proc"));
     fs::create_dir_all(&proc).map_err(err("creating /proc"))?;
     mount(

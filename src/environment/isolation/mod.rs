@@ -143,6 +143,12 @@ impl Sandbox for NamespaceSandbox {
         "namespaces"
     }
 
+    fn shutdown(&self) {
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.remove_instance();
+        }
+    }
+
     fn layout(&self, _host: &Layout) -> Layout {
         Layout {
             task_root: plan::TASK_ROOT.into(),

@@ -51,6 +51,8 @@ enum Command {
     Ls(cli::Endpoint),
     /// Delete a function.
     Rm(cli::NameArgs),
+    /// Show a function's pending asynchronous events.
+    Pending(cli::NameArgs),
     /// Measure the invoke path against a plain HTTP baseline, in one run.
     Bench(bench::BenchArgs),
 }
@@ -113,6 +115,7 @@ fn main() -> std::process::ExitCode {
             Command::Logs(args) => cli::logs(args).await.map(|()| true),
             Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
+            Command::Pending(args) => cli::pending(args).await.map(|()| true),
             Command::Bench(args) => bench::run(args).await.map(|()| true),
         }
     });

@@ -245,6 +245,26 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /shoal/v1/functions/{name}/async-events`: events waiting and the oldest one's age.
+pub async fn pending(
+    State(state): State<SharedState>,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = parse_function_ref(&raw)?.name;
+    state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
+    let (pending, oldest) = state
+        .dispatcher
+        .depth()
+        .await
+        .into_iter()
+        .find(|(function, ..)| *function == name)
+        .map(|(_, n, age)| (n, age))
+        .unwrap_or((0, 0));
+    Ok(Json(json!({ "pending": pending, "oldestAgeMs": oldest })))
+}
+
 pub async fn list(
     State(state): State<SharedState>,
     Path(raw): Path<String>,

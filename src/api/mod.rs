@@ -132,6 +132,10 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/shoal/v1/functions/{name}/logs", get(logs::read))
         .route(
+            "/shoal/v1/functions/{name}/async-events",
+            get(async_config::pending),
+        )
+        .route(
             "/shoal/v1/functions/{name}/code.zip",
             get(functions::download_code),
         )

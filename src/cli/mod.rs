@@ -79,8 +79,11 @@ pub struct InvokeArgs {
     #[arg(long, default_value = "{}")]
     pub payload: String,
     /// Print the invocation's log tail on stderr.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "r#async")]
     pub tail: bool,
+    /// Invoke asynchronously: the event is queued and the request id printed.
+    #[arg(long = "async")]
+    pub r#async: bool,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -186,6 +189,9 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
     if args.tail {
         headers.push(("x-amz-log-type", "Tail".to_string()));
     }
+    if args.r#async {
+        headers.push(("x-amz-invocation-type", "Event".to_string()));
+    }
     let reply = client
         .send(
             Method::POST,
@@ -194,6 +200,15 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
             Some(Bytes::from(args.payload.clone())),
         )
         .await?;
+    if args.r#async {
+        let id = reply
+            .headers
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        say!("accepted {id}");
+        return Ok(true);
+    }
     say!("{}", String::from_utf8_lossy(&reply.body));
     if let Some(tail) = reply
         .headers
@@ -285,6 +300,20 @@ pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
             None => return Ok(()),
         }
     }
+}
+
+/// Prints how many asynchronous events of a function wait, and the oldest one's age.
+pub async fn pending(args: NameArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
+    let page = client
+        .get_json(&format!("/shoal/v1/functions/{}/async-events", args.name))
+        .await?;
+    say!(
+        "{} pending, oldest {} ms",
+        page["pending"].as_u64().unwrap_or_default(),
+        page["oldestAgeMs"].as_u64().unwrap_or_default()
+    );
+    Ok(())
 }
 
 pub async fn remove(args: NameArgs) -> anyhow::Result<()> {

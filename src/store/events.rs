@@ -35,7 +35,9 @@ pub struct QueuedEvent {
 pub trait EventStore: Send + Sync {
     /// Commits a batch of events in one transaction.
     fn enqueue(&self, events: &[NewEvent]) -> Result<(), StoreError>;
-    /// Leases up to `limit` events that are due, oldest due first, until `now + lease_ms`.
+    /// Leases up to `limit` events that are due until `now + lease_ms`: functions take turns
+    /// (the oldest due event of each function first), so one function's backlog never
+    /// starves another's events.
     fn claim(
         &self,
         now_ms: u64,
@@ -133,9 +135,10 @@ impl EventStore for SqliteEventStore {
         let mut stmt = conn
             .prepare_cached(
                 "UPDATE async_events SET leased_until_ms = ?2
-                 WHERE id IN (SELECT id FROM async_events
-                              WHERE due_ms <= ?1 AND leased_until_ms <= ?1
-                              ORDER BY due_ms, id LIMIT ?3)
+                 WHERE id IN (SELECT id FROM (
+                                SELECT id, due_ms, ROW_NUMBER() OVER (PARTITION BY function ORDER BY due_ms, id) AS turn
+                                FROM async_events WHERE due_ms <= ?1 AND leased_until_ms <= ?1)
+                              ORDER BY turn, due_ms, id LIMIT ?3)
                  RETURNING id, request_id, function, qualifier, payload, trace_id, received_ms, attempts",
             )
             .map_err(backend)?;
@@ -254,5 +257,22 @@ mod tests {
         assert_eq!(retried.len(), 2);
         assert_eq!(retried[0].attempts, 1);
         assert_eq!(store.depth().unwrap(), vec![("f".to_string(), 2, 2)]);
+    }
+
+    #[test]
+    fn functions_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
+        let mut backlog: Vec<NewEvent> = (0..100).map(event).collect();
+        let mut other = event(500);
+        other.function = "g".into();
+        backlog.push(other);
+        store.enqueue(&backlog).unwrap();
+        let claimed = store.claim(1000, 1000, 2).unwrap();
+        let functions: Vec<&str> = claimed.iter().map(|e| e.event.function.as_str()).collect();
+        assert!(
+            functions.contains(&"g"),
+            "the other function's event is not starved: {functions:?}"
+        );
     }
 }

@@ -268,3 +268,26 @@ def test_output_into_a_closed_pipe_does_not_panic(cli, lam, make_fn, fixture_zip
     proc.stdout.close()  # like `head -1` exiting
     _, err = proc.communicate(timeout=30)
     assert b"panicked" not in err, err.decode(errors="replace")
+
+
+def test_invoke_async_queues_the_event_and_pending_shows_it(cli, hello):
+    ok(deploy(cli, hello))
+    out = ok(cli("invoke", hello, "--async", "--payload", '{"name":"queued"}'))
+    assert out.stdout.startswith("accepted "), out
+    request_id = out.stdout.split()[1]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logs = ok(cli("logs", hello)).stdout
+        if f"START RequestId: {request_id}" in logs and "Saying hello to queued" in logs:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the async event {request_id} did not run:\n{logs}")
+    pending = ok(cli("pending", hello)).stdout
+    assert pending.startswith("0 pending"), pending
+
+
+def test_pending_of_a_missing_function_fails(cli, unique_name):
+    out = cli("pending", unique_name("missing"))
+    assert out.returncode != 0, out
+    assert "ResourceNotFoundException" in out.stderr, out

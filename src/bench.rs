@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Concurrent invocations arriving at once for the scale-out measurement (0 skips it).
     #[arg(long, default_value_t = 200)]
     pub scale_out: usize,
+    /// Asynchronous events for the queue measurement (0 skips it).
+    #[arg(long, default_value_t = 5000)]
+    pub async_events: usize,
     /// Isolation modes to measure, one server each (`none`, `namespaces`).
     #[arg(long, value_delimiter = ',', default_value = "none,namespaces")]
     pub isolation: Vec<String>,
@@ -329,6 +332,15 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             ms(lat.percentile(0.99))
         );
     }
+    if args.async_events > 0 {
+        async_queue(
+            &client,
+            args.async_events,
+            args.concurrency.max(16),
+            data_dir,
+        )
+        .await?;
+    }
     if args.scale_out > 0 {
         println!();
         println!(
@@ -362,6 +374,161 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         }
     }
     server.stop().await?;
+    Ok(())
+}
+
+/// The durable queue: a plain SQLite insert loop (one committed transaction per row, as
+/// durable as an accepted event) as the baseline, then events accepted with 202 while the
+/// function is held (reserved concurrency 0), the drain once it is released, and the
+/// latency from 202 to the function's START on an idle server.
+async fn async_queue(
+    client: &Client,
+    n: usize,
+    concurrency: usize,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "{:<34} {:>10} {:>10} {:>12}",
+        "async queue", "events", "seconds", "events/s"
+    );
+    let baseline_path = data_dir.join("baseline.db");
+    let rows = n.min(2000);
+    let baseline = tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
+        let conn = rusqlite::Connection::open(&baseline_path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB)")?;
+        let start = Instant::now();
+        for _ in 0..rows {
+            conn.execute(
+                "INSERT INTO t (payload) VALUES (?1)",
+                [b"{\"bench\":true}".as_slice()],
+            )?;
+        }
+        Ok(start.elapsed())
+    })
+    .await??;
+    println!(
+        "{:<34} {:>10} {:>10.3} {:>12.0}",
+        "baseline: SQLite insert+commit loop",
+        rows,
+        baseline.as_secs_f64(),
+        rows as f64 / baseline.as_secs_f64()
+    );
+    let function = "noop-python";
+    let concurrency_path = format!("/2017-10-31/functions/{function}/concurrency");
+    client
+        .send_json(
+            Method::PUT,
+            &concurrency_path,
+            &json!({ "ReservedConcurrentExecutions": 0 }),
+        )
+        .await?;
+    let path = format!("/2015-03-31/functions/{function}/invocations");
+    let event = [("x-amz-invocation-type", "Event".to_string())];
+    let start = Instant::now();
+    let per_client = n.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let path = path.clone();
+        let event = event.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_client {
+                client
+                    .send(Method::POST, &path, &event, Some(Bytes::from_static(b"{}")))
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let accepted = per_client * concurrency;
+    let accept_time = start.elapsed();
+    println!(
+        "{:<34} {:>10} {:>10.3} {:>12.0}",
+        format!("accepted with 202 ({concurrency} clients)"),
+        accepted,
+        accept_time.as_secs_f64(),
+        accepted as f64 / accept_time.as_secs_f64()
+    );
+    client
+        .send(Method::DELETE, &concurrency_path, &[], None)
+        .await?;
+    let drain_start = Instant::now();
+    let pending_path = format!("/shoal/v1/functions/{function}/async-events");
+    loop {
+        let pending = client.get_json(&pending_path).await?;
+        if pending["pending"].as_u64() == Some(0) {
+            break;
+        }
+        anyhow::ensure!(
+            drain_start.elapsed() < Duration::from_secs(300),
+            "the queue did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = drain_start.elapsed();
+    println!(
+        "{:<34} {:>10} {:>10.3} {:>12.0}",
+        format!("drained ({function})"),
+        accepted,
+        drain.as_secs_f64(),
+        accepted as f64 / drain.as_secs_f64()
+    );
+    // Latency, idle: each event's START line carries the request id the 202 announced.
+    let logs_path = format!("/shoal/v1/functions/{function}/logs");
+    let mut after = 0u64;
+    loop {
+        let page = client
+            .get_json(&format!("{logs_path}?after={after}&limit=10000"))
+            .await?;
+        let count = page["events"].as_array().map(Vec::len).unwrap_or(0);
+        after = page["nextAfter"].as_u64().unwrap_or(after);
+        if count < 10_000 {
+            break;
+        }
+    }
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        let sent_ms = crate::timefmt::now_ms();
+        let reply = client
+            .send(Method::POST, &path, &event, Some(Bytes::from_static(b"{}")))
+            .await?;
+        let id = reply
+            .headers
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        'wait: while Instant::now() < deadline {
+            let page = client
+                .get_json(&format!("{logs_path}?after={after}"))
+                .await?;
+            for e in page["events"].as_array().into_iter().flatten() {
+                if e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("START") && m.contains(&id))
+                {
+                    let started = e["timestamp"].as_u64().unwrap_or(sent_ms);
+                    samples.push(Duration::from_millis(started.saturating_sub(sent_ms)));
+                    after = page["nextAfter"].as_u64().unwrap_or(after);
+                    break 'wait;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let latency = Latencies(samples);
+    println!(
+        "  request to START (idle, ms resolution): p50 {} ms, p99 {} ms",
+        ms(latency.percentile(0.5)),
+        ms(latency.percentile(0.99))
+    );
     Ok(())
 }
 

@@ -278,14 +278,31 @@ async fn authenticate(
     }
 }
 
+/// Oversized bodies up to this size are read (and discarded) before the 413 is sent.
+const DRAIN_MAX: u64 = 16 * 1024 * 1024;
+
 /// Reads a request body, refusing it once it passes `limit` bytes.
 pub async fn read_body(
     body: Body,
     limit: usize,
     too_large: impl FnOnce() -> ApiError,
 ) -> Result<Bytes, ApiError> {
-    // A declared Content-Length over the limit is refused before anything is read.
-    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+    // A declared Content-Length over the limit is refused without buffering anything.
+    // A moderately large body is read and discarded first, so that the client, still
+    // sending, gets to read the 413 instead of a reset connection.
+    let declared = hyper::body::Body::size_hint(&body).lower();
+    if declared > limit as u64 {
+        if declared <= DRAIN_MAX {
+            let mut body = body;
+            let drain = async {
+                while let Some(frame) = body.frame().await {
+                    if frame.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+        }
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {

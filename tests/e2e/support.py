@@ -212,7 +212,10 @@ class ShoalServer:
     """The real `shoal server` on a loopback port, with its own data dir."""
 
     def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None,
-                 keep_alive: str = "30s", binary: Path = SHOAL_BIN):
+                 keep_alive: str = "30s", binary: Path = SHOAL_BIN,
+                 extra_args=(), extra_env: dict[str, str] | None = None):
+        self.extra_args = [str(a) for a in extra_args]
+        self.extra_env = {k: str(v) for k, v in (extra_env or {}).items()}
         self.binary = Path(binary)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
@@ -240,23 +243,26 @@ class ShoalServer:
         self._stderr_path = self.log_dir / f"server-{self.port}-{self._starts}.stderr"
         stdout_path = self.log_dir / f"server-{self.port}-{self._starts}.stdout"
         cmd = [str(self.binary), "server", "--listen", f"127.0.0.1:{self.port}",
-               "--data-dir", str(self.data_dir), "--keep-alive", self.keep_alive]
+               "--data-dir", str(self.data_dir), "--keep-alive", self.keep_alive,
+               *self.extra_args]
+        env = dict(os.environ)
+        env.update(self.extra_env)
         with open(stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
-            # Own session, so that teardown can end the server's whole process group.
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, cwd=str(self.log_dir))
+                                         start_new_session=True, cwd=str(self.log_dir), env=env)
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"shoal server exited with {self.proc.returncode} before /health answered; "
-                    f"command: {cmd}\nstderr:\n{self.stderr_text()}")
+                    f"command: {cmd}\nextra env: {self.extra_env}\nstderr:\n{self.stderr_text()}")
             if health_ok(self.endpoint):
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"shoal server did not answer GET /health with 200 within "
-                           f"{HEALTH_TIMEOUT_S}s; stderr:\n{self.stderr_text()}")
+                           f"{HEALTH_TIMEOUT_S}s; command: {cmd}; stderr:\n{self.stderr_text()}")
+
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, then SIGKILL the process group if it is still there."""
@@ -323,41 +329,8 @@ import threading  # noqa: E402
 
 class ConfiguredShoalServer(ShoalServer):
     """A ShoalServer started with extra `shoal server` flags and environment variables,
-    e.g. extra_args=["--concurrency-limit", "4"], extra_env={"SHOAL_MEMORY_CAPACITY": "512"}."""
-
-    def __init__(self, *args, extra_args=(), extra_env: dict[str, str] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.extra_args = [str(a) for a in extra_args]
-        self.extra_env = {k: str(v) for k, v in (extra_env or {}).items()}
-
-    def start(self) -> None:
-        if not self.binary.exists():
-            raise RuntimeError(f"shoal binary not found at {self.binary} (set SHOAL_BIN)")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._starts += 1
-        self._stderr_path = self.log_dir / f"server-{self.port}-{self._starts}.stderr"
-        stdout_path = self.log_dir / f"server-{self.port}-{self._starts}.stdout"
-        cmd = [str(self.binary), "server", "--listen", f"127.0.0.1:{self.port}",
-               "--data-dir", str(self.data_dir), "--keep-alive", self.keep_alive,
-               *self.extra_args]
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        with open(stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, cwd=str(self.log_dir), env=env)
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"shoal server exited with {self.proc.returncode} before /health answered; "
-                    f"command: {cmd}\nextra env: {self.extra_env}\nstderr:\n{self.stderr_text()}")
-            if health_ok(self.endpoint):
-                return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"shoal server did not answer GET /health with 200 within "
-                           f"{HEALTH_TIMEOUT_S}s; command: {cmd}; stderr:\n{self.stderr_text()}")
+    e.g. extra_args=["--concurrency-limit", "4"], extra_env={"SHOAL_MEMORY_CAPACITY": "512"}
+    (ShoalServer itself takes both; this name is kept for the tests that use it)."""
 
 
 def settings_to_flags(settings: dict) -> list[str]:

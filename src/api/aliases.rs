@@ -174,10 +174,7 @@ pub async fn get(
     State(state): State<SharedState>,
     Path((raw, alias)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
-    let document = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (name, document) = super::named_function(&state, &raw)?;
     let alias = document
         .aliases
         .get(&alias)
@@ -261,10 +258,7 @@ pub async fn list(
     Path(raw): Path<String>,
     Query(query): Query<ListAliasesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
-    let document = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (name, document) = super::named_function(&state, &raw)?;
     let limit = max_items(query.max_items.as_deref())?;
     let filter = query.function_version.filter(|v| !v.is_empty());
     let matching: Vec<&Alias> = document

@@ -269,10 +269,7 @@ pub async fn list(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = parse_function_ref(&raw)?.name;
-    let document = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (name, document) = super::named_function(&state, &raw)?;
     let configs: Vec<_> = document
         .event_invoke_configs
         .iter()

@@ -83,10 +83,7 @@ pub async fn get_reserved(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
-    let document = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (_, document) = super::named_function(&state, &raw)?;
     Ok(Json(match document.reserved_concurrency {
         Some(reserved) => json!({ "ReservedConcurrentExecutions": reserved }),
         None => json!({}),

@@ -590,10 +590,7 @@ pub async fn list_versions(
     Path(raw): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
-    let document = state
-        .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+    let (_, document) = super::named_function(&state, &raw)?;
     let limit = max_items(query.max_items.as_deref())?;
     let all: Vec<&Arc<FunctionRecord>> = std::iter::once(&document.latest)
         .chain(document.versions.iter())

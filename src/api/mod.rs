@@ -342,6 +342,19 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     })
 }
 
+/// The function a path names (any qualifier aside) and its document; a 404 when it
+/// does not exist.
+pub(crate) fn named_function(
+    state: &SharedState,
+    raw: &str,
+) -> Result<(String, Arc<crate::document::FunctionDocument>), ApiError> {
+    let name = crate::function::parse_function_ref(raw)?.name;
+    let document = state
+        .registry
+        .require(&name, || state.arns.function_arn(&name))?;
+    Ok((name, document))
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {

@@ -67,8 +67,8 @@ const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWNS
     .union(CloneFlags::CLONE_NEWUTS)
     .union(CloneFlags::CLONE_NEWNET);
 
-fn probe() -> Result<()> {
-    unshare(NAMESPACES).map_err(err("unshare"))?;
+/// Stops mount events from propagating between this namespace and the host's.
+fn make_mounts_private() -> Result<()> {
     mount(
         None::<&str>,
         "/",
@@ -76,7 +76,12 @@ fn probe() -> Result<()> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(err("making mounts private"))?;
+    .map_err(err("making mounts private"))
+}
+
+fn probe() -> Result<()> {
+    unshare(NAMESPACES).map_err(err("unshare"))?;
+    make_mounts_private()?;
     loopback_up()
 }
 
@@ -252,14 +257,7 @@ fn inside(root: &Path, path: &Path) -> std::path::PathBuf {
 
 fn build_root(plan: &SandboxPlan) -> Result<()> {
     let root = &plan.root;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(err("making mounts private"))?;
+    make_mounts_private()?;
     mount(
         Some("tmpfs"),
         root,

@@ -93,7 +93,13 @@ impl NamespaceSandbox {
             .iter()
             .map(|p| read_only(&PathBuf::from(p)))
             .collect();
-        mounts.extend(self.shared_paths.iter().map(read_only));
+        // A shared folder inside a system folder (node under /usr) is already visible.
+        mounts.extend(
+            self.shared_paths
+                .iter()
+                .filter(|p| !plan::SYSTEM_PATHS.iter().any(|s| p.starts_with(s)))
+                .map(read_only),
+        );
         mounts.push(Mount {
             source: spec.host_task_root.clone(),
             target: plan::TASK_ROOT.into(),

@@ -238,6 +238,10 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         isolation,
     ]);
     let settings = Wrapper::from_arg_matches(&matches)?.settings;
+    let egress_arn = format!(
+        "arn:aws:lambda:{}:{}:function:noop-provided-egress",
+        settings.region, settings.account_id
+    );
     let server = crate::server::start(settings).await?;
     let client = Client::new(&format!("http://{}", server.addr));
     let echo = Client::new(&format!("http://{}", start_echo_server().await?));
@@ -323,7 +327,31 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         "{:<34} {:>10} {:>10}",
         "cold start (invoke to response)", "p50 ms", "p99 ms"
     );
-    for name in ["noop-provided", "noop-python", "noop-node"] {
+    let mut cold = vec!["noop-provided", "noop-python", "noop-node"];
+    if isolation == "namespaces" {
+        // The same no-op, in network mode egress: the cost of the NAT helper.
+        create(
+            &client,
+            "noop-provided-egress",
+            "provided.al2023",
+            "bootstrap",
+            zip_of(&[("bootstrap", &me, 0o755)])?,
+            json!({ NOOP_RUNTIME_VAR: "1" }),
+        )
+        .await?;
+        let tagged = client
+            .send_json(
+                Method::POST,
+                &format!("/2017-03-31/tags/{egress_arn}"),
+                &json!({ "Tags": { crate::function::NETWORK_TAG: "egress" } }),
+            )
+            .await;
+        match tagged {
+            Ok(_) => cold.push("noop-provided-egress"),
+            Err(e) => println!("  (network mode egress not measured: {e})"),
+        }
+    }
+    for name in cold {
         let lat = cold_starts(&client, name, args.cold_starts).await?;
         println!(
             "{:<34} {:>10} {:>10}",

@@ -124,6 +124,11 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_PIDS_LIMIT", default_value_t = 1024)]
     pub pids_limit: u32,
 
+    /// The `slirp4netns` that gives isolated functions tagged `shoal:network=egress`
+    /// their outbound network (a name is looked up in PATH).
+    #[arg(long, env = "SHOAL_SLIRP4NETNS", default_value = "slirp4netns")]
+    pub slirp4netns: PathBuf,
+
     /// Delay before the first retry of a failed asynchronous invocation (the second
     /// waits twice as long; Lambda's is about a minute).
     #[arg(long, env = "SHOAL_RETRY_BASE_DELAY", default_value = "1m", value_parser = parse_duration)]
@@ -230,6 +235,7 @@ struct FileSettings {
     isolation: Option<String>,
     sandbox_expose: Option<Vec<PathBuf>>,
     pids_limit: Option<u32>,
+    slirp4netns: Option<PathBuf>,
     retry_base_delay: Option<String>,
     async_payload_limit: Option<usize>,
     async_concurrency: Option<usize>,
@@ -322,6 +328,9 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.pids_limit, defaulted("pids_limit")) {
             self.pids_limit = v;
+        }
+        if let (Some(v), true) = (file.slirp4netns, defaulted("slirp4netns")) {
+            self.slirp4netns = v;
         }
         if let (Some(v), true) = (file.retry_base_delay, defaulted("retry_base_delay")) {
             self.retry_base_delay = duration(v)?;

@@ -75,6 +75,9 @@ pub struct FunctionDocument {
     /// Keyed by qualifier (`$LATEST`, a version number or an alias name).
     #[serde(default)]
     pub event_invoke_configs: BTreeMap<String, EventInvokeConfig>,
+    /// The function's tags (Lambda tags functions, not versions or aliases).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 fn one() -> u64 {
@@ -98,6 +101,7 @@ impl FunctionDocument {
             reserved_concurrency: None,
             provisioned: BTreeMap::new(),
             event_invoke_configs: BTreeMap::new(),
+            tags: BTreeMap::new(),
         }
     }
 
@@ -227,6 +231,7 @@ mod tests {
                 environment: Default::default(),
                 architecture: "x86_64".into(),
                 dead_letter_target: None,
+                network: Default::default(),
             },
             code: CodeRef {
                 sha256_hex: code.into(),

@@ -69,6 +69,77 @@ pub struct FunctionSpec {
     /// Queue ARN that receives asynchronous events that finally failed (`DeadLetterConfig`).
     #[serde(default)]
     pub dead_letter_target: Option<String>,
+    /// What the function's environments reach over the network (the `shoal:network` tag).
+    #[serde(default)]
+    pub network: NetworkMode,
+}
+
+/// What an isolated environment's network reaches. Set per function with the tag
+/// [`NETWORK_TAG`]; unisolated environments share the host's network whatever it says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Loopback and the environment's own Runtime API only.
+    #[default]
+    None,
+    /// Outbound connections to whatever the host reaches, through user-mode NAT; never
+    /// the host's loopback.
+    Egress,
+}
+
+/// The tag that selects a function's [`NetworkMode`].
+pub const NETWORK_TAG: &str = "shoal:network";
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Egress => "egress",
+        }
+    }
+
+    /// The mode a function's tags select (`none` without the tag).
+    pub fn from_tags(tags: &BTreeMap<String, String>) -> Result<Self, InvalidField> {
+        match tags.get(NETWORK_TAG).map(String::as_str) {
+            None | Some("none") => Ok(Self::None),
+            Some("egress") => Ok(Self::Egress),
+            Some(other) => Err(InvalidField(format!(
+                "Tag {NETWORK_TAG} must be none or egress; got '{other}'"
+            ))),
+        }
+    }
+}
+
+/// Lambda's limits on a resource's tags.
+pub mod tag_limits {
+    pub const COUNT_MAX: usize = 50;
+    pub const KEY_MAX: usize = 128;
+    pub const VALUE_MAX: usize = 256;
+}
+
+/// Checks tags to be added against Lambda's rules (the total count is checked by the caller,
+/// which knows the tags already there).
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), InvalidField> {
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > tag_limits::KEY_MAX {
+            return Err(InvalidField(format!(
+                "Tag keys must be 1 to {} characters long: '{key}'",
+                tag_limits::KEY_MAX
+            )));
+        }
+        if value.chars().count() > tag_limits::VALUE_MAX {
+            return Err(InvalidField(format!(
+                "Tag values must be at most {} characters long (tag '{key}')",
+                tag_limits::VALUE_MAX
+            )));
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(InvalidField(format!(
+                "Tag keys starting with 'aws:' are reserved for system use: '{key}'"
+            )));
+        }
+    }
+    NetworkMode::from_tags(tags).map(|_| ())
 }
 
 /// The content-addressed code package a function runs.
@@ -427,5 +498,32 @@ mod tests {
         let mut big = BTreeMap::new();
         big.insert("BIG".to_string(), "x".repeat(5000));
         assert!(validate_environment(&big).unwrap_err().0.contains("4KB"));
+    }
+
+    #[test]
+    fn the_network_tag_selects_the_mode() {
+        let mut tags = BTreeMap::new();
+        assert_eq!(NetworkMode::from_tags(&tags).unwrap(), NetworkMode::None);
+        tags.insert(NETWORK_TAG.to_string(), "egress".to_string());
+        assert_eq!(NetworkMode::from_tags(&tags).unwrap(), NetworkMode::Egress);
+        tags.insert(NETWORK_TAG.to_string(), "none".to_string());
+        assert_eq!(NetworkMode::from_tags(&tags).unwrap(), NetworkMode::None);
+        tags.insert(NETWORK_TAG.to_string(), "host".to_string());
+        assert!(
+            validate_tags(&tags)
+                .unwrap_err()
+                .0
+                .contains("none or egress")
+        );
+    }
+
+    #[test]
+    fn tag_rules_are_lambdas() {
+        let one = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(validate_tags(&one("team", "payments")).is_ok());
+        assert!(validate_tags(&one("", "x")).is_err());
+        assert!(validate_tags(&one(&"k".repeat(129), "x")).is_err());
+        assert!(validate_tags(&one("k", &"v".repeat(257))).is_err());
+        assert!(validate_tags(&one("aws:cloudformation", "x")).is_err());
     }
 }

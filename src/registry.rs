@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::code::{CodeError, CodeStore};
 use crate::document::FunctionDocument;
-use crate::function::{FunctionRecord, FunctionSpec, LATEST};
+use crate::function::{FunctionRecord, FunctionSpec, LATEST, NetworkMode, tag_limits};
 use crate::runtimes::RuntimeCatalog;
 use crate::store::{FunctionStore, LogStore, StoreError};
 use crate::timefmt::now_ms;
@@ -89,6 +89,21 @@ async fn blocking<T: Send + 'static>(
 
 fn new_revision() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+fn network_of(tags: &BTreeMap<String, String>) -> Result<NetworkMode, RegistryError> {
+    NetworkMode::from_tags(tags).map_err(|e| RegistryError::Invalid(e.0))
+}
+
+fn check_tag_count(tags: &BTreeMap<String, String>) -> Result<(), RegistryError> {
+    if tags.len() > tag_limits::COUNT_MAX {
+        return Err(RegistryError::Invalid(format!(
+            "A function can have at most {} tags; this change would leave {}",
+            tag_limits::COUNT_MAX,
+            tags.len()
+        )));
+    }
+    Ok(())
 }
 
 impl Registry {
@@ -216,24 +231,29 @@ impl Registry {
         blocking(move || code_store.put(&zip).map_err(RegistryError::from)).await
     }
 
+    /// Creates a function; its network mode follows `tags`.
     pub async fn create(
         &self,
-        spec: FunctionSpec,
+        mut spec: FunctionSpec,
+        tags: BTreeMap<String, String>,
         zip: Vec<u8>,
     ) -> Result<Arc<FunctionDocument>, RegistryError> {
         self.check_runtime(&spec.runtime)?;
+        check_tag_count(&tags)?;
+        spec.network = network_of(&tags)?;
         let _guard = self.writes.lock().await;
         if self.get(&spec.name).is_some() {
             return Err(RegistryError::AlreadyExists(spec.name));
         }
         let code = self.store_code(zip).await?;
-        let document = FunctionDocument::new(FunctionRecord {
+        let mut document = FunctionDocument::new(FunctionRecord {
             spec,
             code,
             last_modified_ms: now_ms(),
             revision_id: new_revision(),
             version: LATEST.to_string(),
         });
+        document.tags = tags;
         let store = self.functions.clone();
         let to_store = document.clone();
         blocking(move || {
@@ -349,6 +369,38 @@ impl Registry {
             })
             .await?;
         Ok(document)
+    }
+
+    /// Adds `add` and removes `remove` from the function's tags as one write. When the
+    /// network tag changes, the new mode applies to `$LATEST` and to every published
+    /// version (it is a property of the function, like its tags), each with a new
+    /// revision so that no environment of the old mode is used again. Returns whether
+    /// the network mode changed.
+    pub async fn retag(
+        &self,
+        name: &str,
+        arn: String,
+        add: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(Arc<FunctionDocument>, bool), RegistryError> {
+        self.modify(name, arn, |doc| {
+            for key in remove {
+                doc.tags.remove(key);
+            }
+            doc.tags.extend(add);
+            check_tag_count(&doc.tags)?;
+            let network = network_of(&doc.tags)?;
+            if doc.latest.spec.network == network {
+                return Ok(false);
+            }
+            for record in std::iter::once(&mut doc.latest).chain(doc.versions.iter_mut()) {
+                let record = Arc::make_mut(record);
+                record.spec.network = network;
+                record.revision_id = new_revision();
+            }
+            Ok(true)
+        })
+        .await
     }
 
     /// Publishes `$LATEST` as a new immutable version, unless nothing changed since the

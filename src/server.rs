@@ -166,6 +166,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         async_payload_max: settings.async_payload_limit,
         arns,
         keys,
+        egress_unavailable: sandbox.egress_unavailable(),
     });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -216,7 +217,12 @@ fn choose_sandbox(
     }
     let mut shared = runtimes.interpreter_roots();
     shared.extend(settings.sandbox_expose.iter().cloned());
-    match NamespaceSandbox::probe(shared, settings.pids_limit, instance) {
+    match NamespaceSandbox::probe(
+        shared,
+        settings.pids_limit,
+        instance,
+        &settings.slirp4netns,
+    ) {
         Ok(sandbox) => {
             tracing::info!(
                 sandbox = "namespaces",

@@ -92,6 +92,7 @@ pub struct CreateFunctionRequest {
     ephemeral_storage: Option<EphemeralStorageInput>,
     architectures: Option<Vec<String>>,
     layers: Option<Vec<String>>,
+    tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +301,9 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
     let architecture =
         function::validate_architecture(request.architectures.as_deref().unwrap_or(&[]))?;
     let environment = environment_of(request.environment)?.unwrap_or_default();
+    let tags = request.tags.unwrap_or_default();
+    function::validate_tags(&tags)?;
+    super::tags::check_network_available(&state, &tags)?;
     let code = request
         .code
         .ok_or_else(|| ApiError::InvalidParameterValue("Code is a required parameter".into()))?;
@@ -317,9 +321,10 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
         architecture,
         dead_letter_target: dead_letter_target(&state, request.dead_letter_config)?
             .filter(|t| !t.is_empty()),
+        network: Default::default(),
     };
     let name = spec.name.clone();
-    let document = state.registry.create(spec, zip).await?;
+    let document = state.registry.create(spec, tags, zip).await?;
     tracing::info!(function = %name, runtime = %document.latest.spec.runtime, "function created");
     let record = publish_if(&state, &name, request.publish, &document).await?;
     Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
@@ -346,6 +351,9 @@ pub async fn get(
     });
     if let Some(reserved) = document.reserved_concurrency {
         body["Concurrency"] = json!({ "ReservedConcurrentExecutions": reserved });
+    }
+    if !document.tags.is_empty() {
+        body["Tags"] = json!(document.tags);
     }
     Ok(Json(body))
 }

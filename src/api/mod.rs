@@ -15,6 +15,7 @@ mod functions;
 mod invoke;
 mod logs;
 mod sqs;
+mod tags;
 
 use std::sync::Arc;
 
@@ -50,6 +51,8 @@ pub struct AppState {
     pub arns: ArnContext,
     /// Access key id -> secret; `None` runs the API open (loopback only).
     pub keys: Option<std::collections::HashMap<String, String>>,
+    /// Why environments cannot be given network egress here (`None`: they can).
+    pub egress_unavailable: Option<String>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -119,6 +122,10 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/2019-09-25/functions/{name}/event-invoke-config/list",
             get(async_config::list),
+        )
+        .route(
+            "/2017-03-31/tags/{resource}",
+            post(tags::tag).delete(tags::untag).get(tags::list),
         )
         .route("/metrics", get(metrics))
         .route("/", post(sqs::handle))

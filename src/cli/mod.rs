@@ -15,6 +15,7 @@ use serde_json::json;
 use client::{Client, ClientError};
 
 const FUNCTIONS: &str = "/2015-03-31/functions";
+const TAGS: &str = "/2017-03-31/tags";
 
 /// Writes a line to stdout; a closed pipe (`shoal logs f | head`) ends the command quietly.
 fn emit(line: std::fmt::Arguments<'_>) {
@@ -68,6 +69,10 @@ pub struct DeployArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Network mode of isolated environments: `none` (loopback only) or `egress`
+    /// (outbound connections); sets the function's `shoal:network` tag.
+    #[arg(long, value_parser = ["none", "egress"])]
+    pub network: Option<String>,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -149,15 +154,28 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     if !args.env.is_empty() {
         config["Environment"] = json!({ "Variables": variables });
     }
-    let exists = match client
+    let existing = match client
         .get_json(&format!("{FUNCTIONS}/{name}/configuration"))
         .await
     {
-        Ok(_) => true,
-        Err(ClientError::Api { code, .. }) if code == "ResourceNotFoundException" => false,
+        Ok(current) => Some(current),
+        Err(ClientError::Api { code, .. }) if code == "ResourceNotFoundException" => None,
         Err(e) => return Err(e.into()),
     };
-    let result = if exists {
+    let network_tag = args
+        .network
+        .as_ref()
+        .map(|mode| json!({ crate::function::NETWORK_TAG: mode }));
+    let result = if let Some(current) = existing {
+        if let (Some(tags), Some(arn)) = (&network_tag, current["FunctionArn"].as_str()) {
+            client
+                .send_json(
+                    Method::POST,
+                    &format!("{TAGS}/{arn}"),
+                    &json!({ "Tags": tags }),
+                )
+                .await?;
+        }
         client
             .send_json(
                 Method::PUT,
@@ -177,6 +195,9 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         create["FunctionName"] = json!(name);
         create["Role"] = json!("arn:aws:iam::000000000000:role/shoal");
         create["Code"] = json!({ "ZipFile": zip_b64 });
+        if let Some(tags) = network_tag {
+            create["Tags"] = tags;
+        }
         client.send_json(Method::POST, FUNCTIONS, &create).await?
     };
     print_json(&result);

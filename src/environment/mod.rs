@@ -197,6 +197,7 @@ impl Launcher {
             host_runtimes_root: host.runtimes_root.clone(),
             memory_mb: spec.memory_mb,
             ephemeral_mb: spec.ephemeral_storage_mb,
+            network: spec.network,
         };
 
         let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)

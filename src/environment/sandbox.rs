@@ -28,6 +28,8 @@ pub struct LaunchSpec {
     pub host_runtimes_root: PathBuf,
     pub memory_mb: u32,
     pub ephemeral_mb: u32,
+    /// What the environment's network reaches (isolating sandboxes only).
+    pub network: crate::function::NetworkMode,
 }
 
 /// Where things are as the function sees them.
@@ -83,6 +85,10 @@ pub trait Sandbox: Send + Sync {
     /// Where the function finds its code, runtime loops and scratch space, given where
     /// they are on the host.
     fn layout(&self, host: &Layout) -> Layout;
+    /// Why this sandbox cannot give an environment network egress (`None`: it can).
+    fn egress_unavailable(&self) -> Option<String> {
+        None
+    }
     /// Releases what the sandbox holds for the whole server (at shutdown, after every
     /// environment is gone).
     fn shutdown(&self) {}

@@ -244,6 +244,7 @@ mod tests {
                 environment: Default::default(),
                 architecture: "x86_64".into(),
                 dead_letter_target: None,
+                network: Default::default(),
             },
             code: CodeRef {
                 sha256_hex: "00".into(),

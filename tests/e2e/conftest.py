@@ -41,13 +41,9 @@ def _session_flags() -> list[str]:
 
 
 def _start_server(tmp: Path, keep_alive: str = "30s") -> ShoalServer:
-    server = support.ConfiguredShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs",
-                                           keep_alive=keep_alive, extra_args=_session_flags())
-    try:
-        server.start()
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
-    return server
+    return support.started(support.ShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs",
+                                               keep_alive=keep_alive,
+                                               extra_args=_session_flags()))
 
 
 @pytest.fixture(scope="session")
@@ -169,22 +165,9 @@ def make_fn(lam):
     Creates a function on the session server and deletes it after the test (which also lets
     the server retire its environments, keeping the 2-core machine free).
     """
-    created: list[str] = []
-
-    def make(zip_bytes: bytes, runtime: str = support.PY_RUNTIME, handler: str = "app.handler",
-             name: str | None = None, **extra):
-        name = name or support.unique_name()
-        cfg = lam.create_function(FunctionName=name, Runtime=runtime, Handler=handler,
-                                  Role=support.ROLE, Code={"ZipFile": zip_bytes}, **extra)
-        created.append(name)
-        return cfg
-
-    yield make
-    for name in created:
-        try:
-            lam.delete_function(FunctionName=name)
-        except Exception:
-            pass
+    maker = support.FunctionMaker(lam)
+    yield maker.create
+    maker.delete_all()
 
 
 def fixture_dir(name: str) -> Path:
@@ -215,18 +198,11 @@ def server_with(tmp_path):
     started: list[ShoalServer] = []
 
     def start(keep_alive: str = "30s", env: dict[str, str] | None = None, **settings):
-        srv = support.ConfiguredShoalServer(
+        srv = support.started(support.ShoalServer(
             data_dir=tmp_path / f"cfg{len(started)}" / "data",
             log_dir=tmp_path / f"cfg{len(started)}" / "logs",
             keep_alive=keep_alive, extra_args=support.settings_to_flags(settings),
-            extra_env=env)
-        try:
-            srv.start()
-            error = None
-        except RuntimeError as e:
-            error = str(e)
-        if error:  # outside the except block: no chained traceback in the report
-            pytest.fail(error, pytrace=False)
+            extra_env=env))
         started.append(srv)
         return srv
 

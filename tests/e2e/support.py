@@ -301,6 +301,47 @@ class ShoalServer:
         self.start()
 
 
+# --------------------------------------------------------------------------- functions
+
+
+class FunctionMaker:
+    """Creates functions on one server and deletes them all at `delete_all()`: the body of
+    the suite's function fixtures (deleting lets the server retire their environments,
+    keeping the 2-core machine free)."""
+
+    def __init__(self, lam, prefix: str = "e2e"):
+        self.lam, self.prefix, self.created = lam, prefix, []
+
+    def create(self, zip_bytes: bytes, runtime: str = PY_RUNTIME, handler: str = "app.handler",
+               name: str | None = None, **extra) -> dict:
+        """CreateFunction; its FunctionConfiguration."""
+        name = name or unique_name(self.prefix)
+        cfg = self.lam.create_function(FunctionName=name, Runtime=runtime, Handler=handler,
+                                       Role=ROLE, Code={"ZipFile": zip_bytes}, **extra)
+        self.created.append(name)
+        return cfg
+
+    def delete_all(self) -> None:
+        for name in self.created:
+            try:
+                self.lam.delete_function(FunctionName=name)
+            except Exception:
+                pass
+
+
+def started(server: "ShoalServer") -> "ShoalServer":
+    """Starts `server`; a server that does not come up fails the test (with its log)."""
+    import pytest
+    try:
+        server.start()
+        error = None
+    except RuntimeError as e:
+        error = str(e)
+    if error:  # outside the except block: no chained traceback in the report
+        pytest.fail(error, pytrace=False)
+    return server
+
+
 # --------------------------------------------------------------------------- invoke
 
 
@@ -592,3 +633,76 @@ def create_scaling_fn(lam, name: str | None = None, marker: str | None = None, *
     lam.create_function(FunctionName=name, Runtime=PY_RUNTIME, Handler="app.handler",
                         Role=ROLE, Code={"ZipFile": scaling_zip(marker)}, **extra)
     return name
+
+
+# --------------------------------------------------------------------------- network test hosts
+
+
+class NetnsHost:
+    """A test host of the suite's own: a network namespace joined to the host's by a veth
+    pair on a private /30, serving `files` ({"/path": bytes}) over HTTP at `url(path)`.
+    Needs root and iproute2. Traffic to it never leaves this machine.
+
+        with NetnsHost({"/blob": data}) as host:
+            host.address, host.port, host.url("/blob")
+    """
+
+    def __init__(self, files: dict[str, bytes]):
+        tag = uuid.uuid4().hex[:6]
+        self.namespace = f"shoal-e2e-{tag}"
+        self.host_if, self.peer_if = f"shoal{tag}h", f"shoal{tag}p"
+        octet = int(tag[:2], 16)
+        self.host_address, self.address = f"10.213.{octet}.1", f"10.213.{octet}.2"
+        self.port = 8080
+        self.files = files
+        self.folder: Path | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://{self.address}:{self.port}{path}"
+
+    def _ip(self, *args: str, netns: bool = False) -> None:
+        prefix = ["ip", "netns", "exec", self.namespace] if netns else []
+        subprocess.run([*prefix, "ip", *args], check=True, capture_output=True, timeout=10)
+
+    def __enter__(self) -> "NetnsHost":
+        import tempfile
+        self.folder = Path(tempfile.mkdtemp(prefix="shoal-e2e-www-"))
+        for path, data in self.files.items():
+            (self.folder / path.lstrip("/")).write_bytes(data)
+        try:
+            subprocess.run(["ip", "netns", "add", self.namespace], check=True,
+                           capture_output=True, timeout=10)
+            self._ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if)
+            self._ip("link", "set", self.peer_if, "netns", self.namespace)
+            self._ip("addr", "add", f"{self.host_address}/30", "dev", self.host_if)
+            self._ip("link", "set", self.host_if, "up")
+            self._ip("addr", "add", f"{self.address}/30", "dev", self.peer_if, netns=True)
+            self._ip("link", "set", self.peer_if, "up", netns=True)
+            self._ip("link", "set", "lo", "up", netns=True)
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.namespace, "python3", "-m", "http.server",
+                 "--bind", self.address, "--directory", str(self.folder), str(self.port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with socket.create_connection((self.address, self.port), timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise RuntimeError(f"test host {self.namespace} did not start serving")
+                    time.sleep(0.05)
+        except Exception:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            ShoalServer._kill_group(self.proc)
+        subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True, timeout=10)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, timeout=10)
+        if self.folder is not None:
+            import shutil
+            shutil.rmtree(self.folder, ignore_errors=True)

@@ -125,18 +125,10 @@ def write_keys_file(path: Path, keys: dict[str, str]) -> Path:
     return path
 
 
-def start_keyed(tmp: Path, **settings) -> support.ConfiguredShoalServer:
-    srv = support.ConfiguredShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs",
-                                        keep_alive="30s",
-                                        extra_args=support.settings_to_flags(settings))
-    try:
-        srv.start()
-        error = None
-    except RuntimeError as e:
-        error = str(e)
-    if error:
-        pytest.fail(error, pytrace=False)
-    return srv
+def start_keyed(tmp: Path, **settings) -> support.ShoalServer:
+    return support.started(support.ShoalServer(data_dir=tmp / "data", log_dir=tmp / "logs",
+                                                keep_alive="30s",
+                                                extra_args=support.settings_to_flags(settings)))
 
 
 def rss_bytes(pid: int) -> int:

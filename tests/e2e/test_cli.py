@@ -291,3 +291,15 @@ def test_pending_of_a_missing_function_fails(cli, unique_name):
     out = cli("pending", unique_name("missing"))
     assert out.returncode != 0, out
     assert "ResourceNotFoundException" in out.stderr, out
+
+
+def test_deploy_network_sets_the_functions_network_tag(cli, lam, hello):
+    arn = support.function_arn(hello)
+    ok(deploy(cli, hello, str(HELLO), "--network", "egress"))
+    assert lam.list_tags(Resource=arn)["Tags"] == {"shoal:network": "egress"}
+    ok(deploy(cli, hello, str(HELLO), "--network", "none"))
+    assert lam.list_tags(Resource=arn)["Tags"] == {"shoal:network": "none"}
+    ok(deploy(cli, hello))  # without --network the tag stays as it is
+    assert lam.list_tags(Resource=arn)["Tags"] == {"shoal:network": "none"}
+    bad = deploy(cli, hello, str(HELLO), "--network", "host")
+    assert bad.returncode != 0 and "none" in bad.stderr

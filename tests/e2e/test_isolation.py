@@ -73,18 +73,11 @@ def exposed_in_tmp(iso_dir) -> Path:
 @pytest.fixture(scope="module")
 def iso(iso_dir, exposed, exposed_in_tmp):
     """The module's server: isolated environments, pids.max 64, two exposed folders."""
-    srv = support.ConfiguredShoalServer(
+    srv = support.started(support.ShoalServer(
         data_dir=iso_dir / "data", log_dir=iso_dir / "logs", keep_alive="30s",
         extra_args=support.settings_to_flags({"isolation": "namespaces",
                                               "pids_limit": PIDS_LIMIT})
-        + ["--sandbox-expose", str(exposed), "--sandbox-expose", str(exposed_in_tmp)])
-    try:
-        srv.start()
-        error = None
-    except RuntimeError as e:
-        error = str(e)
-    if error:
-        pytest.fail(error, pytrace=False)
+        + ["--sandbox-expose", str(exposed), "--sandbox-expose", str(exposed_in_tmp)]))
     yield srv
     srv.stop()
 
@@ -98,23 +91,14 @@ def ilam(iso, client_for):
 def hostile(ilam):
     """hostile(**create_extra) -> name of a new hostile function on the isolated server.
     `code=` gives other zip bytes."""
-    created: list[str] = []
+    maker = support.FunctionMaker(ilam, "iso")
 
     def make(code: bytes = CODE, **extra) -> str:
-        name = support.unique_name("iso")
         extra.setdefault("Timeout", 20)
-        ilam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME,
-                             Handler="app.handler", Role=support.ROLE,
-                             Code={"ZipFile": code}, **extra)
-        created.append(name)
-        return name
+        return maker.create(code, **extra)["FunctionName"]
 
     yield make
-    for name in created:
-        try:
-            ilam.delete_function(FunctionName=name)
-        except Exception:
-            pass
+    maker.delete_all()
 
 
 def probe(lam, fn: str, what: str, **event) -> dict:

@@ -16,7 +16,8 @@ def test_function_survives_restart(own_server, client_for, unique_name):
     created = lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME,
                                   Handler="app.handler", Role=support.ROLE,
                                   Code={"ZipFile": code}, MemorySize=256,
-                                  Environment={"Variables": {"KEEP": "me"}})
+                                  Environment={"Variables": {"KEEP": "me"}},
+                                  Tags={"team": "storage"})
     assert invoke(lam, name, {"n": 1})["json"] == {"persisted": True, "event": {"n": 1}}
 
     old_port = own_server.port
@@ -32,6 +33,7 @@ def test_function_survives_restart(own_server, client_for, unique_name):
     assert "FunctionError" not in resp, resp["raw"]
     assert resp["json"] == {"persisted": True, "event": {"n": 2}}
     assert name in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+    assert lam.list_tags(Resource=created["FunctionArn"])["Tags"] == {"team": "storage"}
     # Logs written before the restart are still there.
     events = support.all_log_events(own_server.endpoint, name)
     assert sum(e["message"].startswith("START RequestId:") for e in events) >= 2

@@ -255,6 +255,53 @@ fn inside(root: &Path, path: &Path) -> std::path::PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// Where a file mount over `target` (under `root`) lands: a link is followed inside
+/// `root` (a host's `/etc/resolv.conf` is often one), a file already there (in a
+/// read-only folder mounted before) is mounted over, and a missing one is created.
+fn file_mount_point(root: &Path, mut target: std::path::PathBuf) -> Result<std::path::PathBuf> {
+    for _ in 0..8 {
+        match fs::symlink_metadata(&target) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&target).map_err(err("reading a link"))?;
+                let base = target.parent().unwrap_or(root).to_path_buf();
+                let joined = if link.is_absolute() {
+                    link
+                } else {
+                    Path::new("/")
+                        .join(base.strip_prefix(root).unwrap_or(Path::new("")))
+                        .join(link)
+                };
+                target = inside(root, &normalize(&joined));
+            }
+            Ok(_) => return Ok(target),
+            Err(_) => {
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).map_err(err("creating mount points"))?;
+                }
+                fs::File::create(&target).map_err(err("creating mount points"))?;
+                return Ok(target);
+            }
+        }
+    }
+    Err(format!("too many links at {}", target.display()))
+}
+
+/// Resolves `.` and `..` in an absolute path without leaving `/`.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 fn build_root(plan: &SandboxPlan) -> Result<()> {
     let root = &plan.root;
     make_mounts_private()?;
@@ -290,11 +337,12 @@ fn build_root(plan: &SandboxPlan) -> Result<()> {
             std::os::unix::fs::symlink(link, &target).map_err(err("creating a link"))?;
             continue;
         }
-        if meta.is_dir() {
+        let target = if meta.is_dir() {
             fs::create_dir_all(&target).map_err(err("creating mount points"))?;
+            target
         } else {
-            fs::File::create(&target).map_err(err("creating mount points"))?;
-        }
+            file_mount_point(root, target)?
+        };
         bind(&m.source, &target, m.writable)?;
     }
     let proc = inside(root, Path::new("/proc"));
@@ -404,6 +452,25 @@ fn exec_runtime(plan: &SandboxPlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_mount_points_follow_links_inside_the_root() {
+        let root = std::env::temp_dir().join(format!("shoal-mount-point-{}", std::process::id()));
+        let etc = root.join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        std::os::unix::fs::symlink("../run/resolve/stub.conf", etc.join("relative")).unwrap();
+        std::os::unix::fs::symlink("/run/abs.conf", etc.join("absolute")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside", etc.join("escaping")).unwrap();
+        fs::write(etc.join("plain"), "x").unwrap();
+        let at = |name: &str| file_mount_point(&root, etc.join(name)).unwrap();
+        assert_eq!(at("relative"), root.join("run/resolve/stub.conf"));
+        assert_eq!(at("absolute"), root.join("run/abs.conf"));
+        assert_eq!(at("escaping"), root.join("outside"));
+        assert_eq!(at("plain"), etc.join("plain"));
+        assert_eq!(at("missing"), etc.join("missing"));
+        assert!(root.join("run/resolve/stub.conf").is_file());
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn the_seccomp_policy_compiles_for_this_architecture() {

@@ -5,25 +5,31 @@
 //! sandbox init ([`init`], this binary re-executed). The Runtime API listener of the
 //! environment is bound *inside* its network namespace (a short-lived thread `setns`-es
 //! into it and binds `127.0.0.1:9001`), so a function can reach its own endpoint and no
-//! other. Where the host does not allow namespaces (not root, no user namespaces, no
+//! other. Functions in network mode `egress` also get user-mode NAT to what the host
+//! reaches ([`network`]). Where the host does not allow namespaces (not root, no user namespaces, no
 //! cgroup filesystem) [`NamespaceSandbox::probe`] says so and the server falls back to the
 //! unisolated [`super::sandbox::ProcessSandbox`] with a warning.
 
 pub mod cgroup;
 pub mod init;
+pub mod network;
 pub mod plan;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cgroup::{Cgroups, EnvCgroup};
+use network::{Egress, EgressLink};
 use plan::{Mount, SandboxPlan};
+
+use crate::function::NetworkMode;
 
 use super::sandbox::{LaunchSpec, Layout, Sandbox, SandboxError, StartedTree, TreeControl};
 
@@ -39,15 +45,19 @@ pub struct NamespaceSandbox {
     /// and what the operator exposes).
     shared_paths: Vec<PathBuf>,
     pids_limit: u32,
+    /// The egress helper, or why there is none.
+    egress: Result<Egress, String>,
 }
 
 impl NamespaceSandbox {
     /// Checks that this host lets Shoal create namespaces; the error says why not.
-    /// `instance` names this server's cgroups (one server per data directory).
+    /// `instance` names this server's cgroups (one server per data directory);
+    /// `egress_helper` is the `slirp4netns` to use for network mode `egress`.
     pub fn probe(
         shared_paths: Vec<PathBuf>,
         pids_limit: u32,
         instance: &str,
+        egress_helper: &Path,
     ) -> Result<Self, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("not running as root".into());
@@ -75,11 +85,16 @@ impl NamespaceSandbox {
                 "no usable cgroup hierarchy: memory, CPU and pids limits are not enforced"
             ),
         }
+        let egress = Egress::probe(egress_helper);
+        if let Err(reason) = &egress {
+            tracing::warn!(%reason, "functions tagged shoal:network=egress cannot be given network egress");
+        }
         Ok(Self {
             exe,
             cgroups,
             shared_paths,
             pids_limit,
+            egress,
         })
     }
 
@@ -110,6 +125,13 @@ impl NamespaceSandbox {
             target: plan::RUNTIMES_ROOT.into(),
             writable: false,
         });
+        if spec.network == NetworkMode::Egress {
+            mounts.push(Mount {
+                source: spec.env_dir.join(RESOLV_CONF),
+                target: "/etc/resolv.conf".into(),
+                writable: false,
+            });
+        }
         SandboxPlan {
             root: spec.env_dir.join("root"),
             mounts,
@@ -126,6 +148,11 @@ impl NamespaceSandbox {
         }
     }
 }
+
+/// In an egress environment's folder: the resolver configuration it sees.
+const RESOLV_CONF: &str = "resolv.conf";
+/// In an egress environment's folder: what the egress helper printed.
+const NETWORK_LOG: &str = "network.log";
 
 fn setup<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> SandboxError {
     move |e| SandboxError::Setup(format!("{context}: {e}"))
@@ -147,6 +174,10 @@ fn bind_in_namespace(pid: u32) -> Result<TcpListener, SandboxError> {
 impl Sandbox for NamespaceSandbox {
     fn name(&self) -> &'static str {
         "namespaces"
+    }
+
+    fn egress_unavailable(&self) -> Option<String> {
+        self.egress.as_ref().err().cloned()
     }
 
     fn shutdown(&self) {
@@ -179,8 +210,18 @@ impl Sandbox for NamespaceSandbox {
             ),
             None => None,
         };
+        let egress = match spec.network {
+            NetworkMode::None => None,
+            NetworkMode::Egress => Some(self.egress.as_ref().map_err(|why| {
+                SandboxError::Setup(format!("network mode egress is not available: {why}"))
+            })?),
+        };
         let plan = self.plan(spec, cgroup.as_ref());
         std::fs::create_dir_all(&plan.root).map_err(setup("creating the root folder"))?;
+        if egress.is_some() {
+            std::fs::write(spec.env_dir.join(RESOLV_CONF), network::resolv_conf())
+                .map_err(setup("writing resolv.conf"))?;
+        }
         let (mut ours, theirs) = UnixStream::pair().map_err(setup("control socket"))?;
         let stderr = output.try_clone().map_err(setup("output pipe"))?;
         let child = tokio::process::Command::new(&self.exe)
@@ -199,6 +240,7 @@ impl Sandbox for NamespaceSandbox {
         let tree = Arc::new(IsolatedTree {
             pgid: pid as i32,
             cgroup,
+            egress: Mutex::new(None),
         });
         let mut handshake = || -> Result<TcpListener, SandboxError> {
             ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
@@ -225,6 +267,11 @@ impl Sandbox for NamespaceSandbox {
             listener
                 .set_nonblocking(true)
                 .map_err(setup("Runtime API listener"))?;
+            if let Some(egress) = egress {
+                let link =
+                    egress.attach(pid, &plan.cgroup_procs, &spec.env_dir.join(NETWORK_LOG))?;
+                *tree.egress.lock().unwrap_or_else(|p| p.into_inner()) = Some(link);
+            }
             writeln!(ours, "G").map_err(setup("confirming to the sandbox"))?;
             Ok(listener)
         };
@@ -243,16 +290,26 @@ impl Sandbox for NamespaceSandbox {
     }
 }
 
-/// A started sandbox: its process group and cgroup.
+/// A started sandbox: its process group, cgroup and egress helper.
 struct IsolatedTree {
     pgid: i32,
     cgroup: Option<EnvCgroup>,
+    egress: Mutex<Option<EgressLink>>,
+}
+
+impl IsolatedTree {
+    fn egress(&self) -> std::sync::MutexGuard<'_, Option<EgressLink>> {
+        self.egress.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl TreeControl for IsolatedTree {
     fn kill(&self) {
         use nix::sys::signal::{Signal, killpg};
         let _ = killpg(nix::unistd::Pid::from_raw(self.pgid), Signal::SIGKILL);
+        if let Some(link) = self.egress().as_ref() {
+            link.kill();
+        }
         if let Some(cgroup) = &self.cgroup {
             cgroup.kill_all();
         }
@@ -281,6 +338,9 @@ impl TreeControl for IsolatedTree {
     }
 
     fn cleanup(&self) {
+        if let Some(link) = self.egress().take() {
+            link.stop();
+        }
         if let Some(cgroup) = &self.cgroup {
             for _ in 0..20 {
                 if cgroup.is_empty() {

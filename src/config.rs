@@ -124,6 +124,12 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_PIDS_LIMIT", default_value_t = 1024)]
     pub pids_limit: u32,
 
+    /// What backs each isolated environment's `/tmp`: `disk` (an ext4 image of its own,
+    /// apart from its memory, as on Lambda), `memory` (a tmpfs, whose pages count against
+    /// the memory size), or `auto` (disk where the host has mkfs.ext4 and loop devices).
+    #[arg(long, env = "SHOAL_TMP_STORAGE", default_value = "auto", value_parser = ["auto", "disk", "memory"])]
+    pub tmp_storage: String,
+
     /// The `slirp4netns` that gives isolated functions tagged `shoal:network=egress`
     /// their outbound network (a name is looked up in PATH).
     #[arg(long, env = "SHOAL_SLIRP4NETNS", default_value = "slirp4netns")]
@@ -236,6 +242,7 @@ struct FileSettings {
     sandbox_expose: Option<Vec<PathBuf>>,
     pids_limit: Option<u32>,
     slirp4netns: Option<PathBuf>,
+    tmp_storage: Option<String>,
     retry_base_delay: Option<String>,
     async_payload_limit: Option<usize>,
     async_concurrency: Option<usize>,
@@ -331,6 +338,15 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.slirp4netns, defaulted("slirp4netns")) {
             self.slirp4netns = v;
+        }
+        if let (Some(v), true) = (file.tmp_storage, defaulted("tmp_storage")) {
+            if !["auto", "disk", "memory"].contains(&v.as_str()) {
+                anyhow::bail!(
+                    "config file {}: tmp_storage must be auto, disk or memory",
+                    path.display()
+                );
+            }
+            self.tmp_storage = v;
         }
         if let (Some(v), true) = (file.retry_base_delay, defaulted("retry_base_delay")) {
             self.retry_base_delay = duration(v)?;

@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::code::CodeStore;
 use crate::config::ServerSettings;
 use crate::environment::Launcher;
-use crate::environment::isolation::NamespaceSandbox;
+use crate::environment::isolation::{NamespaceSandbox, TmpStorage};
 use crate::environment::sandbox::{ProcessSandbox, Sandbox};
 use crate::function::ArnContext;
 use crate::invoke::Invoker;
@@ -91,7 +91,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     // after a crash finds and removes what the previous run left.
     let instance =
         crate::sigv4::sha256_hex(data_dir.to_string_lossy().as_bytes())[..12].to_string();
-    let sandbox = choose_sandbox(&settings, &runtimes, &instance)?;
+    let sandbox = choose_sandbox(&settings, &runtimes, &instance, &envs_dir)?;
     let launcher = Arc::new(Launcher {
         sandbox: sandbox.clone(),
         runtimes: runtimes.clone(),
@@ -204,6 +204,7 @@ fn choose_sandbox(
     settings: &ServerSettings,
     runtimes: &RuntimeCatalog,
     instance: &str,
+    scratch: &std::path::Path,
 ) -> anyhow::Result<Arc<dyn Sandbox>> {
     let unisolated = || -> Arc<dyn Sandbox> {
         tracing::warn!(
@@ -222,6 +223,8 @@ fn choose_sandbox(
         settings.pids_limit,
         instance,
         &settings.slirp4netns,
+        TmpStorage::parse(&settings.tmp_storage),
+        scratch,
     ) {
         Ok(sandbox) => {
             tracing::info!(

@@ -167,9 +167,12 @@ def test_identity_user_hostname_and_privileges(ilam, hostile):
     assert set(me["dev"]) - devices <= {"fd", "stdin", "stdout", "stderr"}, me["dev"]
     assert "sys" not in me["root"] and "home" not in me["root"] and "work" not in me["root"], \
         me["root"]
-    # /tmp is the function's EphemeralStorage (512 MB by default).
-    bsize, _, blocks = me["tmp_stat"][:3]
-    assert bsize * blocks == 512 << 20, me["tmp_stat"]
+    # /tmp is the function's EphemeralStorage (512 MB by default), free at the start.
+    bsize, _, _, _, available = me["tmp_stat"][:5]
+    assert 512 << 20 <= bsize * available <= 1.05 * (512 << 20), me["tmp_stat"]
+    assert "lost+found" not in me["tmp"], me["tmp"]
+    # No capability can come back: the bounding set is empty too.
+    assert int(me["status"]["CapBnd"], 16) == 0, me["status"]
 
 
 def test_proc_shows_only_the_environment(iso, ilam, hostile):
@@ -352,20 +355,55 @@ def test_fork_bomb_is_contained(iso, ilam, hostile):
     assert probe(ilam, name, "noop")  # the next invoke works
 
 
-def test_filling_tmp_stops_at_its_size_inside(ilam, hostile):
-    # /tmp is a tmpfs: its pages count against the function's memory, hence 1024 MB here.
-    name = hostile(MemorySize=1024, EphemeralStorage={"Size": 600})
-    host_before = shutil.disk_usage("/tmp").free
+def _tmp_images_bytes(srv) -> int:
+    """Disk space the environments' /tmp images of server `srv` take on the host."""
+    return sum(p.stat().st_blocks * 512 for p in (srv.data_dir / "envs").glob("*/tmp.img"))
+
+
+@pytest.fixture(scope="module")
+def tmp_fs(ilam, hostile) -> str:
+    """The filesystem of environments' /tmp on the module's server: ext4 (disk-backed, where
+    the host has loop devices) or tmpfs."""
+    mounts = probe(ilam, hostile(), "identity")["mounts"]
+    return next(fstype for _, target, fstype, _ in mounts if target == "/tmp")
+
+
+def test_filling_tmp_stops_at_its_size_inside(iso, ilam, hostile, tmp_fs):
+    # On disk /tmp is apart from memory (as on Lambda): a 128 MB function fills 600 MB. A
+    # tmpfs /tmp (hosts without loop devices) counts against memory, hence 1024 MB there.
+    on_disk = tmp_fs == "ext4"
+    name = hostile(MemorySize=128 if on_disk else 1024, EphemeralStorage={"Size": 600})
+    env = probe(ilam, name, "noop")["env_id"]
+    images_before = _tmp_images_bytes(iso)
+    host_before = shutil.disk_usage(iso.data_dir).free
     filled = probe(ilam, name, "fill_tmp")
-    host_after = shutil.disk_usage("/tmp").free
+    host_after = shutil.disk_usage(iso.data_dir).free
+    images_after = _tmp_images_bytes(iso)
     try:
         assert filled["error"] == "ENOSPC", filled
-        assert 590 <= filled["written_mb"] <= 600, filled
-        # (600 MB landing there would show; other writers on the host make some noise.)
-        assert host_before - host_after < 256 << 20, \
-            f"the host's /tmp lost {(host_before - host_after) >> 20} MB"
+        assert 600 <= filled["written_mb"] <= 630, filled
+        assert filled["env_id"] == env, "the environment did not survive filling /tmp"
+        # What it wrote is in its own image (or memory) and nowhere else on the host.
+        grown = images_after - images_before  # (some writes may still be on their way)
+        if on_disk:
+            assert grown >= (filled["written_mb"] - 64) << 20, f"the images grew by {grown >> 20} MB"
+        assert host_before - host_after <= grown + (64 << 20), \
+            f"the host lost {(host_before - host_after) >> 20} MB, the images took {grown >> 20}"
     finally:
-        probe(ilam, name, "remove_fill")
+        removed = probe(ilam, name, "remove_fill")
+    assert removed["removed"], removed
+    # Deleting frees the host's disk too (the filesystem discards into the sparse image).
+    support.wait_for(lambda: _tmp_images_bytes(iso), lambda size: size < images_before + (64 << 20),
+                     timeout=10, what="the /tmp image to shrink after the file was removed")
+    assert probe(ilam, name, "noop")["env_id"] == env
+
+
+def test_tmp_is_on_disk_where_the_host_allows_it(tmp_fs):
+    if not (os.path.exists("/dev/loop-control") and shutil.which("mkfs.ext4")):
+        pytest.skip("this host has no loop devices or no mkfs.ext4: /tmp is a tmpfs")
+    if os.environ.get("SHOAL_TMP_STORAGE") == "memory":
+        pytest.skip("SHOAL_TMP_STORAGE=memory")
+    assert tmp_fs == "ext4"
 
 
 def test_cpu_is_limited_in_proportion_to_memory(ilam, hostile):

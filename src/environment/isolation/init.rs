@@ -32,6 +32,8 @@ use super::plan::SandboxPlan;
 pub const ARG: &str = "__sandbox-init";
 /// Second argument: only check that namespaces can be created, then exit.
 pub const PROBE: &str = "--probe";
+/// Second argument: only check that the ext4 image given next can be loop-mounted.
+pub const PROBE_TMP: &str = "--probe-tmp";
 
 const SECCOMP_POLICY: &str = include_str!("../../../resources/seccomp.json");
 
@@ -43,6 +45,19 @@ fn err<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
 
 /// Entry point; returns the process's exit code.
 pub fn main(args: &[String]) -> i32 {
+    if let Some(at) = args.iter().position(|a| a == PROBE_TMP) {
+        let image = args.get(at + 1).map(Path::new);
+        return match image
+            .ok_or_else(|| "no image given".to_string())
+            .and_then(probe_tmp)
+        {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        };
+    }
     if args.iter().any(|a| a == PROBE) {
         return match probe() {
             Ok(()) => 0,
@@ -83,6 +98,18 @@ fn probe() -> Result<()> {
     unshare(NAMESPACES).map_err(err("unshare"))?;
     make_mounts_private()?;
     loopback_up()
+}
+
+/// Loop-mounts `image` in a mount namespace of its own (gone when this process exits).
+fn probe_tmp(image: &Path) -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(err("unshare"))?;
+    make_mounts_private()?;
+    let target = image.with_extension("mnt");
+    fs::create_dir_all(&target).map_err(err("creating the probe mount point"))?;
+    let result = super::tmp_disk::mount(image, &target);
+    let _ = umount2(&target, MntFlags::MNT_DETACH);
+    let _ = fs::remove_dir(&target);
+    result
 }
 
 fn run() -> Result<i32> {
@@ -316,14 +343,17 @@ fn build_root(plan: &SandboxPlan) -> Result<()> {
     // The private /tmp first, so that exposed folders under /tmp land on top of it.
     let tmp = inside(root, Path::new(super::plan::TMP));
     fs::create_dir_all(&tmp).map_err(err("creating /tmp"))?;
-    mount(
-        Some("tmpfs"),
-        &tmp,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(format!("size={}m,mode=1777", plan.tmp_size_mb).as_str()),
-    )
-    .map_err(err("mounting /tmp"))?;
+    match &plan.tmp_image {
+        Some(image) => super::tmp_disk::mount(image, &tmp)?,
+        None => mount(
+            Some("tmpfs"),
+            &tmp,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("size={}m,mode=1777", plan.tmp_size_mb).as_str()),
+        )
+        .map_err(err("mounting /tmp"))?,
+    }
     for m in &plan.mounts {
         let Ok(meta) = fs::symlink_metadata(&m.source) else {
             continue;
@@ -410,12 +440,44 @@ fn install_seccomp() -> Result<()> {
     Ok(())
 }
 
+/// Empties the capability bounding set and the ambient set, so that nothing the runtime
+/// executes can regain a capability (setuid binaries included, with `no_new_privs` too).
+#[allow(unsafe_code)]
+fn drop_capability_bounding_set() -> Result<()> {
+    let last: libc::c_ulong = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63);
+    for cap in 0..=last {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break; // past the last capability this kernel knows
+            }
+            return Err(format!(
+                "dropping capability {cap} from the bounding set: {e}"
+            ));
+        }
+    }
+    let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+    // SAFETY: as above.
+    if unsafe { libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0) } < 0 {
+        return Err(format!(
+            "clearing ambient capabilities: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 /// Becomes the runtime; returns only on failure.
 fn exec_runtime(plan: &SandboxPlan) -> String {
     let result = (|| -> Result<std::convert::Infallible> {
         SigSet::all()
             .thread_unblock()
             .map_err(err("unblocking signals"))?;
+        drop_capability_bounding_set()?;
         nix::unistd::setgroups(&[]).map_err(err("setgroups"))?;
         nix::unistd::setgid(Gid::from_raw(plan.gid)).map_err(err("setgid"))?;
         nix::unistd::setuid(Uid::from_raw(plan.uid)).map_err(err("setuid"))?;

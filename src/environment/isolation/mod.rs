@@ -14,6 +14,7 @@ pub mod cgroup;
 pub mod init;
 pub mod network;
 pub mod plan;
+pub mod tmp_disk;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use cgroup::{Cgroups, EnvCgroup};
 use network::{Egress, EgressLink};
 use plan::{Mount, SandboxPlan};
+use tmp_disk::TmpDisks;
 
 use crate::function::NetworkMode;
 
@@ -38,6 +40,25 @@ pub const SANDBOX_UID: u32 = 65534;
 pub const SANDBOX_GID: u32 = 65534;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What backs an environment's `/tmp` (`--tmp-storage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpStorage {
+    /// Disk where the host allows it, else memory.
+    Auto,
+    Disk,
+    Memory,
+}
+
+impl TmpStorage {
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "disk" => Self::Disk,
+            "memory" => Self::Memory,
+            _ => Self::Auto,
+        }
+    }
+}
+
 pub struct NamespaceSandbox {
     exe: PathBuf,
     cgroups: Option<Cgroups>,
@@ -47,17 +68,22 @@ pub struct NamespaceSandbox {
     pids_limit: u32,
     /// The egress helper, or why there is none.
     egress: Result<Egress, String>,
+    /// Makes disk-backed `/tmp`s; without it `/tmp` is a tmpfs.
+    tmp_disks: Option<TmpDisks>,
 }
 
 impl NamespaceSandbox {
     /// Checks that this host lets Shoal create namespaces; the error says why not.
     /// `instance` names this server's cgroups (one server per data directory);
-    /// `egress_helper` is the `slirp4netns` to use for network mode `egress`.
+    /// `egress_helper` is the `slirp4netns` to use for network mode `egress`; `scratch`
+    /// a folder of the server's for `/tmp` templates and probe files.
     pub fn probe(
         shared_paths: Vec<PathBuf>,
         pids_limit: u32,
         instance: &str,
         egress_helper: &Path,
+        tmp_storage: TmpStorage,
+        scratch: &Path,
     ) -> Result<Self, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("not running as root".into());
@@ -85,6 +111,17 @@ impl NamespaceSandbox {
                 "no usable cgroup hierarchy: memory, CPU and pids limits are not enforced"
             ),
         }
+        let tmp_disks = match tmp_storage {
+            TmpStorage::Memory => None,
+            wanted => match TmpDisks::probe(&exe, &[init::ARG, init::PROBE_TMP], scratch) {
+                Ok(disks) => Some(disks),
+                Err(reason) if wanted == TmpStorage::Auto => {
+                    tracing::warn!(%reason, "/tmp of environments is memory-backed: it counts against their memory size");
+                    None
+                }
+                Err(reason) => return Err(format!("a disk-backed /tmp is not possible: {reason}")),
+            },
+        };
         let egress = Egress::probe(egress_helper);
         if let Err(reason) = &egress {
             tracing::warn!(%reason, "functions tagged shoal:network=egress cannot be given network egress");
@@ -95,6 +132,7 @@ impl NamespaceSandbox {
             shared_paths,
             pids_limit,
             egress,
+            tmp_disks,
         })
     }
 
@@ -136,6 +174,10 @@ impl NamespaceSandbox {
             root: spec.env_dir.join("root"),
             mounts,
             tmp_size_mb: spec.ephemeral_mb,
+            tmp_image: self
+                .tmp_disks
+                .as_ref()
+                .map(|_| spec.env_dir.join(TMP_IMAGE)),
             hostname: "sandbox".into(),
             uid: SANDBOX_UID,
             gid: SANDBOX_GID,
@@ -149,6 +191,8 @@ impl NamespaceSandbox {
     }
 }
 
+/// In an environment's folder: the image of its `/tmp` (when disk-backed).
+const TMP_IMAGE: &str = "tmp.img";
 /// In an egress environment's folder: the resolver configuration it sees.
 const RESOLV_CONF: &str = "resolv.conf";
 /// In an egress environment's folder: what the egress helper printed.
@@ -184,6 +228,9 @@ impl Sandbox for NamespaceSandbox {
         if let Some(cgroups) = &self.cgroups {
             cgroups.remove_instance();
         }
+        if let Some(disks) = &self.tmp_disks {
+            disks.remove_templates();
+        }
     }
 
     fn layout(&self, _host: &Layout) -> Layout {
@@ -218,6 +265,11 @@ impl Sandbox for NamespaceSandbox {
         };
         let plan = self.plan(spec, cgroup.as_ref());
         std::fs::create_dir_all(&plan.root).map_err(setup("creating the root folder"))?;
+        if let (Some(disks), Some(image)) = (&self.tmp_disks, &plan.tmp_image) {
+            disks
+                .make(image, spec.ephemeral_mb)
+                .map_err(setup("making /tmp"))?;
+        }
         if egress.is_some() {
             std::fs::write(spec.env_dir.join(RESOLV_CONF), network::resolv_conf())
                 .map_err(setup("writing resolv.conf"))?;

@@ -21,6 +21,9 @@ pub struct SandboxPlan {
     pub mounts: Vec<Mount>,
     /// Size of the private `/tmp`.
     pub tmp_size_mb: u32,
+    /// An ext4 image to loop-mount as `/tmp` (made for this environment); without one,
+    /// `/tmp` is a tmpfs of `tmp_size_mb`, whose pages count against the memory limit.
+    pub tmp_image: Option<PathBuf>,
     pub hostname: String,
     pub uid: u32,
     pub gid: u32,

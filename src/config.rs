@@ -124,6 +124,10 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_PIDS_LIMIT", default_value_t = 1024)]
     pub pids_limit: u32,
 
+    /// Isolated sandboxes kept ready, namespaces made, for the next cold starts (0: none).
+    #[arg(long, env = "SHOAL_SPARE_SANDBOXES", default_value_t = 2)]
+    pub spare_sandboxes: usize,
+
     /// What backs each isolated environment's `/tmp`: `disk` (an ext4 image of its own,
     /// apart from its memory, as on Lambda), `memory` (a tmpfs, whose pages count against
     /// the memory size), or `auto` (disk where the host has mkfs.ext4 and loop devices).
@@ -243,6 +247,7 @@ struct FileSettings {
     pids_limit: Option<u32>,
     slirp4netns: Option<PathBuf>,
     tmp_storage: Option<String>,
+    spare_sandboxes: Option<usize>,
     retry_base_delay: Option<String>,
     async_payload_limit: Option<usize>,
     async_concurrency: Option<usize>,
@@ -338,6 +343,9 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.slirp4netns, defaulted("slirp4netns")) {
             self.slirp4netns = v;
+        }
+        if let (Some(v), true) = (file.spare_sandboxes, defaulted("spare_sandboxes")) {
+            self.spare_sandboxes = v;
         }
         if let (Some(v), true) = (file.tmp_storage, defaulted("tmp_storage")) {
             if !["auto", "disk", "memory"].contains(&v.as_str()) {

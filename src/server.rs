@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::code::CodeStore;
 use crate::config::ServerSettings;
 use crate::environment::Launcher;
-use crate::environment::isolation::{NamespaceSandbox, TmpStorage};
+use crate::environment::isolation::{IsolationSettings, NamespaceSandbox, TmpStorage};
 use crate::environment::sandbox::{ProcessSandbox, Sandbox};
 use crate::function::ArnContext;
 use crate::invoke::Invoker;
@@ -218,14 +218,15 @@ fn choose_sandbox(
     }
     let mut shared = runtimes.interpreter_roots();
     shared.extend(settings.sandbox_expose.iter().cloned());
-    match NamespaceSandbox::probe(
-        shared,
-        settings.pids_limit,
-        instance,
-        &settings.slirp4netns,
-        TmpStorage::parse(&settings.tmp_storage),
-        scratch,
-    ) {
+    match NamespaceSandbox::probe(IsolationSettings {
+        shared_paths: shared,
+        pids_limit: settings.pids_limit,
+        instance: instance.to_string(),
+        egress_helper: settings.slirp4netns.clone(),
+        tmp_storage: TmpStorage::parse(&settings.tmp_storage),
+        scratch: scratch.to_path_buf(),
+        spares: settings.spare_sandboxes,
+    }) {
         Ok(sandbox) => {
             tracing::info!(
                 sandbox = "namespaces",

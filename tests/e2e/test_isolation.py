@@ -357,7 +357,7 @@ def test_fork_bomb_is_contained(iso, ilam, hostile):
 
 def _tmp_images_bytes(srv) -> int:
     """Disk space the environments' /tmp images of server `srv` take on the host."""
-    return sum(p.stat().st_blocks * 512 for p in (srv.data_dir / "envs").glob("*/tmp.img"))
+    return sum(p.stat().st_blocks * 512 for p in (srv.data_dir / "envs").rglob("tmp.img"))
 
 
 @pytest.fixture(scope="module")

@@ -34,13 +34,6 @@ pub struct Cgroups {
     layout: Layout,
 }
 
-/// Limits of one environment.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub memory_mb: u32,
-    pub pids: u32,
-}
-
 fn write(path: &Path, value: &str) -> io::Result<()> {
     fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
@@ -121,35 +114,22 @@ impl Cgroups {
     }
 
     /// Creates the group of one environment with its limits.
-    pub fn create(&self, id: &str, limits: Limits) -> io::Result<EnvCgroup> {
-        let memory_bytes = u64::from(limits.memory_mb) * 1024 * 1024;
-        let quota_us = ((f64::from(limits.memory_mb) / MB_PER_VCPU) * CPU_PERIOD_US as f64)
-            .round()
-            .max(1000.0) as u64;
+    /// Makes the group `id` with the pids limit; memory and CPU limits come with
+    /// [`EnvCgroup::set_memory`] once the environment's memory size is known.
+    pub fn create(&self, id: &str, pids_limit: u32) -> io::Result<EnvCgroup> {
         let group = match &self.layout {
             Layout::V2 { root } => {
                 let dir = root.join(id);
                 fs::create_dir_all(&dir)?;
-                write(&dir.join("memory.max"), &memory_bytes.to_string())?;
-                let _ = write(&dir.join("memory.swap.max"), "0");
-                let _ = write(&dir.join("pids.max"), &limits.pids.to_string());
+                let _ = write(&dir.join("pids.max"), &pids_limit.to_string());
                 EnvCgroup {
                     kind: Kind::V2(dir),
-                    quota_us,
+                    quota_us: 0,
                 }
             }
             Layout::V1 { memory, cpu, pids } => {
                 let memory = memory.join(id);
                 fs::create_dir_all(&memory)?;
-                write(
-                    &memory.join("memory.limit_in_bytes"),
-                    &memory_bytes.to_string(),
-                )?;
-                // Without swap accounting this file is absent; memory is then the only limit.
-                let _ = write(
-                    &memory.join("memory.memsw.limit_in_bytes"),
-                    &memory_bytes.to_string(),
-                );
                 let cpu = match cpu {
                     Some(cpu) => {
                         let dir = cpu.join(id);
@@ -163,14 +143,14 @@ impl Cgroups {
                     Some(pids) => {
                         let dir = pids.join(id);
                         fs::create_dir_all(&dir)?;
-                        write(&dir.join("pids.max"), &limits.pids.to_string())?;
+                        write(&dir.join("pids.max"), &pids_limit.to_string())?;
                         Some(dir)
                     }
                     None => None,
                 };
                 EnvCgroup {
                     kind: Kind::V1 { memory, cpu, pids },
-                    quota_us,
+                    quota_us: 0,
                 }
             }
         };
@@ -246,9 +226,39 @@ impl EnvCgroup {
         }
     }
 
-    /// The files a process writes `0` into to join the group.
+    /// The files listing the group's processes (writing a pid moves it in).
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs().iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Moves process `pid` into the group. Can take milliseconds: the kernel waits for
+    /// an RCU grace period when a process changes groups.
+    pub fn join(&self, pid: u32) -> io::Result<()> {
+        for file in self.procs_files() {
+            write(&file, &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Sets the memory limit to `memory_mb` (no swap) and the CPU quota that goes with it
+    /// (applied by [`EnvCgroup::apply_cpu_quota`]).
+    pub fn set_memory(&mut self, memory_mb: u32) -> io::Result<()> {
+        let bytes = (u64::from(memory_mb) * 1024 * 1024).to_string();
+        self.quota_us = ((f64::from(memory_mb) / MB_PER_VCPU) * CPU_PERIOD_US as f64)
+            .round()
+            .max(1000.0) as u64;
+        match &self.kind {
+            Kind::V2(dir) => {
+                write(&dir.join("memory.max"), &bytes)?;
+                let _ = write(&dir.join("memory.swap.max"), "0");
+            }
+            Kind::V1 { memory, .. } => {
+                write(&memory.join("memory.limit_in_bytes"), &bytes)?;
+                // Without swap accounting this file is absent; memory is then the only limit.
+                let _ = write(&memory.join("memory.memsw.limit_in_bytes"), &bytes);
+            }
+        }
+        Ok(())
     }
 
     /// Applies the CPU quota (after the init phase, which runs unthrottled).
@@ -321,5 +331,17 @@ impl EnvCgroup {
         for dir in self.dirs() {
             let _ = fs::remove_dir(dir);
         }
+    }
+
+    /// Kills what is left in the group, waits (briefly) until it is empty, removes it.
+    pub fn kill_and_remove(&self) {
+        for _ in 0..20 {
+            if self.is_empty() {
+                break;
+            }
+            self.kill_all();
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        self.remove();
     }
 }

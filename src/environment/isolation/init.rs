@@ -1,16 +1,20 @@
 //! The sandbox init: this binary re-executed (`shoal __sandbox-init`) as the first
 //! process of an environment. It carries out a [`SandboxPlan`] in three processes:
 //!
-//! 1. **A** (in the host's PID namespace) joins the environment's cgroups, unshares the
-//!    mount, PID, IPC, UTS and network namespaces, brings up loopback, tells the server
-//!    (over the control socket on stdin) that the network namespace is ready, waits until
-//!    the server has bound the Runtime API listener inside it, then forks B and mirrors
-//!    B's exit (signal included) as its own.
+//! 1. **A** (in the host's PID namespace) unshares the mount, PID, IPC, UTS and network
+//!    namespaces, brings up loopback, compiles the seccomp policy, mounts a `/tmp` image
+//!    when asked to (the socket's first message) and tells the server (over the control socket on
+//!    stdin, `N`) that it is ready. It may wait like this, as a spare, until the server
+//!    gives it an environment: the environment's output pipe (passed over the socket),
+//!    then its plan, which it acknowledges (`P`). (The server has moved it into the
+//!    environment's cgroups meanwhile.) It waits until the server has set up what lives
+//!    outside (`G`), then forks B and mirrors B's exit (signal included) as its own.
 //! 2. **B** is PID 1 of the new namespace: it assembles the new root (system folders and
 //!    the function's code read-only, a private size-limited `/tmp`, its own `/proc`, a
 //!    minimal `/dev`), pivots into it, forks C and reaps every orphan until C exits.
-//! 3. **C** drops to an unprivileged user, sets `no_new_privs`, installs the seccomp
-//!    filter (`resources/seccomp.json`) and executes the runtime.
+//! 3. **C** empties its capability bounding set, drops to an unprivileged user, sets
+//!    `no_new_privs`, installs the seccomp filters (`resources/seccomp.json`) and executes
+//!    the runtime.
 //!
 //! The process is single-threaded, which is what makes `fork` sound here.
 
@@ -26,7 +30,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 
-use super::plan::SandboxPlan;
+use super::plan::{SandboxPlan, Tmp};
 
 /// The first argument that selects this mode.
 pub const ARG: &str = "__sandbox-init";
@@ -112,28 +116,61 @@ fn probe_tmp(image: &Path) -> Result<()> {
     result
 }
 
+/// The first message of the control socket: what to make ahead of an environment (a
+/// `/tmp` image to mount, and where). Not in the arguments, which the function sees.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Prepare {
+    pub tmp: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
 fn run() -> Result<i32> {
     let stdin = std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
         .map_err(err("control socket"))?;
     let mut control = UnixStream::from(stdin);
+    // Nothing else is sent before this process answers: reading a line reads no further.
+    let mut first = String::new();
+    BufReader::new(&control)
+        .read_line(&mut first)
+        .map_err(err("control socket"))?;
+    let prepare: Prepare = serde_json::from_str(&first).map_err(err("parsing the request"))?;
+    let prepared = unshare(NAMESPACES)
+        .map_err(err("unshare"))
+        .and_then(|()| make_mounts_private())
+        .and_then(|()| match &prepare.tmp {
+            Some((image, at)) => super::tmp_disk::mount(image, at),
+            None => Ok(()),
+        })
+        .and_then(|()| loopback_up())
+        .and_then(|()| compile_seccomp());
+    let filters = match prepared {
+        Ok(filters) => filters,
+        Err(e) => {
+            let _ = writeln!(control, "E {e}");
+            return Err(e);
+        }
+    };
+    writeln!(control, "N").map_err(err("control socket"))?;
+
+    // Given an environment: its output first (as stdout and stderr from now on)...
+    let output = receive_fd(&control)?;
+    for target in [1, 2] {
+        nix::unistd::dup2(output.as_raw_fd(), target).map_err(err("output"))?;
+    }
+    drop(output);
+    // ...then its plan.
     let mut reader = BufReader::new(control.try_clone().map_err(err("control socket"))?);
     let mut line = String::new();
     reader
         .read_line(&mut line)
         .map_err(err("reading the plan"))?;
     let plan: SandboxPlan = serde_json::from_str(&line).map_err(err("parsing the plan"))?;
-
-    if let Err(e) = enter_namespaces(&plan) {
-        let _ = writeln!(control, "E {e}");
-        return Err(e);
-    }
-    writeln!(control, "N").map_err(err("control socket"))?;
+    writeln!(control, "P").map_err(err("control socket"))?;
     line.clear();
     reader.read_line(&mut line).map_err(err("control socket"))?;
     if line.trim() != "G" {
-        return Err("the server did not confirm the Runtime API".into());
+        return Err("the server did not confirm the environment".into());
     }
     let devnull = fs::File::open("/dev/null").map_err(err("/dev/null"))?;
     nix::unistd::dup2(devnull.as_raw_fd(), 0).map_err(err("stdin"))?;
@@ -149,7 +186,7 @@ fn run() -> Result<i32> {
         .map_err(err("blocking signals"))?;
 
     match fork()? {
-        ForkResult::Child => std::process::exit(pid1(&plan)),
+        ForkResult::Child => std::process::exit(pid1(&plan, &filters)),
         ForkResult::Parent { child } => Ok(mirror_exit(child)),
     }
 }
@@ -161,12 +198,30 @@ fn fork() -> Result<ForkResult> {
     unsafe { nix::unistd::fork() }.map_err(err("fork"))
 }
 
-fn enter_namespaces(plan: &SandboxPlan) -> Result<()> {
-    for procs in &plan.cgroup_procs {
-        fs::write(procs, "0").map_err(err(&format!("joining {}", procs.display())))?;
+/// Receives one file descriptor sent over the control socket (with a one-byte message).
+fn receive_fd(control: &UnixStream) -> Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{FromRawFd, RawFd};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let message = recvmsg::<()>(
+        control.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(err("waiting for an environment"))?;
+    for cmsg in message.cmsgs().map_err(err("reading the output pipe"))? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for this process.
+                #[allow(unsafe_code)]
+                return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }
     }
-    unshare(NAMESPACES).map_err(err("unshare"))?;
-    loopback_up()
+    Err("the server closed the control socket without an environment".into())
 }
 
 /// Brings up `lo` in the new network namespace (it starts down, without 127.0.0.1).
@@ -227,7 +282,7 @@ fn mirror_exit(child: Pid) -> i32 {
 }
 
 /// PID 1 of the environment: builds the root, runs the runtime, reaps orphans.
-fn pid1(plan: &SandboxPlan) -> i32 {
+fn pid1(plan: &SandboxPlan, filters: &Filters) -> i32 {
     if let Err(e) = build_root(plan) {
         eprintln!("shoal sandbox: {e}");
         return 126;
@@ -235,7 +290,7 @@ fn pid1(plan: &SandboxPlan) -> i32 {
     let _ = nix::unistd::sethostname(&plan.hostname);
     let runtime = match fork() {
         Ok(ForkResult::Child) => {
-            let e = exec_runtime(plan);
+            let e = exec_runtime(plan, filters);
             eprintln!("shoal sandbox: {e}");
             std::process::exit(127);
         }
@@ -343,16 +398,17 @@ fn build_root(plan: &SandboxPlan) -> Result<()> {
     // The private /tmp first, so that exposed folders under /tmp land on top of it.
     let tmp = inside(root, Path::new(super::plan::TMP));
     fs::create_dir_all(&tmp).map_err(err("creating /tmp"))?;
-    match &plan.tmp_image {
-        Some(image) => super::tmp_disk::mount(image, &tmp)?,
-        None => mount(
+    match &plan.tmp {
+        Tmp::Memory { size_mb } => mount(
             Some("tmpfs"),
             &tmp,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(format!("size={}m,mode=1777", plan.tmp_size_mb).as_str()),
+            Some(format!("size={size_mb}m,mode=1777").as_str()),
         )
         .map_err(err("mounting /tmp"))?,
+        Tmp::Image(image) => super::tmp_disk::mount(image, &tmp)?,
+        Tmp::Mounted(at) => bind(at, &tmp, true)?,
     }
     for m in &plan.mounts {
         let Ok(meta) = fs::symlink_metadata(&m.source) else {
@@ -425,16 +481,29 @@ fn build_root(plan: &SandboxPlan) -> Result<()> {
     Ok(())
 }
 
-fn install_seccomp() -> Result<()> {
+/// The seccomp filters of the policy, in the order they are installed.
+type Filters = Vec<seccompiler::BpfProgram>;
+
+/// Compiles the policy (done while the sandbox waits for an environment, off the path of
+/// a cold start).
+fn compile_seccomp() -> Result<Filters> {
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| format!("seccomp does not know this architecture: {e:?}"))?;
-    let filters = seccompiler::compile_from_json(SECCOMP_POLICY.as_bytes(), arch)
+    let mut filters = seccompiler::compile_from_json(SECCOMP_POLICY.as_bytes(), arch)
         .map_err(err("compiling the seccomp policy"))?;
-    for name in ["deny", "clone3"] {
-        let filter = filters
-            .get(name)
-            .ok_or_else(|| format!("seccomp filter {name} missing"))?;
+    ["deny", "clone3"]
+        .into_iter()
+        .map(|name| {
+            filters
+                .remove(name)
+                .ok_or_else(|| format!("seccomp filter {name} missing"))
+        })
+        .collect()
+}
+
+fn install_seccomp(filters: &Filters) -> Result<()> {
+    for filter in filters {
         seccompiler::apply_filter(filter).map_err(err("installing the seccomp filter"))?;
     }
     Ok(())
@@ -472,7 +541,7 @@ fn drop_capability_bounding_set() -> Result<()> {
 }
 
 /// Becomes the runtime; returns only on failure.
-fn exec_runtime(plan: &SandboxPlan) -> String {
+fn exec_runtime(plan: &SandboxPlan, filters: &Filters) -> String {
     let result = (|| -> Result<std::convert::Infallible> {
         SigSet::all()
             .thread_unblock()
@@ -483,7 +552,7 @@ fn exec_runtime(plan: &SandboxPlan) -> String {
         nix::unistd::setuid(Uid::from_raw(plan.uid)).map_err(err("setuid"))?;
         nix::sys::prctl::set_no_new_privs().map_err(err("no_new_privs"))?;
         if plan.seccomp {
-            install_seccomp()?;
+            install_seccomp(filters)?;
         }
         nix::unistd::chdir(&plan.cwd).map_err(err("chdir"))?;
         let cstring = |s: &str| std::ffi::CString::new(s).map_err(err("argument"));

@@ -14,21 +14,21 @@ pub mod cgroup;
 pub mod init;
 pub mod network;
 pub mod plan;
+pub mod spares;
 pub mod tmp_disk;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use cgroup::{Cgroups, EnvCgroup};
 use network::{Egress, EgressLink};
-use plan::{Mount, SandboxPlan};
+use plan::{Mount, SandboxPlan, Tmp};
+use spares::{Spare, SparePool, SpareSettings};
 use tmp_disk::TmpDisks;
 
 use crate::function::NetworkMode;
@@ -59,32 +59,39 @@ impl TmpStorage {
     }
 }
 
+/// What the server asks of its namespace sandbox.
+#[derive(Debug, Clone)]
+pub struct IsolationSettings {
+    /// Host folders every environment sees read-only at the same path (interpreters,
+    /// and what the operator exposes).
+    pub shared_paths: Vec<PathBuf>,
+    pub pids_limit: u32,
+    /// Names this server's cgroups (one server per data directory).
+    pub instance: String,
+    /// The `slirp4netns` of network mode `egress`.
+    pub egress_helper: PathBuf,
+    pub tmp_storage: TmpStorage,
+    /// A folder of the server's for `/tmp` templates and probe files.
+    pub scratch: PathBuf,
+    /// Sandboxes kept ready (namespaces made) for the next environments.
+    pub spares: usize,
+}
+
 pub struct NamespaceSandbox {
-    exe: PathBuf,
     cgroups: Option<Cgroups>,
     /// Host folders every environment sees read-only at the same path (interpreters,
     /// and what the operator exposes).
     shared_paths: Vec<PathBuf>,
-    pids_limit: u32,
     /// The egress helper, or why there is none.
     egress: Result<Egress, String>,
     /// Makes disk-backed `/tmp`s; without it `/tmp` is a tmpfs.
-    tmp_disks: Option<TmpDisks>,
+    tmp_disks: Option<Arc<TmpDisks>>,
+    spares: Arc<SparePool>,
 }
 
 impl NamespaceSandbox {
     /// Checks that this host lets Shoal create namespaces; the error says why not.
-    /// `instance` names this server's cgroups (one server per data directory);
-    /// `egress_helper` is the `slirp4netns` to use for network mode `egress`; `scratch`
-    /// a folder of the server's for `/tmp` templates and probe files.
-    pub fn probe(
-        shared_paths: Vec<PathBuf>,
-        pids_limit: u32,
-        instance: &str,
-        egress_helper: &Path,
-        tmp_storage: TmpStorage,
-        scratch: &Path,
-    ) -> Result<Self, String> {
+    pub fn probe(settings: IsolationSettings) -> Result<Self, String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("not running as root".into());
         }
@@ -101,7 +108,7 @@ impl NamespaceSandbox {
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
-        let cgroups = Cgroups::detect(instance);
+        let cgroups = Cgroups::detect(&settings.instance);
         match &cgroups {
             Some(c) => tracing::info!(
                 cgroups = c.describe(),
@@ -111,10 +118,11 @@ impl NamespaceSandbox {
                 "no usable cgroup hierarchy: memory, CPU and pids limits are not enforced"
             ),
         }
-        let tmp_disks = match tmp_storage {
+        let tmp_disks = match settings.tmp_storage {
             TmpStorage::Memory => None,
-            wanted => match TmpDisks::probe(&exe, &[init::ARG, init::PROBE_TMP], scratch) {
-                Ok(disks) => Some(disks),
+            wanted => match TmpDisks::probe(&exe, &[init::ARG, init::PROBE_TMP], &settings.scratch)
+            {
+                Ok(disks) => Some(Arc::new(disks)),
                 Err(reason) if wanted == TmpStorage::Auto => {
                     tracing::warn!(%reason, "/tmp of environments is memory-backed: it counts against their memory size");
                     None
@@ -122,21 +130,28 @@ impl NamespaceSandbox {
                 Err(reason) => return Err(format!("a disk-backed /tmp is not possible: {reason}")),
             },
         };
-        let egress = Egress::probe(egress_helper);
+        let egress = Egress::probe(&settings.egress_helper);
         if let Err(reason) = &egress {
             tracing::warn!(%reason, "functions tagged shoal:network=egress cannot be given network egress");
         }
         Ok(Self {
-            exe,
+            spares: SparePool::new(SpareSettings {
+                exe,
+                size: settings.spares,
+                cgroups: cgroups.clone(),
+                pids_limit: settings.pids_limit,
+                tmp_disks: tmp_disks.clone(),
+                tmp_mb: crate::function::limits::EPHEMERAL_MIN,
+                folder: settings.scratch.join(".spares"),
+            }),
             cgroups,
-            shared_paths,
-            pids_limit,
+            shared_paths: settings.shared_paths,
             egress,
             tmp_disks,
         })
     }
 
-    fn plan(&self, spec: &LaunchSpec, cgroup: Option<&EnvCgroup>) -> SandboxPlan {
+    fn plan(&self, spec: &LaunchSpec, tmp: Tmp) -> SandboxPlan {
         let read_only = |path: &PathBuf| Mount {
             source: path.clone(),
             target: path.clone(),
@@ -173,15 +188,10 @@ impl NamespaceSandbox {
         SandboxPlan {
             root: spec.env_dir.join("root"),
             mounts,
-            tmp_size_mb: spec.ephemeral_mb,
-            tmp_image: self
-                .tmp_disks
-                .as_ref()
-                .map(|_| spec.env_dir.join(TMP_IMAGE)),
+            tmp,
             hostname: "sandbox".into(),
             uid: SANDBOX_UID,
             gid: SANDBOX_GID,
-            cgroup_procs: cgroup.map(EnvCgroup::procs_files).unwrap_or_default(),
             cwd: plan::TASK_ROOT.into(),
             program: spec.program.clone(),
             args: spec.args.clone(),
@@ -202,19 +212,6 @@ fn setup<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> Sandb
     move |e| SandboxError::Setup(format!("{context}: {e}"))
 }
 
-/// Binds the Runtime API listener inside the network namespace of process `pid`.
-fn bind_in_namespace(pid: u32) -> Result<TcpListener, SandboxError> {
-    std::thread::spawn(move || -> std::io::Result<TcpListener> {
-        let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-        nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET)?;
-        // The socket belongs to the namespace it was created in; this thread ends here.
-        TcpListener::bind(plan::RUNTIME_API_ADDR)
-    })
-    .join()
-    .map_err(|_| SandboxError::Setup("the namespace thread panicked".into()))?
-    .map_err(setup("binding the Runtime API in the sandbox"))
-}
-
 impl Sandbox for NamespaceSandbox {
     fn name(&self) -> &'static str {
         "namespaces"
@@ -231,6 +228,7 @@ impl Sandbox for NamespaceSandbox {
         if let Some(disks) = &self.tmp_disks {
             disks.remove_templates();
         }
+        self.spares.close();
     }
 
     fn layout(&self, _host: &Layout) -> Layout {
@@ -243,95 +241,87 @@ impl Sandbox for NamespaceSandbox {
     }
 
     fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError> {
-        let cgroup = match &self.cgroups {
-            Some(cgroups) => Some(
-                cgroups
-                    .create(
-                        &spec.id,
-                        cgroup::Limits {
-                            memory_mb: spec.memory_mb,
-                            pids: self.pids_limit,
-                        },
-                    )
-                    .map_err(setup("creating the cgroup"))?,
-            ),
-            None => None,
-        };
+        let began = std::time::Instant::now();
         let egress = match spec.network {
             NetworkMode::None => None,
             NetworkMode::Egress => Some(self.egress.as_ref().map_err(|why| {
                 SandboxError::Setup(format!("network mode egress is not available: {why}"))
             })?),
         };
-        let plan = self.plan(spec, cgroup.as_ref());
-        std::fs::create_dir_all(&plan.root).map_err(setup("creating the root folder"))?;
-        if let (Some(disks), Some(image)) = (&self.tmp_disks, &plan.tmp_image) {
-            disks
-                .make(image, spec.ephemeral_mb)
-                .map_err(setup("making /tmp"))?;
-        }
-        if egress.is_some() {
-            std::fs::write(spec.env_dir.join(RESOLV_CONF), network::resolv_conf())
-                .map_err(setup("writing resolv.conf"))?;
-        }
-        let (mut ours, theirs) = UnixStream::pair().map_err(setup("control socket"))?;
-        let stderr = output.try_clone().map_err(setup("output pipe"))?;
-        let child = tokio::process::Command::new(&self.exe)
-            .arg(init::ARG)
-            .env_clear()
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::from(output))
-            .stderr(Stdio::from(stderr))
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(setup("starting the sandbox init"))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| SandboxError::Setup("the sandbox init exited at once".into()))?;
+        let mut spare = self.spares.take()?;
+        let taken = began.elapsed();
+        let prepare = |spare: &mut Spare| -> Result<SandboxPlan, SandboxError> {
+            if let Some(cgroup) = spare.cgroup.as_mut() {
+                cgroup
+                    .set_memory(spec.memory_mb)
+                    .map_err(setup("setting the memory limit"))?;
+            }
+            let tmp = match (spare.tmp_of(spec.ephemeral_mb), &self.tmp_disks) {
+                (Some(ready), _) => Tmp::Mounted(ready),
+                (None, Some(disks)) => {
+                    let image = spec.env_dir.join(TMP_IMAGE);
+                    disks
+                        .make(&image, spec.ephemeral_mb)
+                        .map_err(setup("making /tmp"))?;
+                    Tmp::Image(image)
+                }
+                (None, None) => Tmp::Memory {
+                    size_mb: spec.ephemeral_mb,
+                },
+            };
+            let plan = self.plan(spec, tmp);
+            std::fs::create_dir_all(&plan.root).map_err(setup("creating the root folder"))?;
+            if egress.is_some() {
+                std::fs::write(spec.env_dir.join(RESOLV_CONF), network::resolv_conf())
+                    .map_err(setup("writing resolv.conf"))?;
+            }
+            Ok(plan)
+        };
+        let plan = match prepare(&mut spare) {
+            Ok(plan) => plan,
+            Err(e) => {
+                spare.discard();
+                return Err(e);
+            }
+        };
+        let prepared = began.elapsed();
+        let pid = spare.pid;
+        let cgroup = spare.cgroup.take();
+        let (child, mut ours, listener, folder) = spare.into_parts();
         let tree = Arc::new(IsolatedTree {
             pgid: pid as i32,
             cgroup,
             egress: Mutex::new(None),
+            folder,
         });
-        let mut handshake = || -> Result<TcpListener, SandboxError> {
+        let handshake = || -> Result<(), SandboxError> {
             ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
                 .map_err(setup("control socket"))?;
+            send_fd(&ours, output)?;
             let json = serde_json::to_string(&plan).map_err(setup("encoding the plan"))?;
             writeln!(ours, "{json}").map_err(setup("sending the plan"))?;
-            let mut reader = BufReader::new(ours.try_clone().map_err(setup("control socket"))?);
-            let mut line = String::new();
-            reader
-                .read_line(&mut line)
-                .map_err(setup("waiting for the sandbox"))?;
-            match line.trim() {
-                "N" => {}
-                other => {
-                    return Err(SandboxError::Setup(
-                        other
-                            .strip_prefix("E ")
-                            .unwrap_or("the sandbox init stopped")
-                            .to_string(),
-                    ));
-                }
-            }
-            let listener = bind_in_namespace(pid)?;
-            listener
-                .set_nonblocking(true)
-                .map_err(setup("Runtime API listener"))?;
+            spares::expect_reply(&ours, "P")?;
             if let Some(egress) = egress {
                 let link =
-                    egress.attach(pid, &plan.cgroup_procs, &spec.env_dir.join(NETWORK_LOG))?;
+                    egress.attach(pid, tree.cgroup.as_ref(), &spec.env_dir.join(NETWORK_LOG))?;
                 *tree.egress.lock().unwrap_or_else(|p| p.into_inner()) = Some(link);
             }
             writeln!(ours, "G").map_err(setup("confirming to the sandbox"))?;
-            Ok(listener)
+            let micros = |d: Duration| d.as_micros() as u64;
+            tracing::debug!(
+                env = %spec.id,
+                take_us = micros(taken),
+                prepare_us = micros(prepared - taken),
+                handshake_us = micros(began.elapsed() - prepared),
+                "sandbox started"
+            );
+            Ok(())
         };
         match handshake() {
-            Ok(listener) => Ok(StartedTree {
+            Ok(()) => Ok(StartedTree {
                 child,
                 control: tree,
-                runtime_api: Some(listener),
+                runtime_api: listener,
             }),
             Err(e) => {
                 tree.kill();
@@ -342,11 +332,29 @@ impl Sandbox for NamespaceSandbox {
     }
 }
 
-/// A started sandbox: its process group, cgroup and egress helper.
+/// Passes `fd` over the control socket (with a one-byte message).
+fn send_fd(control: &UnixStream, fd: OwnedFd) -> Result<(), SandboxError> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let raw = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        control.as_raw_fd(),
+        &[std::io::IoSlice::new(b"F")],
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(setup("passing the output pipe"))?;
+    Ok(())
+}
+
+/// A started sandbox: its process group, cgroup, egress helper and the folder it came
+/// with (a spare's).
 struct IsolatedTree {
     pgid: i32,
     cgroup: Option<EnvCgroup>,
     egress: Mutex<Option<EgressLink>>,
+    folder: PathBuf,
 }
 
 impl IsolatedTree {
@@ -394,14 +402,8 @@ impl TreeControl for IsolatedTree {
             link.stop();
         }
         if let Some(cgroup) = &self.cgroup {
-            for _ in 0..20 {
-                if cgroup.is_empty() {
-                    break;
-                }
-                cgroup.kill_all();
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            cgroup.remove();
+            cgroup.kill_and_remove();
         }
+        let _ = std::fs::remove_dir_all(&self.folder);
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::super::sandbox::SandboxError;
+use super::cgroup::EnvCgroup;
 
 /// How long the helper may take to configure the namespace.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,12 +60,11 @@ impl Egress {
     }
 
     /// Gives the network namespace of process `pid` a NATed `tap0` and waits until it is
-    /// configured. The helper joins the cgroups whose `cgroup.procs` files are given;
-    /// what it prints goes to `log`.
+    /// configured. The helper joins the environment's `cgroup`; what it prints goes to `log`.
     pub fn attach(
         &self,
         pid: u32,
-        cgroup_procs: &[PathBuf],
+        cgroup: Option<&EnvCgroup>,
         log: &Path,
     ) -> Result<EgressLink, SandboxError> {
         let fail = |context: &str, e: &dyn std::fmt::Display| {
@@ -106,11 +106,9 @@ impl Egress {
             child: Mutex::new(Some(child)),
             exit: Mutex::new(Some(exit_write)),
         };
-        for procs in cgroup_procs {
-            if let Err(e) = fs::write(procs, helper_pid.to_string()) {
-                link.stop();
-                return Err(fail(&format!("joining {}", procs.display()), &e));
-            }
+        if let Some(Err(e)) = cgroup.map(|c| c.join(helper_pid)) {
+            link.stop();
+            return Err(fail("joining the environment's cgroup", &e));
         }
         match wait_ready(&ready_read) {
             Ok(()) => Ok(link),

@@ -19,21 +19,27 @@ pub struct SandboxPlan {
     /// An empty host folder where the new root is assembled (a tmpfs is mounted on it).
     pub root: PathBuf,
     pub mounts: Vec<Mount>,
-    /// Size of the private `/tmp`.
-    pub tmp_size_mb: u32,
-    /// An ext4 image to loop-mount as `/tmp` (made for this environment); without one,
-    /// `/tmp` is a tmpfs of `tmp_size_mb`, whose pages count against the memory limit.
-    pub tmp_image: Option<PathBuf>,
+    /// What the private `/tmp` is.
+    pub tmp: Tmp,
     pub hostname: String,
     pub uid: u32,
     pub gid: u32,
-    /// `cgroup.procs` files the init writes itself into before anything else.
-    pub cgroup_procs: Vec<PathBuf>,
     pub cwd: PathBuf,
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub seccomp: bool,
+}
+
+/// An environment's `/tmp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tmp {
+    /// A tmpfs of this many MB, whose pages count against the memory limit.
+    Memory { size_mb: u32 },
+    /// This ext4 image (made for the environment), loop-mounted.
+    Image(PathBuf),
+    /// An ext4 image the sandbox init already mounted here (a spare's), bound.
+    Mounted(PathBuf),
 }
 
 /// Host folders every environment sees read-only (where they exist), so that

@@ -642,6 +642,21 @@ def test_another_server_leaves_these_environments_alone_and_cleans_up(
 # --------------------------------------------------------------------------- cold start
 
 
+def test_a_burst_of_isolated_cold_starts_all_succeed(iso, hostile):
+    # 80 environments at once: more than the spares, all racing for loop devices (/tmp)
+    # and cgroups; every invocation gets its own environment and succeeds.
+    name = hostile()
+    results, elapsed = support.burst(80, lambda i: support.invoke_http(
+        iso.endpoint, name, {"probe": "sleep", "seconds": 1}, timeout=60), timeout=90)
+    failed = [r for r in results if not isinstance(r, support.HttpResult) or r.status != 200]
+    assert not failed, failed[:3]
+    envs = {r.json()["env_id"] for r in results}
+    print(f"\n80 isolated cold starts at once: {elapsed:.2f}s, {len(envs)} environments")
+    assert len(envs) == 80, len(envs)
+    assert_server_fine(iso)
+
+
+
 INIT_RE = re.compile(r"Init Duration: ([0-9.]+) ms")
 
 

@@ -224,7 +224,17 @@ pub fn mount(image: &Path, target: &Path) -> Result<(), String> {
         .open(image)
         .map_err(|e| format!("{}: {e}", image.display()))?;
     // Another environment may take the same free device between the two calls: retry.
-    for _ in 0..32 {
+    // Each lost race is another's win, so this ends; many starting at once take a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for attempt in 0u32.. {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        if attempt > 4 {
+            std::thread::sleep(std::time::Duration::from_micros(
+                200 * u64::from(attempt.min(20)),
+            ));
+        }
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
         let number = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
         if number < 0 {
@@ -267,7 +277,7 @@ pub fn mount(image: &Path, target: &Path) -> Result<(), String> {
         let _ = fs::remove_dir(target.join("lost+found"));
         return Ok(());
     }
-    Err("every free loop device was taken by others".into())
+    Err("no loop device could be had within 10 s (every free one was taken by others)".into())
 }
 
 #[cfg(test)]

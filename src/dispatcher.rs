@@ -39,6 +39,19 @@ pub struct AsyncSettings {
     pub concurrency: usize,
 }
 
+/// What the dispatcher works with.
+pub struct Services {
+    /// The durable queue of accepted events.
+    pub store: Arc<dyn EventStore>,
+    /// Destination and dead-letter queues.
+    pub queues: Arc<QueueService>,
+    pub invoker: Arc<Invoker>,
+    pub registry: Arc<Registry>,
+    pub arns: ArnContext,
+    pub metrics: Arc<Metrics>,
+    pub logs: crate::logs::LogSink,
+}
+
 type Ack = oneshot::Sender<Result<(), String>>;
 
 pub struct Dispatcher {
@@ -74,16 +87,16 @@ impl Condition {
 
 impl Dispatcher {
     /// Starts the accept batcher and the dispatch loop.
-    pub fn start(
-        store: Arc<dyn EventStore>,
-        queues: Arc<QueueService>,
-        invoker: Arc<Invoker>,
-        registry: Arc<Registry>,
-        arns: ArnContext,
-        metrics: Arc<Metrics>,
-        logs: crate::logs::LogSink,
-        settings: AsyncSettings,
-    ) -> Arc<Self> {
+    pub fn start(services: Services, settings: AsyncSettings) -> Arc<Self> {
+        let Services {
+            store,
+            queues,
+            invoker,
+            registry,
+            arns,
+            metrics,
+            logs,
+        } = services;
         // Events an earlier run had claimed when it stopped are due again at once.
         if let Err(e) = store.release_leases() {
             tracing::error!(error = %e, "releasing the leases of an earlier run failed");
@@ -362,11 +375,11 @@ impl Dispatcher {
         // The invocation's log lines are written before the event is gone, so that a
         // crash cannot leave a completed event without its logs.
         self.logs.flush().await;
-        if condition != Condition::Success {
-            if let Err(e) = self.dead_letter(queued, response.as_ref()).await {
-                self.metrics.inc(names::DEAD_LETTER_ERRORS, &[]);
-                tracing::warn!(error = %e, "sending to the dead-letter queue failed");
-            }
+        if condition != Condition::Success
+            && let Err(e) = self.dead_letter(queued, response.as_ref()).await
+        {
+            self.metrics.inc(names::DEAD_LETTER_ERRORS, &[]);
+            tracing::warn!(error = %e, "sending to the dead-letter queue failed");
         }
         let id = queued.id;
         if let Err(e) = self.blocking(move |s| s.complete(id)).await {

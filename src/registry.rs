@@ -413,10 +413,10 @@ impl Registry {
     ) -> Result<Arc<FunctionRecord>, RegistryError> {
         let (_, record) = self
             .modify(name, arn, |doc| {
-                if !doc.latest_changed_since_last_version() {
-                    if let Some(last) = doc.versions.last() {
-                        return Ok(last.clone());
-                    }
+                if !doc.latest_changed_since_last_version()
+                    && let Some(last) = doc.versions.last()
+                {
+                    return Ok(last.clone());
                 }
                 let mut record = (*doc.latest).clone();
                 record.version = doc.next_version.to_string();

@@ -270,10 +270,11 @@ impl RuntimeCatalog {
             let real = std::fs::canonicalize(&interpreter.path)
                 .unwrap_or_else(|_| interpreter.path.clone());
             for path in [&interpreter.path, &real] {
-                if let Some(prefix) = path.parent().and_then(Path::parent) {
-                    if prefix != Path::new("/") && !roots.iter().any(|r| prefix.starts_with(r)) {
-                        roots.push(prefix.to_path_buf());
-                    }
+                if let Some(prefix) = path.parent().and_then(Path::parent)
+                    && prefix != Path::new("/")
+                    && !roots.iter().any(|r| prefix.starts_with(r))
+                {
+                    roots.push(prefix.to_path_buf());
                 }
             }
         }

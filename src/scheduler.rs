@@ -620,13 +620,14 @@ impl Scheduler {
                 .record
                 .as_ref()
                 .is_some_and(|r| r.revision_id == record.revision_id);
-            if let Some(env) = &env {
-                if current && pool.provisioned.live < pool.provisioned.target {
-                    env.touch();
-                    pool.provisioned.live += 1;
-                    pool.provisioned_idle.push(env.clone());
-                    kept = true;
-                }
+            if let Some(env) = &env
+                && current
+                && pool.provisioned.live < pool.provisioned.target
+            {
+                env.touch();
+                pool.provisioned.live += 1;
+                pool.provisioned_idle.push(env.clone());
+                kept = true;
             }
         }
         if !kept {

@@ -143,13 +143,15 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             .context("opening the queues")?,
     );
     let dispatcher = crate::dispatcher::Dispatcher::start(
-        events,
-        queues.clone(),
-        invoker.clone(),
-        registry.clone(),
-        arns.clone(),
-        metrics.clone(),
-        sink.clone(),
+        crate::dispatcher::Services {
+            store: events,
+            queues: queues.clone(),
+            invoker: invoker.clone(),
+            registry: registry.clone(),
+            arns: arns.clone(),
+            metrics: metrics.clone(),
+            logs: sink.clone(),
+        },
         crate::dispatcher::AsyncSettings {
             retry_base_delay: settings.retry_base_delay,
             concurrency: settings.async_concurrency,

@@ -281,10 +281,10 @@ pub async fn list(
     let mut body = json!({
         "Aliases": page.iter().map(|a| a.configuration(&name, &state.arns)).collect::<Vec<_>>()
     });
-    if matching.len() > page.len() {
-        if let Some(last) = page.last() {
-            body["NextMarker"] = json!(last.name);
-        }
+    if matching.len() > page.len()
+        && let Some(last) = page.last()
+    {
+        body["NextMarker"] = json!(last.name);
     }
     Ok(Json(body))
 }

@@ -614,10 +614,10 @@ pub async fn list_versions(
     let page: Vec<_> = all.iter().skip(start).take(limit).collect();
     let mut body =
         json!({ "Versions": page.iter().map(|r| configuration(&state, r)).collect::<Vec<_>>() });
-    if start + page.len() < all.len() {
-        if let Some(last) = page.last() {
-            body["NextMarker"] = json!(last.version);
-        }
+    if start + page.len() < all.len()
+        && let Some(last) = page.last()
+    {
+        body["NextMarker"] = json!(last.version);
     }
     Ok(Json(body))
 }

@@ -24,10 +24,9 @@ fn emit(line: std::fmt::Arguments<'_>) {
     if let Err(e) = stdout
         .write_fmt(line)
         .and_then(|()| stdout.write_all(b"\n"))
+        && e.kind() == std::io::ErrorKind::BrokenPipe
     {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+        std::process::exit(0);
     }
 }
 

@@ -300,10 +300,10 @@ impl EnvCgroup {
 
     /// Kills every process in the group.
     pub fn kill_all(&self) {
-        if let Kind::V2(dir) = &self.kind {
-            if write(&dir.join("cgroup.kill"), "1").is_ok() {
-                return;
-            }
+        if let Kind::V2(dir) = &self.kind
+            && write(&dir.join("cgroup.kill"), "1").is_ok()
+        {
+            return;
         }
         for file in self.procs_files() {
             for pid in fs::read_to_string(&file).unwrap_or_default().lines() {

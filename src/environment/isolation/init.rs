@@ -213,12 +213,12 @@ fn receive_fd(control: &UnixStream) -> Result<std::os::fd::OwnedFd> {
     )
     .map_err(err("waiting for an environment"))?;
     for cmsg in message.cmsgs().map_err(err("reading the output pipe"))? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this descriptor for this process.
-                #[allow(unsafe_code)]
-                return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
-            }
+        if let ControlMessageOwned::ScmRights(fds) = cmsg
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor for this process.
+            #[allow(unsafe_code)]
+            return Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
         }
     }
     Err("the server closed the control socket without an environment".into())
@@ -266,11 +266,11 @@ fn mirror_exit(child: Pid) -> i32 {
     loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => {
-                if (129..=192).contains(&code) {
-                    if let Ok(signal) = Signal::try_from(code - 128) {
-                        let _ = SigSet::all().thread_unblock();
-                        let _ = nix::sys::signal::raise(signal);
-                    }
+                if (129..=192).contains(&code)
+                    && let Ok(signal) = Signal::try_from(code - 128)
+                {
+                    let _ = SigSet::all().thread_unblock();
+                    let _ = nix::sys::signal::raise(signal);
                 }
                 return code;
             }

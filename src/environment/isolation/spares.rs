@@ -235,7 +235,7 @@ impl SparePool {
             .process_group(0)
             .kill_on_drop(true)
             .spawn();
-        let spare = match child {
+        let mut spare = match child {
             Ok(child) => Spare {
                 pid: child.id().unwrap_or(0),
                 child,
@@ -255,9 +255,9 @@ impl SparePool {
                 )));
             }
         };
-        match ready(spare) {
-            Ok(spare) => Ok(spare),
-            Err((spare, e)) => {
+        match ready(&mut spare) {
+            Ok(()) => Ok(spare),
+            Err(e) => {
                 spare.discard();
                 Err(e)
             }
@@ -267,36 +267,28 @@ impl SparePool {
 
 /// Waits for the new sandbox init's namespaces, moves it into its cgroup and binds the
 /// Runtime API listener inside its network namespace.
-fn ready(mut spare: Spare) -> Result<Spare, (Spare, SandboxError)> {
-    let result = (|| {
-        if spare.pid == 0 {
-            return Err(SandboxError::Setup(
-                "the sandbox init exited at once".into(),
-            ));
-        }
-        spare
-            .control
-            .set_read_timeout(Some(READY_TIMEOUT))
-            .map_err(setup("control socket"))?;
-        expect_reply(&spare.control, "N")?;
-        if let Some(cgroup) = &spare.cgroup {
-            cgroup
-                .join(spare.pid)
-                .map_err(setup("moving the sandbox into its cgroup"))?;
-        }
-        let listener = bind_in_namespace(spare.pid)?;
-        listener
-            .set_nonblocking(true)
-            .map_err(setup("Runtime API listener"))?;
-        Ok(listener)
-    })();
-    match result {
-        Ok(listener) => {
-            spare.listener = Some(listener);
-            Ok(spare)
-        }
-        Err(e) => Err((spare, e)),
+fn ready(spare: &mut Spare) -> Result<(), SandboxError> {
+    if spare.pid == 0 {
+        return Err(SandboxError::Setup(
+            "the sandbox init exited at once".into(),
+        ));
     }
+    spare
+        .control
+        .set_read_timeout(Some(READY_TIMEOUT))
+        .map_err(setup("control socket"))?;
+    expect_reply(&spare.control, "N")?;
+    if let Some(cgroup) = &spare.cgroup {
+        cgroup
+            .join(spare.pid)
+            .map_err(setup("moving the sandbox into its cgroup"))?;
+    }
+    let listener = bind_in_namespace(spare.pid)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(setup("Runtime API listener"))?;
+    spare.listener = Some(listener);
+    Ok(())
 }
 
 /// Reads the sandbox init's next reply: `expected`, or `E <why it failed>`.

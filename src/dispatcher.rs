@@ -55,13 +55,7 @@ pub struct Services {
 type Ack = oneshot::Sender<Result<(), String>>;
 
 pub struct Dispatcher {
-    store: Arc<dyn EventStore>,
-    queues: Arc<QueueService>,
-    invoker: Arc<Invoker>,
-    registry: Arc<Registry>,
-    arns: ArnContext,
-    metrics: Arc<Metrics>,
-    logs: crate::logs::LogSink,
+    services: Services,
     settings: AsyncSettings,
     wake: Notify,
     accept_tx: mpsc::Sender<(NewEvent, Ack)>,
@@ -88,28 +82,13 @@ impl Condition {
 impl Dispatcher {
     /// Starts the accept batcher and the dispatch loop.
     pub fn start(services: Services, settings: AsyncSettings) -> Arc<Self> {
-        let Services {
-            store,
-            queues,
-            invoker,
-            registry,
-            arns,
-            metrics,
-            logs,
-        } = services;
         // Events an earlier run had claimed when it stopped are due again at once.
-        if let Err(e) = store.release_leases() {
+        if let Err(e) = services.store.release_leases() {
             tracing::error!(error = %e, "releasing the leases of an earlier run failed");
         }
         let (accept_tx, accept_rx) = mpsc::channel(8192);
         let dispatcher = Arc::new(Self {
-            store,
-            queues,
-            invoker,
-            registry,
-            arns,
-            metrics,
-            logs,
+            services,
             settings,
             wake: Notify::new(),
             accept_tx,
@@ -135,14 +114,14 @@ impl Dispatcher {
         let mut batch = Vec::with_capacity(ACCEPT_BATCH_MAX);
         while rx.recv_many(&mut batch, ACCEPT_BATCH_MAX).await > 0 {
             let (events, acks): (Vec<NewEvent>, Vec<Ack>) = batch.drain(..).unzip();
-            let store = self.store.clone();
+            let store = self.services.store.clone();
             let count = events.len() as u64;
             let result = tokio::task::spawn_blocking(move || store.enqueue(&events))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
             if result.is_ok() {
-                self.metrics.add(names::ASYNC_RECEIVED, &[], count);
+                self.services.metrics.add(names::ASYNC_RECEIVED, &[], count);
                 self.wake.notify_one();
             } else if let Err(e) = &result {
                 tracing::error!(error = %e, "committing async events failed");
@@ -157,7 +136,7 @@ impl Dispatcher {
         &self,
         f: impl FnOnce(&dyn EventStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, String> {
-        let store = self.store.clone();
+        let store = self.services.store.clone();
         tokio::task::spawn_blocking(move || f(store.as_ref()))
             .await
             .map_err(|e| e.to_string())?
@@ -218,7 +197,7 @@ impl Dispatcher {
     async fn run(&self, queued: QueuedEvent) {
         let id = queued.id;
         let event = &queued.event;
-        let Some(document) = self.registry.get(&event.function) else {
+        let Some(document) = self.services.registry.get(&event.function) else {
             self.drop_event(id, "FunctionNotFound").await;
             return;
         };
@@ -231,7 +210,10 @@ impl Dispatcher {
             .get(&qualifier)
             .cloned()
             .unwrap_or_default();
-        let function_arn = self.arns.qualified_arn(&event.function, &qualifier);
+        let function_arn = self
+            .services
+            .arns
+            .qualified_arn(&event.function, &qualifier);
         if now_ms().saturating_sub(event.received_ms) > config.max_age_ms() {
             self.finish(
                 &queued,
@@ -244,6 +226,7 @@ impl Dispatcher {
             return;
         }
         let result = self
+            .services
             .invoker
             .invoke(InvokeRequest {
                 function_name: event.function.clone(),
@@ -340,7 +323,8 @@ impl Dispatcher {
     }
 
     async fn drop_event(&self, id: i64, reason: &'static str) {
-        self.metrics
+        self.services
+            .metrics
             .inc(names::ASYNC_DROPPED, &[("reason", reason)]);
         if let Err(e) = self.blocking(move |s| s.complete(id)).await {
             tracing::error!(error = %e, "removing an async event failed");
@@ -357,7 +341,8 @@ impl Dispatcher {
         response: Option<InvokeResponse>,
     ) {
         if condition != Condition::Success {
-            self.metrics
+            self.services
+                .metrics
                 .inc(names::ASYNC_DROPPED, &[("reason", condition.as_str())]);
             tracing::warn!(condition = condition.as_str(), request_id = %queued.event.request_id, "async event failed");
         }
@@ -368,17 +353,17 @@ impl Dispatcher {
         if let Some(destination) = destination {
             let record = execution_record(queued, function_arn, condition, response.as_ref());
             if let Err(e) = self.deliver(destination, &record, &queued.event).await {
-                self.metrics.inc(names::DESTINATION_FAILURES, &[]);
+                self.services.metrics.inc(names::DESTINATION_FAILURES, &[]);
                 tracing::warn!(%destination, error = %e, "delivering to a destination failed");
             }
         }
         // The invocation's log lines are written before the event is gone, so that a
         // crash cannot leave a completed event without its logs.
-        self.logs.flush().await;
+        self.services.logs.flush().await;
         if condition != Condition::Success
             && let Err(e) = self.dead_letter(queued, response.as_ref()).await
         {
-            self.metrics.inc(names::DEAD_LETTER_ERRORS, &[]);
+            self.services.metrics.inc(names::DEAD_LETTER_ERRORS, &[]);
             tracing::warn!(error = %e, "sending to the dead-letter queue failed");
         }
         let id = queued.id;
@@ -395,7 +380,7 @@ impl Dispatcher {
         response: Option<&InvokeResponse>,
     ) -> Result<(), String> {
         let event = &queued.event;
-        let target = self.registry.get(&event.function).and_then(|doc| {
+        let target = self.services.registry.get(&event.function).and_then(|doc| {
             let version = doc.primary_version(event.qualifier.as_deref().unwrap_or(LATEST))?;
             doc.version(&version)?.spec.dead_letter_target.clone()
         });
@@ -426,7 +411,7 @@ impl Dispatcher {
         );
         attributes.insert("ErrorMessage".to_string(), text(message));
         let body = String::from_utf8_lossy(&event.payload).to_string();
-        let queues = self.queues.clone();
+        let queues = self.services.queues.clone();
         tokio::task::spawn_blocking(move || queues.send(&queue, &[(body, attributes, None)]))
             .await
             .map_err(|e| e.to_string())?
@@ -453,7 +438,7 @@ impl Dispatcher {
                 .await
             }
             Destination::Queue(name) => {
-                let queues = self.queues.clone();
+                let queues = self.services.queues.clone();
                 let message = (record.to_string(), Default::default(), None);
                 tokio::task::spawn_blocking(move || queues.send(&name, &[message]))
                     .await

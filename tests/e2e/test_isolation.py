@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -692,3 +693,39 @@ def test_cold_start_with_and_without_isolation(ilam, server_with, client_for):
     print(f"\nInit Duration, median of 5 cold starts of a no-op Python function: "
           f"namespaces {med_iso:.1f} ms {isolated}, none {med_none:.1f} ms {unisolated}")
     assert 0 < med_none < 2000 and 0 < med_iso < 3000, (isolated, unisolated)
+
+
+def _spares_of(server_pid: int) -> set[int]:
+    """Live sandbox inits started by process `server_pid` (spares wait as its children)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == server_pid and b"__sandbox-init" in argv:
+            found.add(int(entry))
+    return found
+
+
+def test_spare_sandboxes_wait_ready_and_go_with_a_killed_server(server_with):
+    srv = server_with(isolation="namespaces", spare_sandboxes=3)
+    spares = support.wait_for(lambda: _spares_of(srv.proc.pid), lambda s: len(s) == 3,
+                              timeout=10, what="3 spare sandboxes")
+    folders = list((srv.data_dir / "envs" / ".spares").iterdir())
+    assert len(folders) == 3, folders
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait(timeout=5)
+    srv.proc = None
+    # Their control socket closed with the server: they end by themselves.
+    assert not support.wait_pids_dead(spares, timeout=5), "spares outlived a killed server"
+    # A restart sweeps their folders and cgroups away and makes new spares.
+    srv.start()
+    support.wait_for(lambda: _spares_of(srv.proc.pid), lambda s: len(s) == 3, timeout=10,
+                     what="3 new spare sandboxes")
+    assert not any(f.exists() for f in folders), folders

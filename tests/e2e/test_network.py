@@ -169,15 +169,38 @@ def test_the_tag_switches_new_environments_and_retires_old_ones(nlam, make_fn, t
     assert nlam.list_tags(Resource=arn)["Tags"] == {"team": "net", "owner": "someone"}
 
 
+def _cgroups_of(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def helpers_of(name: str) -> set[int]:
+    """The egress helpers of function `name`'s environments (they share their cgroups)."""
+    groups = {_cgroups_of(pid) for pid in support.function_pids(name)} - {None}
+    return {pid for pid in helpers() if _cgroups_of(pid) in groups}
+
+
 def test_helpers_end_with_their_environments(nlam, make_fn):
-    baseline = helpers()
     fn = make_fn("egress")
     probe(nlam, fn, "noop")
-    started = helpers() - baseline
-    assert len(started) == 1, started
+    mine = helpers_of(fn)
+    assert len(mine) == 1, mine
     nlam.delete_function(FunctionName=fn)
-    support.wait_for(lambda: started & helpers(), lambda alive: not alive, timeout=5,
+    support.wait_for(lambda: mine & helpers(), lambda alive: not alive, timeout=5,
                      what="the egress helper to exit after DeleteFunction")
+
+
+def test_egress_environments_are_made_ahead_once_one_was_needed(net, nlam, make_fn):
+    probe(nlam, make_fn("egress"), "noop")
+    # Spares for egress, their helper attached, wait for the next egress environments.
+    support.wait_for(helpers, lambda h: len(h) >= 2, timeout=10,
+                     what="egress spares with their helpers")
+    fn = make_fn("egress")
+    got = probe(nlam, fn, "identity")
+    assert sorted(got["interfaces"]) == ["lo", "tap0"], got["interfaces"]
 
 
 def test_a_bad_network_value_is_refused(nlam, make_fn):

@@ -143,6 +143,7 @@ impl NamespaceSandbox {
                 tmp_disks: tmp_disks.clone(),
                 tmp_mb: crate::function::limits::EPHEMERAL_MIN,
                 folder: settings.scratch.join(".spares"),
+                egress: egress.as_ref().ok().cloned(),
             }),
             cgroups,
             shared_paths: settings.shared_paths,
@@ -205,8 +206,6 @@ impl NamespaceSandbox {
 const TMP_IMAGE: &str = "tmp.img";
 /// In an egress environment's folder: the resolver configuration it sees.
 const RESOLV_CONF: &str = "resolv.conf";
-/// In an egress environment's folder: what the egress helper printed.
-const NETWORK_LOG: &str = "network.log";
 
 fn setup<E: std::fmt::Display>(context: &'static str) -> impl FnOnce(E) -> SandboxError {
     move |e| SandboxError::Setup(format!("{context}: {e}"))
@@ -242,13 +241,12 @@ impl Sandbox for NamespaceSandbox {
 
     fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError> {
         let began = std::time::Instant::now();
-        let egress = match spec.network {
-            NetworkMode::None => None,
-            NetworkMode::Egress => Some(self.egress.as_ref().map_err(|why| {
-                SandboxError::Setup(format!("network mode egress is not available: {why}"))
-            })?),
-        };
-        let mut spare = self.spares.take()?;
+        if let (NetworkMode::Egress, Err(why)) = (spec.network, &self.egress) {
+            return Err(SandboxError::Setup(format!(
+                "network mode egress is not available: {why}"
+            )));
+        }
+        let mut spare = self.spares.take(spec.network)?;
         let taken = began.elapsed();
         let prepare = |spare: &mut Spare| -> Result<SandboxPlan, SandboxError> {
             if let Some(cgroup) = spare.cgroup.as_mut() {
@@ -271,7 +269,7 @@ impl Sandbox for NamespaceSandbox {
             };
             let plan = self.plan(spec, tmp);
             std::fs::create_dir_all(&plan.root).map_err(setup("creating the root folder"))?;
-            if egress.is_some() {
+            if spec.network == NetworkMode::Egress {
                 std::fs::write(spec.env_dir.join(RESOLV_CONF), network::resolv_conf())
                     .map_err(setup("writing resolv.conf"))?;
             }
@@ -287,11 +285,12 @@ impl Sandbox for NamespaceSandbox {
         let prepared = began.elapsed();
         let pid = spare.pid;
         let cgroup = spare.cgroup.take();
+        let egress = spare.egress.take();
         let (child, mut ours, listener, folder) = spare.into_parts();
         let tree = Arc::new(IsolatedTree {
             pgid: pid as i32,
             cgroup,
-            egress: Mutex::new(None),
+            egress: Mutex::new(egress),
             folder,
         });
         let handshake = || -> Result<(), SandboxError> {
@@ -301,11 +300,6 @@ impl Sandbox for NamespaceSandbox {
             let json = serde_json::to_string(&plan).map_err(setup("encoding the plan"))?;
             writeln!(ours, "{json}").map_err(setup("sending the plan"))?;
             spares::expect_reply(&ours, "P")?;
-            if let Some(egress) = egress {
-                let link =
-                    egress.attach(pid, tree.cgroup.as_ref(), &spec.env_dir.join(NETWORK_LOG))?;
-                *tree.egress.lock().unwrap_or_else(|p| p.into_inner()) = Some(link);
-            }
             writeln!(ours, "G").map_err(setup("confirming to the sandbox"))?;
             let micros = |d: Duration| d.as_micros() as u64;
             tracing::debug!(

@@ -7,7 +7,8 @@
 //! their own (pids limit set; memory and CPU limits come with the environment), and
 //! handed out by [`SparePool::take`]. Where `/tmp` is disk-backed, each spare has also
 //! mounted a `/tmp` of the default size (loop devices and ext4 take milliseconds too). A a background thread makes new ones as they are
-//! taken. A spare is never reused: it gets one environment, and it is gone with it. With
+//! taken. Spares for network mode `egress` (with the NAT helper attached) are kept too,
+//! from the first time an environment needs one. A spare is never reused: it gets one environment, and it is gone with it. With
 //! no spare ready, one is made on the spot.
 
 use std::io::{BufRead, BufReader, Write};
@@ -22,9 +23,11 @@ use std::time::Duration;
 
 use super::cgroup::{Cgroups, EnvCgroup};
 use super::init;
+use super::network::{Egress, EgressLink};
 use super::plan;
 use super::tmp_disk::TmpDisks;
 use crate::environment::sandbox::SandboxError;
+use crate::function::NetworkMode;
 
 /// How long a new sandbox init may take to make its namespaces.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +45,9 @@ pub struct Spare {
     /// Its folder (removed with it) and the size of the `/tmp` it mounted there, if any.
     folder: PathBuf,
     tmp_mb: Option<u32>,
+    network: NetworkMode,
+    /// The NAT helper of network mode `egress` (taken by the environment).
+    pub egress: Option<EgressLink>,
 }
 
 impl Spare {
@@ -67,6 +73,9 @@ impl Spare {
     /// Ends a spare that will have no environment, and removes its cgroup and folder.
     pub fn discard(mut self) {
         let _ = self.child.start_kill();
+        if let Some(link) = self.egress.take() {
+            link.stop();
+        }
         if let Some(cgroup) = self.cgroup.take() {
             cgroup.kill_and_remove();
         }
@@ -74,9 +83,11 @@ impl Spare {
     }
 }
 
-/// In a spare's folder: the image of its `/tmp` and where it is mounted.
+/// In a spare's folder: the image of its `/tmp`, where it is mounted, and what the
+/// egress helper printed.
 const TMP_IMAGE: &str = "tmp.img";
 const TMP_DIR: &str = "tmp";
+const NETWORK_LOG: &str = "network.log";
 
 /// How a spare is made.
 pub struct SpareSettings {
@@ -90,11 +101,15 @@ pub struct SpareSettings {
     pub tmp_mb: u32,
     /// Where their folders go.
     pub folder: PathBuf,
+    /// The helper of network mode `egress`, where there is one.
+    pub egress: Option<Egress>,
 }
 
 pub struct SparePool {
     settings: SpareSettings,
     idle: Mutex<Vec<Spare>>,
+    /// Whether spares for network mode `egress` are kept (once one was needed).
+    egress_wanted: AtomicBool,
     refilling: AtomicBool,
     closed: AtomicBool,
     /// Where the background thread spawns processes (tokio's child reaper lives there).
@@ -115,6 +130,7 @@ impl SparePool {
         let pool = Arc::new(Self {
             settings,
             idle: Mutex::new(Vec::new()),
+            egress_wanted: AtomicBool::new(false),
             refilling: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             runtime,
@@ -127,12 +143,20 @@ impl SparePool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A ready spare, or a new one when none is.
-    pub fn take(self: &Arc<Self>) -> Result<Spare, SandboxError> {
+    /// A ready spare for `network`, or a new one when none is.
+    pub fn take(self: &Arc<Self>, network: NetworkMode) -> Result<Spare, SandboxError> {
+        if network == NetworkMode::Egress {
+            self.egress_wanted.store(true, Ordering::SeqCst);
+        }
         let ready = loop {
-            let Some(mut spare) = self.idle().pop() else {
-                break None;
+            let spare = {
+                let mut idle = self.idle();
+                match idle.iter().rposition(|s| s.network == network) {
+                    Some(at) => idle.remove(at),
+                    None => break None,
+                }
             };
+            let mut spare = spare;
             // One that died while waiting (killed from outside) is dropped.
             if matches!(spare.child.try_wait(), Ok(None)) {
                 break Some(spare);
@@ -142,8 +166,22 @@ impl SparePool {
         self.refill_in_background();
         match ready {
             Some(spare) => Ok(spare),
-            None => self.spawn(),
+            None => self.spawn(network),
         }
+    }
+
+    /// The network mode that lacks spares most, if any does.
+    fn wanting(&self) -> Option<NetworkMode> {
+        let idle = self.idle();
+        let count = |mode| idle.iter().filter(|s| s.network == mode).count();
+        let mut modes = vec![NetworkMode::None];
+        if self.egress_wanted.load(Ordering::SeqCst) && self.settings.egress.is_some() {
+            modes.push(NetworkMode::Egress);
+        }
+        modes
+            .into_iter()
+            .filter(|&mode| count(mode) < self.settings.size)
+            .min_by_key(|&mode| count(mode))
     }
 
     /// Ends every spare and makes no more (at shutdown).
@@ -174,9 +212,11 @@ impl SparePool {
             .name("shoal-spares".into())
             .spawn(move || {
                 let _context = runtime.enter();
-                while !pool.closed.load(Ordering::SeqCst) && pool.idle().len() < pool.settings.size
-                {
-                    match pool.spawn() {
+                while !pool.closed.load(Ordering::SeqCst) {
+                    let Some(network) = pool.wanting() else {
+                        break;
+                    };
+                    match pool.spawn(network) {
                         Ok(spare) => pool.idle().push(spare),
                         Err(e) => {
                             tracing::warn!(error = %e, "making a spare sandbox failed");
@@ -196,7 +236,7 @@ impl SparePool {
 
     /// Starts a sandbox init in a cgroup of its own and waits until its namespaces are
     /// made; binds the Runtime API listener inside its network namespace.
-    fn spawn(&self) -> Result<Spare, SandboxError> {
+    fn spawn(&self, network: NetworkMode) -> Result<Spare, SandboxError> {
         let settings = &self.settings;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let folder = settings.folder.join(&id);
@@ -244,6 +284,8 @@ impl SparePool {
                 cgroup,
                 folder,
                 tmp_mb,
+                network,
+                egress: None,
             },
             Err(e) => {
                 if let Some(cgroup) = cgroup {
@@ -255,7 +297,7 @@ impl SparePool {
                 )));
             }
         };
-        match ready(&mut spare) {
+        match ready(&mut spare, settings.egress.as_ref()) {
             Ok(()) => Ok(spare),
             Err(e) => {
                 spare.discard();
@@ -265,9 +307,10 @@ impl SparePool {
     }
 }
 
-/// Waits for the new sandbox init's namespaces, moves it into its cgroup and binds the
-/// Runtime API listener inside its network namespace.
-fn ready(spare: &mut Spare) -> Result<(), SandboxError> {
+/// Waits for the new sandbox init's namespaces, moves it into its cgroup, binds the
+/// Runtime API listener inside its network namespace and, for network mode `egress`,
+/// attaches the NAT helper.
+fn ready(spare: &mut Spare, egress: Option<&Egress>) -> Result<(), SandboxError> {
     if spare.pid == 0 {
         return Err(SandboxError::Setup(
             "the sandbox init exited at once".into(),
@@ -288,6 +331,12 @@ fn ready(spare: &mut Spare) -> Result<(), SandboxError> {
         .set_nonblocking(true)
         .map_err(setup("Runtime API listener"))?;
     spare.listener = Some(listener);
+    if spare.network == NetworkMode::Egress {
+        let egress = egress
+            .ok_or_else(|| SandboxError::Setup("network mode egress is not available".into()))?;
+        let log = spare.folder.join(NETWORK_LOG);
+        spare.egress = Some(egress.attach(spare.pid, spare.cgroup.as_ref(), &log)?);
+    }
     Ok(())
 }
 

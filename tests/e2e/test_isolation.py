@@ -729,3 +729,23 @@ def test_spare_sandboxes_wait_ready_and_go_with_a_killed_server(server_with):
     support.wait_for(lambda: _spares_of(srv.proc.pid), lambda s: len(s) == 3, timeout=10,
                      what="3 new spare sandboxes")
     assert not any(f.exists() for f in folders), folders
+
+
+def test_a_spare_that_became_an_environment_goes_with_it(server_with, client_for):
+    srv = server_with(isolation="namespaces", spare_sandboxes=2)
+    spares_dir = srv.data_dir / "envs" / ".spares"
+    listing = lambda: {p.name for p in spares_dir.iterdir()} if spares_dir.exists() else set()
+    before = support.wait_for(listing, lambda names: len(names) == 2, timeout=10,
+                              what="2 spare sandboxes")
+    lam = client_for(srv)
+    name = support.unique_name("iso")
+    lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME, Handler="app.handler",
+                        Role=support.ROLE, Code={"ZipFile": CODE})
+    assert probe(lam, name, "noop")["env_id"]
+    # The pool makes a new spare for the one taken; the taken one lives on as the environment.
+    support.wait_for(listing, lambda names: len(names) == 3, timeout=10,
+                     what="a new spare beside the environment")
+    lam.delete_function(FunctionName=name)
+    after = support.wait_for(listing, lambda names: len(before - names) == 1, timeout=10,
+                             what="the environment's folder (a spare's) to be removed")
+    assert len(after) == 2, after

@@ -148,3 +148,15 @@ def test_error_is_reported_by_name(aws, fn, zipfile_path):
                "--handler", "app.handler", "--role", support.ROLE, "--zip-file", f"fileb://{path}")
     assert proc.returncode != 0
     assert "ResourceConflictException" in proc.stderr, proc.stderr
+
+
+def test_tags(aws, fn):
+    name, cfg, _ = fn
+    arn = cfg["FunctionArn"]
+    assert ok(aws("tag-resource", "--resource", arn,
+                  "--tags", "shoal:network=egress,team=cli")) is None
+    assert ok(aws("list-tags", "--resource", arn))["Tags"] == {
+        "shoal:network": "egress", "team": "cli"}
+    assert ok(aws("get-function", "--function-name", name))["Tags"]["team"] == "cli"
+    ok(aws("untag-resource", "--resource", arn, "--tag-keys", "shoal:network"))
+    assert ok(aws("list-tags", "--resource", arn))["Tags"] == {"team": "cli"}

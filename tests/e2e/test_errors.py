@@ -3,6 +3,7 @@
 import io
 import os
 import json
+import urllib.parse
 import socket
 import zipfile
 
@@ -224,6 +225,15 @@ def test_create_with_zipfile_not_base64(endpoint, unique_name):
 def test_update_configuration_with_non_json_body(endpoint, echo_fn):
     r = http(endpoint, "PUT", f"/2015-03-31/functions/{echo_fn}/configuration", body=b"nope",
              headers={"Content-Type": "application/json"})
+    _assert_raw_400(r)
+
+
+@pytest.mark.parametrize("body", [b"nope", b'{"Tags": ["a"]}', b'{"Tags": {"k": 1}}', b"{}"])
+def test_tag_resource_with_garbage_is_400(endpoint, echo_fn, body):
+    path = "/2017-03-31/tags/" + urllib.parse.quote(support.function_arn(echo_fn), safe="")
+    r = http(endpoint, "POST", path, body=body, headers={"Content-Type": "application/json"})
+    _assert_raw_400(r)
+    r = http(endpoint, "DELETE", path)  # no tagKeys
     _assert_raw_400(r)
 
 

@@ -57,6 +57,8 @@ type Ack = oneshot::Sender<Result<(), String>>;
 pub struct Dispatcher {
     services: Services,
     settings: AsyncSettings,
+    /// Until when each throttled function's waiting events were last pushed back.
+    deferred: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     wake: Notify,
     accept_tx: mpsc::Sender<(NewEvent, Ack)>,
 }
@@ -90,6 +92,7 @@ impl Dispatcher {
         let dispatcher = Arc::new(Self {
             services,
             settings,
+            deferred: Default::default(),
             wake: Notify::new(),
             accept_tx,
         });
@@ -276,6 +279,7 @@ impl Dispatcher {
                     THROTTLE_RETRY_MS,
                 )
                 .await;
+                self.defer_backlog(&event.function).await;
             }
             Err(InvokeError::NotFound(_)) => self.drop_event(id, "FunctionNotFound").await,
             Err(InvokeError::Internal(message)) => {
@@ -319,6 +323,29 @@ impl Dispatcher {
             .await
         {
             tracing::error!(error = %e, "rescheduling an async event failed");
+        }
+    }
+
+    /// Pushes a throttled function's other waiting events back as well, in one write, so
+    /// that they are not claimed (and throttled, and written back) one by one.
+    async fn defer_backlog(&self, function: &str) {
+        let now = now_ms();
+        let until = now + THROTTLE_RETRY_MS;
+        {
+            let mut deferred = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            match deferred.get(function) {
+                Some(&last) if last + THROTTLE_RETRY_MS / 2 > until => return,
+                _ => {
+                    deferred.insert(function.to_string(), until);
+                }
+            }
+        }
+        let owned = function.to_string();
+        if let Err(e) = self
+            .blocking(move |s| s.defer_function(&owned, until, now))
+            .await
+        {
+            tracing::error!(error = %e, "deferring a throttled function's events failed");
         }
     }
 

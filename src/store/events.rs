@@ -51,6 +51,11 @@ pub trait EventStore: Send + Sync {
     /// Ends every lease: called at start, when no dispatcher of an earlier run can still
     /// be working on an event.
     fn release_leases(&self) -> Result<(), StoreError>;
+    /// Moves the waiting (unleased) events of `function` due before `until_ms` to
+    /// `until_ms`: a throttled function's backlog waits in one write, not one per event.
+    /// Returns how many moved.
+    fn defer_function(&self, function: &str, until_ms: u64, now_ms: u64)
+    -> Result<u64, StoreError>;
     /// Events waiting per function, and the receipt time of the oldest of each.
     fn depth(&self) -> Result<Vec<(String, u64, u64)>, StoreError>;
 }
@@ -77,6 +82,7 @@ CREATE TABLE IF NOT EXISTS async_events (
     leased_until_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS async_events_due ON async_events (due_ms);
+CREATE INDEX IF NOT EXISTS async_events_function ON async_events (function, due_ms);
 ";
 
 impl SqliteEventStore {
@@ -193,6 +199,22 @@ impl EventStore for SqliteEventStore {
             .map_err(backend)
     }
 
+    fn defer_function(
+        &self,
+        function: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        self.lock()
+            .execute(
+                "UPDATE async_events SET due_ms = ?2
+                 WHERE function = ?1 AND due_ms < ?2 AND leased_until_ms <= ?3",
+                params![function, until_ms as i64, now_ms as i64],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+    }
+
     fn depth(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn
@@ -274,5 +296,24 @@ mod tests {
             functions.contains(&"g"),
             "the other function's event is not starved: {functions:?}"
         );
+    }
+
+    #[test]
+    fn a_deferred_backlog_waits_and_leaves_others_and_leased_events_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
+        let mut backlog: Vec<NewEvent> = (0..50).map(event).collect();
+        let mut other = event(7);
+        other.function = "g".into();
+        backlog.push(other);
+        store.enqueue(&backlog).unwrap();
+        let leased = store.claim(1000, 60_000, 1).unwrap();
+        assert_eq!(leased.len(), 1);
+        // All of f's waiting events move in one write; the leased one and g's stay.
+        assert_eq!(store.defer_function("f", 5000, 1000).unwrap(), 49);
+        let due_now = store.claim(1000, 60_000, 100).unwrap();
+        let functions: Vec<&str> = due_now.iter().map(|e| e.event.function.as_str()).collect();
+        assert_eq!(functions, ["g"]);
+        assert_eq!(store.claim(5000, 60_000, 100).unwrap().len(), 49);
     }
 }

@@ -1,14 +1,16 @@
 //! Isolated environments: namespaces, a private root, cgroup limits, an unprivileged
 //! user and a seccomp filter, through the [`Sandbox`] seam.
 //!
-//! [`NamespaceSandbox`] computes a [`plan::SandboxPlan`] per environment and starts the
-//! sandbox init ([`init`], this binary re-executed). The Runtime API listener of the
-//! environment is bound *inside* its network namespace (a short-lived thread `setns`-es
-//! into it and binds `127.0.0.1:9001`), so a function can reach its own endpoint and no
-//! other. Functions in network mode `egress` also get user-mode NAT to what the host
-//! reaches ([`network`]). Where the host does not allow namespaces (not root, no user namespaces, no
-//! cgroup filesystem) [`NamespaceSandbox::probe`] says so and the server falls back to the
-//! unisolated [`super::sandbox::ProcessSandbox`] with a warning.
+//! [`NamespaceSandbox`] takes a ready sandbox init from the [`spares`] pool (this binary
+//! re-executed, [`init`]: namespaces made, in cgroups of its own, the Runtime API listener
+//! bound *inside* its network namespace so that a function reaches its own endpoint and
+//! no other), gives it the environment's memory limit, output pipe and
+//! [`plan::SandboxPlan`], and hands the tree to the environment. `/tmp` is an ext4 image
+//! of the environment's own ([`tmp_disk`]); functions in network mode `egress` also get
+//! user-mode NAT to what the host reaches ([`network`]). Where the host does not allow
+//! namespaces (not root, no cgroup filesystem) [`NamespaceSandbox::probe`] says so and
+//! the server falls back to the unisolated [`super::sandbox::ProcessSandbox`] with a
+//! warning.
 
 pub mod cgroup;
 pub mod init;

@@ -215,33 +215,9 @@ pub fn validate_alias_name(name: &str) -> Result<(), InvalidField> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::{CodeRef, FunctionSpec};
 
     fn record(version: &str, code: &str) -> Arc<FunctionRecord> {
-        Arc::new(FunctionRecord {
-            spec: FunctionSpec {
-                name: "f".into(),
-                runtime: "python3.12".into(),
-                handler: "app.handler".into(),
-                role: String::new(),
-                description: String::new(),
-                memory_mb: 128,
-                timeout_s: 3,
-                ephemeral_storage_mb: 512,
-                environment: Default::default(),
-                architecture: "x86_64".into(),
-                dead_letter_target: None,
-                network: Default::default(),
-            },
-            code: CodeRef {
-                sha256_hex: code.into(),
-                sha256_b64: code.into(),
-                size: 1,
-            },
-            last_modified_ms: 0,
-            revision_id: version.into(),
-            version: version.into(),
-        })
+        Arc::new(crate::function::sample_record("f", version, code))
     }
 
     fn document() -> FunctionDocument {

@@ -437,6 +437,36 @@ impl FunctionRecord {
     }
 }
 
+/// A minimal valid record for tests elsewhere: function `name`, `version`, code digest
+/// `code` (also its revision).
+#[cfg(test)]
+pub fn sample_record(name: &str, version: &str, code: &str) -> FunctionRecord {
+    FunctionRecord {
+        spec: FunctionSpec {
+            name: name.into(),
+            runtime: "python3.12".into(),
+            handler: "app.handler".into(),
+            role: String::new(),
+            description: String::new(),
+            memory_mb: limits::DEFAULT_MEMORY,
+            timeout_s: limits::DEFAULT_TIMEOUT,
+            ephemeral_storage_mb: limits::EPHEMERAL_MIN,
+            environment: BTreeMap::new(),
+            architecture: "x86_64".into(),
+            dead_letter_target: None,
+            network: NetworkMode::None,
+        },
+        code: CodeRef {
+            sha256_hex: code.into(),
+            sha256_b64: code.into(),
+            size: 1,
+        },
+        last_modified_ms: 0,
+        revision_id: version.into(),
+        version: version.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,33 +228,13 @@ impl LogStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::{CodeRef, FunctionSpec};
 
     fn record(name: &str) -> FunctionDocument {
-        FunctionDocument::new(FunctionRecord {
-            spec: FunctionSpec {
-                name: name.into(),
-                runtime: "python3.12".into(),
-                handler: "app.handler".into(),
-                role: "r".into(),
-                description: String::new(),
-                memory_mb: 128,
-                timeout_s: 3,
-                ephemeral_storage_mb: 512,
-                environment: Default::default(),
-                architecture: "x86_64".into(),
-                dead_letter_target: None,
-                network: Default::default(),
-            },
-            code: CodeRef {
-                sha256_hex: "00".into(),
-                sha256_b64: "AA==".into(),
-                size: 1,
-            },
-            last_modified_ms: 1,
-            revision_id: "r1".into(),
-            version: crate::function::LATEST.into(),
-        })
+        FunctionDocument::new(crate::function::sample_record(
+            name,
+            crate::function::LATEST,
+            "00",
+        ))
     }
 
     #[test]

@@ -271,29 +271,26 @@ impl Dispatcher {
                 }
             }
             Err(InvokeError::Throttled(_)) => {
-                self.retry(
-                    &queued,
-                    &config,
-                    &function_arn,
-                    queued.attempts,
-                    THROTTLE_RETRY_MS,
-                )
-                .await;
+                self.retry_uncounted(&queued, &config, &function_arn).await;
                 self.defer_backlog(&event.function).await;
             }
             Err(InvokeError::NotFound(_)) => self.drop_event(id, "FunctionNotFound").await,
             Err(InvokeError::Internal(message)) => {
                 tracing::warn!(%message, "async invocation failed inside the server; it will be retried");
-                self.retry(
-                    &queued,
-                    &config,
-                    &function_arn,
-                    queued.attempts,
-                    THROTTLE_RETRY_MS,
-                )
-                .await;
+                self.retry_uncounted(&queued, &config, &function_arn).await;
             }
         }
+    }
+
+    /// Tries the event again in a second without counting an attempt (it did not run).
+    async fn retry_uncounted(
+        &self,
+        queued: &QueuedEvent,
+        config: &EventInvokeConfig,
+        function_arn: &str,
+    ) {
+        self.retry(queued, config, function_arn, queued.attempts, THROTTLE_RETRY_MS)
+            .await;
     }
 
     /// Puts the event back for another try, unless it would be too old by then.

@@ -196,13 +196,7 @@ impl Alias {
 }
 
 pub fn validate_alias_name(name: &str) -> Result<(), InvalidField> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.bytes().all(|b| b.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if crate::function::is_plain_name(name, 128) && !name.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
         Err(InvalidField(format!(

@@ -194,13 +194,17 @@ impl ArnContext {
     }
 }
 
+/// Whether `s` is 1 to `max` bytes of `[a-zA-Z0-9-_]`: the shape of Lambda's function
+/// and alias names and of queue names.
+pub fn is_plain_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn validate_name(name: &str) -> Result<(), InvalidField> {
-    let ok = !name.is_empty()
-        && name.len() <= limits::NAME_MAX
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if is_plain_name(name, limits::NAME_MAX) {
         Ok(())
     } else {
         Err(InvalidField(format!(

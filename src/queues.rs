@@ -183,12 +183,7 @@ pub fn validate_attributes(
 }
 
 pub fn validate_name(name: &str) -> Result<(), QueueError> {
-    let ok = !name.is_empty()
-        && name.len() <= 80
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if crate::function::is_plain_name(name, 80) {
         Ok(())
     } else {
         Err(QueueError::InvalidParameter(

@@ -342,6 +342,20 @@ def started(server: "ShoalServer") -> "ShoalServer":
     return server
 
 
+def client_error(call, **kwargs):
+    """The botocore ClientError that call(**kwargs) raises; fails if it succeeds (long
+    string arguments are shortened in the message)."""
+    from botocore.exceptions import ClientError
+    try:
+        result = call(**kwargs)
+    except ClientError as e:
+        return e
+    result.pop("ResponseMetadata", None)
+    shown = {k: (v[:40] + f"...({len(v)} chars)" if isinstance(v, str) and len(v) > 60 else v)
+             for k, v in kwargs.items()}
+    raise AssertionError(f"{call.__name__}({shown}) succeeded, expected an error: {result}")
+
+
 # --------------------------------------------------------------------------- invoke
 
 

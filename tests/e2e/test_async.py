@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import support
-from support import all_log_events, fetch_metrics, function_arn, py_zip, wait_for
+from support import all_log_events, client_error, fetch_metrics, function_arn, py_zip, wait_for
 
 RETRY_BASE_S = 1.0
 MB = 1024 * 1024
@@ -130,15 +130,6 @@ def invoke_event(lam, name: str, payload) -> str:
     rid = meta["HTTPHeaders"].get("x-amzn-requestid")
     assert rid, f"202 without x-amzn-RequestId: {meta}"
     return rid
-
-
-def client_error(call, **kwargs) -> ClientError:
-    try:
-        result = call(**kwargs)
-    except ClientError as e:
-        return e
-    result.pop("ResponseMetadata", None)
-    raise AssertionError(f"{call.__name__}({kwargs}) succeeded, expected an error: {result}")
 
 
 def assert_error(err: ClientError, status: int, code: str) -> None:

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 import support
 from conftest import aws_env
-from support import ACCOUNT, REGION, function_arn, py_zip
+from support import ACCOUNT, REGION, client_error, function_arn, py_zip
 
 NON_EXISTENT = "AWS.SimpleQueueService.NonExistentQueue"
 
@@ -100,17 +100,6 @@ def md5_of_attributes(attrs: dict) -> str:
             value, transport = a["BinaryValue"], b"\x02"
         buf += transport + struct.pack(">I", len(value)) + value
     return hashlib.md5(bytes(buf)).hexdigest()
-
-
-def client_error(call, **kwargs) -> ClientError:
-    try:
-        result = call(**kwargs)
-    except ClientError as e:
-        return e
-    result.pop("ResponseMetadata", None)
-    shown = {k: (v[:40] + f"...({len(v)} chars)" if isinstance(v, str) and len(v) > 60 else v)
-             for k, v in kwargs.items()}
-    raise AssertionError(f"{call.__name__}({shown}) succeeded, expected an error: {result}")
 
 
 def code_of(err: ClientError) -> tuple[int, str]:

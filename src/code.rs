@@ -18,6 +18,17 @@ use crate::function::CodeRef;
 
 /// Lambda's quota for the unzipped size of a deployment package.
 pub const UNZIPPED_MAX_BYTES: u64 = 262_144_000;
+/// What an unpacked package may take on disk, counting each entry as the blocks it really
+/// takes (a file rounded up to [`BLOCK_BYTES`], a folder or link one block), so that a
+/// package of many tiny entries cannot take far more disk and inodes than its size says.
+pub const FOOTPRINT_MAX_BYTES: u64 = 320 * 1024 * 1024;
+const BLOCK_BYTES: u64 = 4096;
+/// The longest name of one path component (Linux's `NAME_MAX`).
+const NAME_MAX_BYTES: usize = 255;
+/// The longest path of an entry inside the package.
+const PATH_MAX_BYTES: usize = 1024;
+/// Links followed while resolving one link's target (Linux's own limit).
+const SYMLINK_HOPS_MAX: u32 = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
@@ -27,7 +38,12 @@ pub enum CodeError {
     Corrupt(String),
     #[error("Zip entry '{0}' is not allowed: entries must stay inside the function's directory")]
     EscapingEntry(String),
-    #[error("Unzipped size must be smaller than {UNZIPPED_MAX_BYTES} bytes")]
+    #[error("Zip entry '{entry}' is not allowed: {reason}")]
+    InvalidEntry { entry: String, reason: &'static str },
+    #[error(
+        "Unzipped size must be smaller than {UNZIPPED_MAX_BYTES} bytes, and the unzipped \
+         files and folders must take less than {FOOTPRINT_MAX_BYTES} bytes on disk"
+    )]
     TooLarge,
     #[error("code store I/O failed: {0}")]
     Io(#[from] io::Error),
@@ -37,6 +53,13 @@ impl CodeError {
     /// True when the upload itself is at fault (a 400), false for a server-side failure.
     pub fn is_client_error(&self) -> bool {
         !matches!(self, Self::Io(_))
+    }
+
+    fn invalid(entry: &str, reason: &'static str) -> Self {
+        Self::InvalidEntry {
+            entry: entry.chars().take(300).collect(),
+            reason,
+        }
     }
 }
 
@@ -126,13 +149,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
-/// A path inside the package, or an error naming the entry that tries to leave it.
+/// A path inside the package, or an error naming the entry that tries to leave it or
+/// that no filesystem could hold.
 fn safe_relative_path(raw: &str) -> Result<PathBuf, CodeError> {
+    if raw.len() > PATH_MAX_BYTES {
+        return Err(CodeError::invalid(
+            raw,
+            "the path is longer than 1024 bytes",
+        ));
+    }
+    if raw.contains('\0') {
+        return Err(CodeError::invalid(raw, "the path contains a NUL byte"));
+    }
     let path = Path::new(raw);
     let mut clean = PathBuf::new();
     for component in path.components() {
         match component {
-            Component::Normal(part) => clean.push(part),
+            Component::Normal(part) => {
+                if part.len() > NAME_MAX_BYTES {
+                    return Err(CodeError::invalid(
+                        raw,
+                        "a file or folder name is longer than 255 bytes",
+                    ));
+                }
+                clean.push(part)
+            }
             Component::CurDir => {}
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
                 return Err(CodeError::EscapingEntry(raw.to_string()));
@@ -145,97 +186,259 @@ fn safe_relative_path(raw: &str) -> Result<PathBuf, CodeError> {
     Ok(clean)
 }
 
-/// True when a symlink at `entry` pointing to `target` resolves inside the package.
-fn symlink_stays_inside(entry: &Path, target: &str) -> bool {
-    if Path::new(target).is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = entry.components().count() as i64 - 1;
-    for component in Path::new(target).components() {
-        match component {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
 fn corrupt(e: impl std::fmt::Display) -> CodeError {
     CodeError::Corrupt(e.to_string())
 }
 
+/// The disk an entry takes: its data rounded up to whole blocks, at least one block.
+fn footprint(size: u64) -> u64 {
+    size.div_ceil(BLOCK_BYTES)
+        .max(1)
+        .saturating_mul(BLOCK_BYTES)
+}
+
 /// Checks every entry, then extracts into `dest` with the sizes actually read bounded.
+///
+/// Extraction never follows a link: every folder on an entry's way is checked to be a
+/// real folder (made here, or found as one), and files are opened with `O_NOFOLLOW`, so
+/// an entry under a link extracted earlier is refused instead of being written through
+/// it. Links are made as they come and checked once everything is in place, by
+/// resolving each target through the tree as the kernel would (links to links
+/// included): a target that would leave the tree refuses the package.
 fn unpack(zip_bytes: &[u8], dest: &Path) -> Result<(), CodeError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes)).map_err(corrupt)?;
     let mut declared: u64 = 0;
+    let mut declared_footprint: u64 = 0;
     for i in 0..archive.len() {
         let entry = archive.by_index_raw(i).map_err(corrupt)?;
         safe_relative_path(entry.name())?;
         declared = declared.saturating_add(entry.size());
+        declared_footprint = declared_footprint.saturating_add(footprint(entry.size()));
     }
-    if declared > UNZIPPED_MAX_BYTES {
+    if declared > UNZIPPED_MAX_BYTES || declared_footprint > FOOTPRINT_MAX_BYTES {
         return Err(CodeError::TooLarge);
     }
     fs::create_dir_all(dest)?;
-    let mut budget = UNZIPPED_MAX_BYTES;
+    let mut tree = Extraction::new(dest);
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(corrupt)?;
-        let relative = safe_relative_path(entry.name())?;
+        let name = entry.name().to_string();
+        let relative = safe_relative_path(&name)?;
         if relative.as_os_str().is_empty() {
             continue;
         }
-        let out_path = dest.join(&relative);
         let mode = entry.unix_mode();
         if entry.is_dir() {
-            fs::create_dir_all(&out_path)?;
+            tree.folder(&relative, &name)?;
             continue;
         }
-        if let Some(parent) = out_path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        let is_symlink = mode.is_some_and(|m| m & 0o170000 == 0o120000);
-        if is_symlink {
+        if mode.is_some_and(|m| m & 0o170000 == 0o120000) {
             let mut target = String::new();
             entry
                 .by_ref()
                 .take(4096)
                 .read_to_string(&mut target)
                 .map_err(corrupt)?;
-            if !symlink_stays_inside(&relative, &target) {
-                return Err(CodeError::EscapingEntry(format!(
-                    "{} -> {target}",
-                    entry.name()
-                )));
-            }
-            std::os::unix::fs::symlink(&target, &out_path)?;
+            tree.link(&relative, &name, target)?;
             continue;
         }
-        let mut file = fs::File::create(&out_path)?;
-        let written = io::copy(&mut entry.by_ref().take(budget + 1), &mut file).map_err(|e| {
+        tree.file(&relative, &name, &mut entry, mode)?;
+    }
+    tree.check_links()
+}
+
+/// The state of one extraction: what has been made, and what the package still may take.
+struct Extraction<'a> {
+    dest: &'a Path,
+    /// Folders known to be real folders (made here or checked), relative to `dest`.
+    folders: std::collections::HashSet<PathBuf>,
+    /// Links made, with their targets, checked once the whole tree is in place.
+    links: Vec<(PathBuf, String, String)>,
+    bytes_left: u64,
+    footprint_left: u64,
+}
+
+impl<'a> Extraction<'a> {
+    fn new(dest: &'a Path) -> Self {
+        Self {
+            dest,
+            folders: std::collections::HashSet::from([PathBuf::new()]),
+            links: Vec::new(),
+            bytes_left: UNZIPPED_MAX_BYTES,
+            footprint_left: FOOTPRINT_MAX_BYTES,
+        }
+    }
+
+    fn charge(&mut self, bytes: u64) -> Result<(), CodeError> {
+        let taken = footprint(bytes);
+        if bytes > self.bytes_left || taken > self.footprint_left {
+            return Err(CodeError::TooLarge);
+        }
+        self.bytes_left -= bytes;
+        self.footprint_left -= taken;
+        Ok(())
+    }
+
+    /// Makes `relative` and every folder above it, each a real folder: a link or a file
+    /// on the way refuses the entry.
+    fn folder(&mut self, relative: &Path, name: &str) -> Result<(), CodeError> {
+        let mut path = PathBuf::new();
+        for part in relative.components() {
+            path.push(part);
+            if self.folders.contains(&path) {
+                continue;
+            }
+            let full = self.dest.join(&path);
+            match fs::symlink_metadata(&full) {
+                Ok(meta) if meta.file_type().is_dir() => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(CodeError::EscapingEntry(format!(
+                        "{name} (under the link {})",
+                        path.display()
+                    )));
+                }
+                Ok(_) => {
+                    return Err(CodeError::invalid(
+                        name,
+                        "a file and a folder have the same path",
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.charge(0)?;
+                    fs::create_dir(&full)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.folders.insert(path.clone());
+        }
+        Ok(())
+    }
+
+    /// The folder an entry goes in (made as by [`Self::folder`]) and the entry's full path,
+    /// which must not already be a folder or a link.
+    fn place(&mut self, relative: &Path, name: &str) -> Result<PathBuf, CodeError> {
+        if let Some(parent) = relative.parent() {
+            self.folder(parent, name)?;
+        }
+        let full = self.dest.join(relative);
+        match fs::symlink_metadata(&full) {
+            Ok(meta) if meta.file_type().is_symlink() => Err(CodeError::invalid(
+                name,
+                "a link of the package already has this path",
+            )),
+            Ok(meta) if meta.file_type().is_dir() => Err(CodeError::invalid(
+                name,
+                "a file and a folder have the same path",
+            )),
+            _ => Ok(full),
+        }
+    }
+
+    fn link(&mut self, relative: &Path, name: &str, target: String) -> Result<(), CodeError> {
+        if target.is_empty() || target.contains('\0') || Path::new(&target).is_absolute() {
+            return Err(CodeError::EscapingEntry(format!("{name} -> {target}")));
+        }
+        let full = self.place(relative, name)?;
+        self.charge(0)?;
+        if full.exists() || fs::symlink_metadata(&full).is_ok() {
+            return Err(CodeError::invalid(name, "the package has this path twice"));
+        }
+        std::os::unix::fs::symlink(&target, &full)?;
+        self.links
+            .push((relative.to_path_buf(), name.to_string(), target));
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        relative: &Path,
+        name: &str,
+        data: &mut impl Read,
+        mode: Option<u32>,
+    ) -> Result<(), CodeError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let full = self.place(relative, name)?;
+        // Keep the owner's execute bit (a `bootstrap` must stay executable); drop set-id bits.
+        let permissions = match mode {
+            Some(m) if m & 0o111 != 0 => 0o755,
+            _ => 0o644,
+        };
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(permissions)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&full)?;
+        let limit = self.bytes_left.min(self.footprint_left);
+        let written = io::copy(&mut data.take(limit + 1), &mut file).map_err(|e| {
             if e.kind() == io::ErrorKind::InvalidData {
                 corrupt(e)
             } else {
                 CodeError::Io(e)
             }
         })?;
-        if written > budget {
-            return Err(CodeError::TooLarge);
-        }
-        budget -= written;
-        // Keep the owner's execute bit (a `bootstrap` must stay executable); drop set-id bits.
-        let permissions = match mode {
-            Some(m) if m & 0o111 != 0 => 0o755,
-            _ => 0o644,
-        };
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&out_path, fs::Permissions::from_mode(permissions))?;
+        self.charge(written)?;
+        file.set_permissions(fs::Permissions::from_mode(permissions))?;
+        Ok(())
     }
-    Ok(())
+
+    /// Resolves every link's target through the finished tree; one that leaves it (or
+    /// loops) refuses the package.
+    fn check_links(&self) -> Result<(), CodeError> {
+        for (relative, name, target) in &self.links {
+            let mut at: Vec<std::ffi::OsString> = relative
+                .parent()
+                .map(|p| p.iter().map(|c| c.to_os_string()).collect())
+                .unwrap_or_default();
+            let mut hops = 0;
+            if !self.resolves_inside(&mut at, Path::new(target), &mut hops) {
+                return Err(CodeError::EscapingEntry(format!("{name} -> {target}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks `target` from the folder `at` (components below `dest`), following links
+    /// found on the way; false as soon as the walk would leave `dest`.
+    fn resolves_inside(
+        &self,
+        at: &mut Vec<std::ffi::OsString>,
+        target: &Path,
+        hops: &mut u32,
+    ) -> bool {
+        if target.is_absolute() {
+            return false;
+        }
+        for component in target.components() {
+            match component {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if at.pop().is_none() {
+                        return false;
+                    }
+                }
+                Component::Normal(part) => {
+                    at.push(part.to_os_string());
+                    let here: PathBuf = at.iter().fold(self.dest.to_path_buf(), |p, c| p.join(c));
+                    let is_link =
+                        fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink());
+                    if is_link {
+                        *hops += 1;
+                        let Ok(next) = fs::read_link(&here) else {
+                            return false;
+                        };
+                        at.pop();
+                        if *hops > SYMLINK_HOPS_MAX || !self.resolves_inside(at, &next, hops) {
+                            return false;
+                        }
+                    }
+                }
+                Component::RootDir | Component::Prefix(_) => return false,
+            }
+        }
+        true
+    }
 }
 
 /// Zips a folder (for the CLI's `deploy`), keeping each file's permission bits.
@@ -283,8 +486,15 @@ mod tests {
         let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, data, mode) in entries {
             let options = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
-            writer.start_file(*name, options).unwrap();
-            writer.write_all(data).unwrap();
+            if mode & 0o170000 == 0o120000 {
+                let target = std::str::from_utf8(data).unwrap();
+                writer.add_symlink(*name, target, options).unwrap();
+            } else if mode & 0o170000 == 0o040000 {
+                writer.add_directory(*name, options).unwrap();
+            } else {
+                writer.start_file(*name, options).unwrap();
+                writer.write_all(data).unwrap();
+            }
         }
         writer.finish().unwrap().into_inner()
     }
@@ -336,12 +546,181 @@ mod tests {
         assert!(leftovers.is_empty(), "nothing written for a refused upload");
     }
 
+    const LINK: u32 = 0o120777;
+    const FILE: u32 = 0o100644;
+
+    /// Unpacks `entries` into a fresh folder (inside an outer one that a leaving entry
+    /// would reach first) and says what happened.
+    fn unpack_in_sandbox(
+        entries: &[(&str, &[u8], u32)],
+    ) -> (tempfile::TempDir, Result<(), CodeError>) {
+        let outer = tempfile::tempdir().unwrap();
+        let dest = outer.path().join("a/b/c/d/e/f/g/h/i/j/k/tree");
+        let result = unpack(&zip_of(entries), &dest);
+        (outer, result)
+    }
+
+    /// Every file under `root` that is not inside `root/a/.../tree`.
+    fn files_outside_tree(root: &Path) -> Vec<PathBuf> {
+        let tree = root.join("a/b/c/d/e/f/g/h/i/j/k/tree");
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                if path.starts_with(&tree) {
+                    continue;
+                } else if meta.is_dir() {
+                    stack.push(path);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+
     #[test]
-    fn symlinks_must_stay_inside() {
-        assert!(symlink_stays_inside(Path::new("a/b"), "c"));
-        assert!(symlink_stays_inside(Path::new("a/b"), "../c"));
-        assert!(!symlink_stays_inside(Path::new("a/b"), "../../c"));
-        assert!(!symlink_stays_inside(Path::new("b"), "/etc/passwd"));
+    fn link_chains_cannot_carry_writes_out_at_any_depth() {
+        for depth in 1..=9 {
+            let dirs: Vec<String> = (0..depth).map(|i| format!("d{i}")).collect();
+            let base = dirs.join("/");
+            let up_to_root = vec![".."; depth].join("/");
+            let first = format!("{base}/l");
+            // `l` leads back to the tree's root (lexically inside); `w` under it climbs
+            // further, which only the physical walk shows to leave the tree.
+            let second = format!("{first}/w");
+            let escape = format!("{second}/ESCAPED");
+            let climb = vec![".."; depth + 2].join("/");
+            let (outer, result) = unpack_in_sandbox(&[
+                ("app.py", b"x", FILE),
+                (&first, up_to_root.as_bytes(), LINK),
+                (&second, climb.as_bytes(), LINK),
+                (&escape, b"owned", FILE),
+            ]);
+            assert!(
+                matches!(result, Err(CodeError::EscapingEntry(_))),
+                "depth {depth}: {result:?}"
+            );
+            assert!(files_outside_tree(outer.path()).is_empty(), "depth {depth}");
+        }
+    }
+
+    #[test]
+    fn writes_under_any_extracted_link_are_refused() {
+        // A link that stays inside is still no path to write through.
+        let (outer, result) = unpack_in_sandbox(&[
+            ("real/keep.txt", b"k", FILE),
+            ("alias", b"real", LINK),
+            ("alias/new.txt", b"n", FILE),
+        ]);
+        assert!(
+            matches!(result, Err(CodeError::EscapingEntry(_))),
+            "{result:?}"
+        );
+        assert!(files_outside_tree(outer.path()).is_empty());
+        // Nor is a folder entry under one.
+        let (_outer, result) =
+            unpack_in_sandbox(&[("alias", b".", LINK), ("alias/sub/", b"", 0o40755)]);
+        assert!(
+            matches!(result, Err(CodeError::EscapingEntry(_))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn link_targets_are_resolved_through_other_links() {
+        // `up` resolves to the tree's root; `out` = `up/..` is lexically inside but
+        // physically the tree's parent.
+        let (_o, result) = unpack_in_sandbox(&[("d/up", b"..", LINK), ("out", b"d/up/..", LINK)]);
+        assert!(
+            matches!(result, Err(CodeError::EscapingEntry(_))),
+            "{result:?}"
+        );
+        // The same when the outer link comes first in the archive.
+        let (_o, result) = unpack_in_sandbox(&[("out", b"d/up/..", LINK), ("d/up", b"..", LINK)]);
+        assert!(
+            matches!(result, Err(CodeError::EscapingEntry(_))),
+            "{result:?}"
+        );
+        // Links to links that stay inside, dangling links and chains are fine.
+        let (outer, result) = unpack_in_sandbox(&[
+            ("lib/python/m.py", b"m", FILE),
+            ("lib64", b"lib", LINK),
+            ("pkg/current", b"../lib64/python", LINK),
+            ("bin/tool", b"../pkg/current/m.py", LINK),
+            ("dangling", b"nowhere/at/all", LINK),
+        ]);
+        result.unwrap();
+        let tree = outer.path().join("a/b/c/d/e/f/g/h/i/j/k/tree");
+        assert_eq!(fs::read(tree.join("bin/tool")).unwrap(), b"m");
+        // A loop is refused rather than followed for ever.
+        let (_o, result) = unpack_in_sandbox(&[("p", b"q", LINK), ("q", b"p/x", LINK)]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn absolute_and_empty_link_targets_are_refused() {
+        for target in ["/etc/passwd", "/", ""] {
+            let (_o, result) = unpack_in_sandbox(&[("l", target.as_bytes(), LINK)]);
+            assert!(
+                matches!(result, Err(CodeError::EscapingEntry(_))),
+                "{target}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn links_made_after_files_of_the_same_path_are_refused() {
+        let (_o, result) = unpack_in_sandbox(&[("a/f.txt", b"f", FILE), ("a", b"b", LINK)]);
+        assert!(result.is_err());
+        assert!(result.unwrap_err().is_client_error());
+    }
+
+    #[test]
+    fn names_a_filesystem_cannot_hold_are_client_errors() {
+        let long = "n".repeat(256);
+        let (_o, result) = unpack_in_sandbox(&[(&long, b"x", FILE)]);
+        assert!(
+            matches!(result, Err(CodeError::InvalidEntry { .. })),
+            "{result:?}"
+        );
+        let (_o, result) = unpack_in_sandbox(&[("same", b"x", FILE), ("same/inner", b"y", FILE)]);
+        assert!(
+            matches!(result, Err(CodeError::InvalidEntry { .. })),
+            "{result:?}"
+        );
+        let (_o, result) = unpack_in_sandbox(&[("dir/inner", b"y", FILE), ("dir", b"x", FILE)]);
+        assert!(
+            matches!(result, Err(CodeError::InvalidEntry { .. })),
+            "{result:?}"
+        );
+        let ok = "n".repeat(255);
+        let (_o, result) = unpack_in_sandbox(&[(&ok, b"x", FILE)]);
+        result.unwrap();
+    }
+
+    #[test]
+    fn many_tiny_entries_count_their_real_footprint() {
+        let names: Vec<String> = (0..(FOOTPRINT_MAX_BYTES / BLOCK_BYTES + 1))
+            .map(|i| format!("f{i}"))
+            .collect();
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for name in &names {
+            writer.start_file(name.as_str(), options).unwrap();
+            writer.write_all(b"x").unwrap();
+        }
+        let zip = writer.finish().unwrap().into_inner();
+        let dir = tempfile::tempdir().unwrap();
+        let result = unpack(&zip, &dir.path().join("tree"));
+        assert!(matches!(result, Err(CodeError::TooLarge)), "{result:?}");
+        assert!(
+            !dir.path().join("tree").exists(),
+            "refused before anything is written"
+        );
     }
 
     #[test]

@@ -158,8 +158,16 @@ impl ServerSettings {
     /// there are none (an open API).
     pub fn api_keys(&self) -> anyhow::Result<Option<HashMap<String, String>>> {
         let mut keys = HashMap::new();
-        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
-            keys.insert(id.clone(), secret.clone());
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                check_key(id, secret)
+                    .map_err(|e| anyhow::anyhow!("--access-key-id/--secret-access-key: {e}"))?;
+                keys.insert(id.clone(), secret.clone());
+            }
+            (Some(_), None) | (None, Some(_)) => anyhow::bail!(
+                "--access-key-id and --secret-access-key go together: set both or neither"
+            ),
+            (None, None) => {}
         }
         if let Some(path) = &self.keys_file {
             let text = std::fs::read_to_string(path)
@@ -172,6 +180,9 @@ impl ServerSettings {
                 let mut fields = line.split_whitespace();
                 match (fields.next(), fields.next(), fields.next()) {
                     (Some(id), Some(secret), None) => {
+                        check_key(id, secret).map_err(|e| {
+                            anyhow::anyhow!("keys file {} line {}: {e}", path.display(), number + 1)
+                        })?;
                         keys.insert(id.to_string(), secret.to_string());
                     }
                     _ => anyhow::bail!(
@@ -184,6 +195,42 @@ impl ServerSettings {
         }
         Ok((!keys.is_empty()).then_some(keys))
     }
+}
+
+/// Secrets shorter than this are accepted with a warning.
+const SECRET_WARN_BELOW: usize = 16;
+
+/// Refuses a key that cannot be what its owner meant: an empty or blank id or secret (an
+/// unset template variable, say), or one with spaces or the characters that delimit a
+/// SigV4 credential. A short secret is allowed, with a warning.
+fn check_key(id: &str, secret: &str) -> Result<(), String> {
+    if id.trim().is_empty() {
+        return Err("the access key id is empty".into());
+    }
+    if secret.trim().is_empty() {
+        return Err(format!("the secret of access key id '{id}' is empty"));
+    }
+    if id
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == ',')
+    {
+        return Err(format!(
+            "the access key id '{id}' has a space, a control character, '/' or ','"
+        ));
+    }
+    if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "the secret of access key id '{id}' has a space or a control character"
+        ));
+    }
+    if secret.chars().count() < SECRET_WARN_BELOW {
+        tracing::warn!(
+            access_key_id = id,
+            "the secret of this access key is shorter than {SECRET_WARN_BELOW} characters: \
+             easy to guess"
+        );
+    }
+    Ok(())
 }
 
 /// A memory capacity: a number of MB, or derived from the host.
@@ -402,6 +449,22 @@ mod tests {
         let from_flag = parse(&["--keep-alive", "500ms"], file);
         assert_eq!(from_flag.keep_alive, Duration::from_millis(500));
         assert_eq!(from_flag.region, "eu-west-1");
+    }
+
+    #[test]
+    fn blank_or_malformed_keys_are_refused() {
+        assert!(check_key("", "secret-secret-secret").is_err());
+        assert!(check_key("  ", "secret-secret-secret").is_err());
+        assert!(check_key("AKIDEXAMPLE", "").is_err());
+        assert!(check_key("AKIDEXAMPLE", " \t").is_err());
+        assert!(check_key("AKID/EXAMPLE", "secret-secret-secret").is_err());
+        assert!(check_key("AKID EXAMPLE", "secret-secret-secret").is_err());
+        assert!(check_key("AKIDEXAMPLE", "secret with space").is_err());
+        // Short secrets only warn.
+        assert!(check_key("AKIDEXAMPLE", "short").is_ok());
+        assert!(check_key("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").is_ok());
+        let settings = parse(&["--access-key-id", "", "--secret-access-key", ""], "");
+        assert!(settings.api_keys().is_err());
     }
 
     #[test]

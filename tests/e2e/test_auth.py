@@ -286,6 +286,55 @@ def test_open_server_refuses_non_loopback_listen(tmp_path, address):
     assert "refusing to listen" in out, f"{cmd} exited {proc.returncode}; output:\n{out}"
 
 
+@pytest.mark.parametrize("how,id_,secret", [
+    ("flags", "", ""),
+    ("flags", "   ", "   "),
+    ("flags", AKID, ""),
+    ("flags", "", SECRET),
+    ("env", "", ""),
+    ("env", AKID, " "),
+    ("flags", "has space", SECRET),
+    ("keys_file", "AKIA/BAD", SECRET),
+])
+def test_blank_keys_are_refused_at_start(tmp_path, how, id_, secret):
+    """An empty id or secret (an unset template variable, say) is not a key: the server
+    refuses to start instead of accepting requests signed with nothing."""
+    port = support.free_port()
+    cmd = [str(SHOAL_BIN), "server", "--listen", f"0.0.0.0:{port}",
+           "--data-dir", str(tmp_path / "data")]
+    env = clean_env()
+    if how == "flags":
+        cmd += ["--access-key-id", id_, "--secret-access-key", secret]
+    elif how == "env":
+        env.update(SHOAL_ACCESS_KEY_ID=id_, SHOAL_SECRET_ACCESS_KEY=secret)
+    else:
+        path = tmp_path / "keys"
+        path.write_text(f"{id_} {secret}\n")
+        cmd += ["--keys-file", str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10,
+                              env=env, cwd=str(tmp_path), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"{cmd} with blank keys was still running after 10s "
+                             f"(it should refuse at once); output: {e.stderr!r}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, f"{cmd} exited 0; output:\n{out}"
+    assert ("empty" in out or "refusing to listen" in out
+            or "go together" in out or "space" in out or "'/'" in out), out
+
+
+def test_short_secret_is_accepted_with_a_warning(tmp_path):
+    srv = support.started(support.ShoalServer(
+        data_dir=tmp_path / "data", log_dir=tmp_path / "logs",
+        extra_args=["--access-key-id", AKID, "--secret-access-key", "short"]))
+    try:
+        r = signed(srv.endpoint, "GET", "/2015-03-31/functions", key=(AKID, "short"))
+        assert r.status == 200, r
+        assert "shorter than 16" in srv.stderr_text(), srv.stderr_text()
+    finally:
+        srv.stop()
+
+
 @pytest.mark.parametrize("how", ["flags", "env", "keys_file"])
 def test_keyed_server_may_listen_on_all_interfaces(tmp_path, how):
     port = support.free_port()

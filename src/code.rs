@@ -113,6 +113,19 @@ impl CodeStore {
         result.map(|()| code)
     }
 
+    /// How many packages (zips or unpacked trees, by digest) the store holds.
+    pub fn package_count(&self) -> io::Result<usize> {
+        let mut digests = std::collections::HashSet::new();
+        for entry in fs::read_dir(&self.root)? {
+            let name = entry?.file_name().to_string_lossy().to_string();
+            let digest = name.trim_end_matches(".zip");
+            if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                digests.insert(digest.to_string());
+            }
+        }
+        Ok(digests.len())
+    }
+
     /// Removes the blobs of digests no function uses any more.
     pub fn remove_unreferenced(
         &self,

@@ -61,9 +61,10 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let _ = std::fs::remove_dir_all(&envs_dir);
     std::fs::create_dir_all(&envs_dir)?;
 
+    let code = CodeStore::open(data_dir.join("code"))?;
+    refuse_lost_store(&data_dir, &code)?;
     let store =
         Arc::new(SqliteStore::open(&data_dir.join("shoal.db")).context("opening the store")?);
-    let code = CodeStore::open(data_dir.join("code"))?;
     let interpreters = InterpreterSettings {
         python: settings.python.clone(),
         node: settings.node.clone(),
@@ -199,6 +200,26 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         shutdown: shutdown_tx,
         done,
     })
+}
+
+/// Refuses to start on a data dir whose store is missing or empty while it still holds
+/// code packages: a new, empty store would then start a server with no functions, and
+/// the start-up collection of unused code would delete every package.
+fn refuse_lost_store(data_dir: &std::path::Path, code: &CodeStore) -> anyhow::Result<()> {
+    let has_data = |name: &str| std::fs::metadata(data_dir.join(name)).is_ok_and(|m| m.len() > 0);
+    if has_data("shoal.db") || has_data("shoal.db-wal") {
+        return Ok(());
+    }
+    let packages = code.package_count()?;
+    if packages > 0 {
+        anyhow::bail!(
+            "{} holds {packages} code package(s) but its store shoal.db is missing or empty: \
+             refusing to start, which would lose every function and delete the packages. \
+             Restore shoal.db, or move the data dir's code/ folder away to start afresh.",
+            data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// The sandbox `--isolation` asks for, or the best this host allows.

@@ -1,6 +1,7 @@
 """What survives a restart, and how code is stored on disk."""
 
 import hashlib
+import subprocess
 import os
 
 import support
@@ -122,3 +123,44 @@ def test_concurrent_creates_of_one_name(lam, unique_name):
             lam.delete_function(FunctionName=name)
         except Exception:
             pass
+
+
+def test_lost_store_refuses_to_start_and_keeps_the_code(own_server, client_for, unique_name):
+    """A missing or emptied shoal.db beside a non-empty code/ is a lost store, not a new
+    one: starting would lose every function and collect every package as unused."""
+    lam = client_for(own_server)
+    name = unique_name("lost")
+    created = lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME,
+                                  Handler="app.handler", Role=support.ROLE,
+                                  Code={"ZipFile": py_zip(SRC)})
+    digest = base64_to_hex(created["CodeSha256"])
+    own_server.stop()
+    data = own_server.data_dir
+    for how in ("emptied", "missing"):
+        db = data / "shoal.db"
+        saved = {p: p.read_bytes() for p in data.glob("shoal.db*")}
+        for path in saved:
+            path.unlink()
+        if how == "emptied":
+            db.write_bytes(b"")
+        proc = subprocess.run([str(support.SHOAL_BIN), "server", "--data-dir", str(data),
+                               "--listen", f"127.0.0.1:{support.free_port()}"],
+                              capture_output=True, text=True, timeout=15,
+                              stdin=subprocess.DEVNULL)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, f"{how}: started anyway:\n{out}"
+        assert "shoal.db is missing or empty" in out, out
+        assert _entries_named_by(data / "code", digest), f"{how}: the package was deleted"
+        for path in list(data.glob("shoal.db*")):
+            path.unlink()
+        for path, content in saved.items():
+            path.write_bytes(content)
+    # With the store back, everything is there.
+    own_server.start()
+    lam = client_for(own_server)
+    assert invoke(lam, name, {"n": 3})["json"] == {"persisted": True, "event": {"n": 3}}
+
+
+def base64_to_hex(b64: str) -> str:
+    import base64
+    return base64.b64decode(b64).hex()

@@ -459,6 +459,16 @@ def test_forbidden_system_calls_fail_with_eperm(ilam, hostile):
         assert calls[name] == {"ret": -1, "errno": "EPERM"}, (name, calls[name])
 
 
+def test_only_the_socket_families_a_runtime_needs(ilam, hostile):
+    got = probe(ilam, hostile(), "sockets")
+    for name in ("AF_UNIX", "AF_INET", "AF_INET6", "NETLINK_ROUTE",
+                 "getaddrinfo(localhost, AI_ADDRCONFIG)"):
+        assert got[name] == "ok", (name, got)
+    for name in ("NETLINK_SOCK_DIAG", "NETLINK_AUDIT", "NETLINK_KOBJECT_UEVENT", "NETLINK_GENERIC",
+                 "AF_VSOCK", "AF_ALG", "AF_PACKET", "AF_KEY", "AF_APPLETALK", "AF_UNSPEC"):
+        assert got[name] == "EAFNOSUPPORT", (name, got)
+
+
 # --------------------------------------------------------------------------- network
 
 

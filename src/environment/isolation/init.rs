@@ -492,7 +492,7 @@ fn compile_seccomp() -> Result<Filters> {
         .map_err(|e| format!("seccomp does not know this architecture: {e:?}"))?;
     let mut filters = seccompiler::compile_from_json(SECCOMP_POLICY.as_bytes(), arch)
         .map_err(err("compiling the seccomp policy"))?;
-    ["deny", "clone3"]
+    ["deny", "socket_families", "clone3"]
         .into_iter()
         .map(|name| {
             filters
@@ -610,6 +610,8 @@ mod tests {
             .expect("a supported architecture");
         let filters = seccompiler::compile_from_json(SECCOMP_POLICY.as_bytes(), arch)
             .expect("policy compiles");
-        assert!(filters.contains_key("deny") && filters.contains_key("clone3"));
+        for name in ["deny", "socket_families", "clone3"] {
+            assert!(filters.contains_key(name), "{name}");
+        }
     }
 }

@@ -92,6 +92,8 @@ struct Provisioned {
     live: usize,
     starting: usize,
     record: Option<Arc<FunctionRecord>>,
+    /// The target could not be met for lack of memory capacity (said once, not each tick).
+    short_of_memory: bool,
 }
 
 #[derive(Default)]
@@ -545,6 +547,21 @@ impl Scheduler {
         let mut evicted = Vec::new();
         {
             let mut state = self.lock();
+            // Surplus first, so that its memory is free for every pool's missing ones.
+            for pool in state.pools.values_mut() {
+                let p = &mut pool.provisioned;
+                while p.live > p.target {
+                    match pool.provisioned_idle.pop() {
+                        Some(env) => {
+                            p.live -= 1;
+                            surplus.push(env);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            let freed: u64 = surplus.iter().map(|e| u64::from(e.memory_mb)).sum();
+            state.memory_used_mb = state.memory_used_mb.saturating_sub(freed);
             let keys: Vec<PoolKey> = state.pools.keys().cloned().collect();
             for key in keys {
                 let (missing, record, memory) = {
@@ -552,15 +569,6 @@ impl Scheduler {
                         continue;
                     };
                     let p = &mut pool.provisioned;
-                    while p.live > p.target {
-                        match pool.provisioned_idle.pop() {
-                            Some(env) => {
-                                p.live -= 1;
-                                surplus.push(env);
-                            }
-                            None => break,
-                        }
-                    }
                     let Some(record) = p.record.clone() else {
                         continue;
                     };
@@ -568,19 +576,30 @@ impl Scheduler {
                     (missing, record.clone(), u64::from(record.spec.memory_mb))
                 };
                 for _ in 0..missing {
-                    if !state.reserve_memory(memory, self.limits.memory_capacity_mb, &mut evicted) {
-                        tracing::warn!(function = %key.function, version = %key.version,
-                            "no memory capacity left for a provisioned environment");
+                    let reserved =
+                        state.reserve_memory(memory, self.limits.memory_capacity_mb, &mut evicted);
+                    let Some(pool) = state.pools.get_mut(&key) else {
+                        break;
+                    };
+                    if !reserved {
+                        if !pool.provisioned.short_of_memory {
+                            tracing::warn!(function = %key.function, version = %key.version,
+                                "no memory capacity left for a provisioned environment (retried \
+                                 each tick; said once until the target is met)");
+                        }
+                        pool.provisioned.short_of_memory = true;
                         break;
                     }
-                    if let Some(pool) = state.pools.get_mut(&key) {
-                        pool.provisioned.starting += 1;
-                    }
+                    pool.provisioned.starting += 1;
                     to_start.push((key.clone(), record.clone()));
                 }
+                if let Some(pool) = state.pools.get_mut(&key)
+                    && missing > 0
+                    && pool.provisioned.live + pool.provisioned.starting >= pool.provisioned.target
+                {
+                    pool.provisioned.short_of_memory = false;
+                }
             }
-            let freed: u64 = surplus.iter().map(|e| u64::from(e.memory_mb)).sum();
-            state.memory_used_mb = state.memory_used_mb.saturating_sub(freed);
         }
         if !evicted.is_empty() {
             self.metrics

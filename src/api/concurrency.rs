@@ -153,6 +153,19 @@ pub fn sync_provisioned(scheduler: &Arc<Scheduler>, document: &FunctionDocument)
     scheduler.sync_provisioned(document.name(), targets.into_values().collect());
 }
 
+/// The memory (MB) a function's provisioned environments take, all configs but `skip`.
+fn provisioned_memory_mb(document: &FunctionDocument, skip: Option<&str>) -> u64 {
+    document
+        .provisioned
+        .iter()
+        .filter(|(qualifier, _)| Some(qualifier.as_str()) != skip)
+        .filter_map(|(qualifier, config)| {
+            let record = document.version(&document.primary_version(qualifier)?)?;
+            Some(u64::from(config.requested) * u64::from(record.spec.memory_mb))
+        })
+        .sum()
+}
+
 fn status_body(
     state: &SharedState,
     document: &FunctionDocument,
@@ -203,6 +216,15 @@ pub async fn put_provisioned(
         }
     };
     let limit = state.scheduler.limits().concurrency as u64;
+    let capacity_mb = state.scheduler.limits().memory_capacity_mb;
+    // What other functions' provisioned environments take of the memory capacity.
+    let others_mb: u64 = state
+        .registry
+        .all()
+        .iter()
+        .filter(|d| d.name() != name)
+        .map(|d| provisioned_memory_mb(d, None))
+        .sum();
     let missing = format!(
         "Function not found: {}",
         state.arns.qualified_arn(&name, &qualifier)
@@ -233,6 +255,20 @@ pub async fn put_provisioned(
             if total > ceiling {
                 return Err(RegistryError::Invalid(format!(
                     "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function ({ceiling})"
+                )));
+            }
+            let memory_mb = doc
+                .version(&target)
+                .map_or(0, |r| u64::from(r.spec.memory_mb));
+            let needed_mb = others_mb
+                + provisioned_memory_mb(doc, Some(&qualifier))
+                + u64::from(requested) * memory_mb;
+            if needed_mb > capacity_mb {
+                return Err(RegistryError::Invalid(format!(
+                    "Requested Provisioned Concurrency cannot be met: {requested} environments of \
+                     {memory_mb} MB, with the provisioned environments already configured, need \
+                     {needed_mb} MB, more than this server's memory capacity of {capacity_mb} MB \
+                     (--memory-capacity)"
                 )));
             }
             let config = ProvisionedConfig {

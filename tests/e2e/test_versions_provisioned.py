@@ -99,3 +99,34 @@ def test_provisioned_environments_are_ready_warm_and_outlive_the_keep_alive(serv
     assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
     assert error_of(lam.get_provisioned_concurrency_config, FunctionName=name,
                     Qualifier="live") == (404, "ProvisionedConcurrencyConfigNotFoundException")
+
+
+def test_unmeetable_provisioned_concurrency_is_refused_at_put(server_with, client_for):
+    """Provisioned environments must fit in the memory capacity: a config that cannot be
+    met is a 400 at Put time, not a warning on every maintenance tick."""
+    srv = server_with(memory_capacity=1024)
+    lam = client_for(srv)
+    big = create_scaling_fn(lam, MemorySize=512)
+    lam.publish_version(FunctionName=big)
+    small = create_scaling_fn(lam, MemorySize=256)
+    lam.publish_version(FunctionName=small)
+
+    assert error_of(lam.put_provisioned_concurrency_config, FunctionName=big, Qualifier="1",
+                    ProvisionedConcurrentExecutions=3) == (400, "InvalidParameterValueException")
+    assert lam.put_provisioned_concurrency_config(
+        FunctionName=big, Qualifier="1", ProvisionedConcurrentExecutions=2)["Status"]
+    # The capacity is now taken: another function's config does not fit either...
+    assert error_of(lam.put_provisioned_concurrency_config, FunctionName=small, Qualifier="1",
+                    ProvisionedConcurrentExecutions=1) == (400, "InvalidParameterValueException")
+    # ...until the first one shrinks (a config replaces its own earlier value).
+    lam.put_provisioned_concurrency_config(FunctionName=big, Qualifier="1",
+                                           ProvisionedConcurrentExecutions=1)
+    lam.put_provisioned_concurrency_config(FunctionName=small, Qualifier="1",
+                                           ProvisionedConcurrentExecutions=2)
+    wait_for(lambda: lam.get_provisioned_concurrency_config(FunctionName=small,
+                                                            Qualifier="1")["Status"],
+             lambda status: status == "READY", timeout=20, what="small READY")
+    # While the first function's surplus environment was still starting, the second's may
+    # have waited a tick for memory: said once, not on every tick.
+    time.sleep(1.5)
+    assert srv.stderr_text(tail=10**6).count("no memory capacity left") <= 1

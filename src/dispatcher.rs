@@ -289,8 +289,14 @@ impl Dispatcher {
         config: &EventInvokeConfig,
         function_arn: &str,
     ) {
-        self.retry(queued, config, function_arn, queued.attempts, THROTTLE_RETRY_MS)
-            .await;
+        self.retry(
+            queued,
+            config,
+            function_arn,
+            queued.attempts,
+            THROTTLE_RETRY_MS,
+        )
+        .await;
     }
 
     /// Puts the event back for another try, unless it would be too old by then.

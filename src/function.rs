@@ -173,6 +173,13 @@ fn latest() -> String {
     LATEST.to_string()
 }
 
+/// What makes a function reference name something outside this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Foreign {
+    Account(String),
+    Region(String),
+}
+
 /// Region and account that ARNs are built from.
 #[derive(Debug, Clone)]
 pub struct ArnContext {
@@ -186,6 +193,23 @@ impl ArnContext {
             "arn:aws:lambda:{}:{}:function:{}",
             self.region, self.account_id, name
         )
+    }
+
+    /// Why a reference to a function cannot name one of this server's functions (another
+    /// account's, or another region's), if it cannot.
+    pub fn foreign(&self, reference: &FunctionRef) -> Option<Foreign> {
+        if let Some(account) = reference
+            .account
+            .as_deref()
+            .filter(|a| *a != self.account_id)
+        {
+            return Some(Foreign::Account(account.to_string()));
+        }
+        reference
+            .region
+            .as_deref()
+            .filter(|r| *r != self.region)
+            .map(|r| Foreign::Region(r.to_string()))
     }
 
     /// The ARN of a version or alias of a function.
@@ -221,35 +245,39 @@ pub fn validate_name(name: &str) -> Result<(), InvalidField> {
 pub struct FunctionRef {
     pub name: String,
     pub qualifier: Option<String>,
+    /// The account the reference names (`123456789012:name` or an ARN), if any.
+    pub account: Option<String>,
+    /// The region an ARN names, if any.
+    pub region: Option<String>,
 }
 
 pub fn parse_function_ref(raw: &str) -> Result<FunctionRef, InvalidField> {
     let parts: Vec<&str> = raw.split(':').collect();
-    let (name, qualifier) = match parts.as_slice() {
-        [name] => (*name, None),
-        [name, qualifier] if !is_account_id(name) => (*name, Some(*qualifier)),
-        [_account, name] => (*name, None),
-        [_account, "function", name] => (*name, None),
-        [_account, "function", name, qualifier] => (*name, Some(*qualifier)),
+    let (name, qualifier, account, region) = match parts.as_slice() {
+        [name] => (*name, None, None, None),
+        [name, qualifier] if !is_account_id(name) => (*name, Some(*qualifier), None, None),
+        [account, name] => (*name, None, Some(*account), None),
+        [account, "function", name] => (*name, None, Some(*account), None),
+        [account, "function", name, qualifier] => (*name, Some(*qualifier), Some(*account), None),
         [
             "arn",
             _partition,
             "lambda",
-            _region,
-            _account,
+            region,
+            account,
             "function",
             name,
-        ] => (*name, None),
+        ] => (*name, None, Some(*account), Some(*region)),
         [
             "arn",
             _partition,
             "lambda",
-            _region,
-            _account,
+            region,
+            account,
             "function",
             name,
             qualifier,
-        ] => (*name, Some(*qualifier)),
+        ] => (*name, Some(*qualifier), Some(*account), Some(*region)),
         _ => {
             return Err(InvalidField(format!(
                 "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: \
@@ -257,6 +285,12 @@ pub fn parse_function_ref(raw: &str) -> Result<FunctionRef, InvalidField> {
             )));
         }
     };
+    if account.is_some_and(|a| !is_account_id(a)) {
+        return Err(InvalidField(format!(
+            "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: \
+             the account id must be 12 digits"
+        )));
+    }
     validate_name(name)?;
     if let Some(q) = qualifier {
         validate_qualifier(q)?;
@@ -264,6 +298,8 @@ pub fn parse_function_ref(raw: &str) -> Result<FunctionRef, InvalidField> {
     Ok(FunctionRef {
         name: name.to_string(),
         qualifier: qualifier.map(str::to_string),
+        account: account.map(str::to_string),
+        region: region.map(str::to_string),
     })
 }
 
@@ -491,6 +527,25 @@ mod tests {
             (arn.name.as_str(), arn.qualifier.as_deref()),
             ("hello", Some("prod"))
         );
+        assert_eq!(arn.account.as_deref(), Some("123456789012"));
+        assert_eq!(arn.region.as_deref(), Some("us-east-1"));
+        let ours = ArnContext {
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+        };
+        assert_eq!(ours.foreign(&arn), None);
+        assert_eq!(ours.foreign(&plain), None);
+        let other = parse_function_ref("999999999999:function:hello").unwrap();
+        assert_eq!(
+            ours.foreign(&other),
+            Some(Foreign::Account("999999999999".into()))
+        );
+        let west = parse_function_ref("arn:aws:lambda:us-west-2:123456789012:function:x").unwrap();
+        assert_eq!(
+            ours.foreign(&west),
+            Some(Foreign::Region("us-west-2".into()))
+        );
+        assert!(parse_function_ref("arn:aws:lambda:us-east-1:12:function:x").is_err());
         assert!(parse_function_ref("bad name!").is_err());
         assert!(parse_function_ref("").is_err());
         assert!(parse_function_ref("a:b:c:d:e").is_err());

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::functions::max_items;
 use super::{ApiError, SharedState, parse_json, read_body};
 use crate::document::{Alias, FunctionDocument, validate_alias_name};
-use crate::function::{self, LATEST, parse_function_ref};
+use crate::function::{self, LATEST};
 use crate::registry::RegistryError;
 
 const BODY_MAX: usize = 64 * 1024;
@@ -58,8 +58,8 @@ pub struct ListAliasesQuery {
     max_items: Option<String>,
 }
 
-fn function_name(raw: &str) -> Result<String, ApiError> {
-    Ok(parse_function_ref(raw)?.name)
+fn function_name(state: &SharedState, raw: &str) -> Result<String, ApiError> {
+    Ok(super::function_ref(state, raw)?.name)
 }
 
 /// Checks an alias's target and routing against the function's versions.
@@ -122,7 +122,7 @@ pub async fn create(
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: CreateAliasRequest = parse_json(&body)?;
     validate_alias_name(&request.name)?;
@@ -187,7 +187,7 @@ pub async fn update(
     Path((raw, alias_name)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: UpdateAliasRequest = parse_json(&body)?;
     if let Some(version) = &request.function_version {
@@ -238,7 +238,7 @@ pub async fn delete(
     State(state): State<SharedState>,
     Path((raw, alias_name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let (document, ()) = state
         .registry
         .modify(&name, state.arns.function_arn(&name), |doc| {

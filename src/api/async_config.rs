@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{ApiError, SharedState, parse_json, read_body};
 use crate::document::{EventInvokeConfig, FunctionDocument};
-use crate::function::{LATEST, parse_function_ref};
+use crate::function::LATEST;
 use crate::registry::RegistryError;
 
 const BODY_MAX: usize = 16 * 1024;
@@ -47,8 +47,12 @@ fn too_large() -> ApiError {
 }
 
 /// Function name and qualifier (`$LATEST` when none) of a request.
-fn target(raw: &str, query: Option<String>) -> Result<(String, String), ApiError> {
-    let reference = parse_function_ref(raw)?;
+fn target(
+    state: &SharedState,
+    raw: &str,
+    query: Option<String>,
+) -> Result<(String, String), ApiError> {
+    let reference = super::function_ref(state, raw)?;
     let qualifier = query
         .filter(|q| !q.is_empty())
         .or(reference.qualifier)
@@ -157,7 +161,7 @@ async fn store(
     body: Body,
     replace: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (name, qualifier) = target(&raw, query)?;
+    let (name, qualifier) = target(&state, &raw, query)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let input: ConfigInput = parse_json(&body)?;
     let (_, config) = state
@@ -206,7 +210,7 @@ pub async fn get(
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (name, qualifier) = target(&raw, query.qualifier)?;
+    let (name, qualifier) = target(&state, &raw, query.qualifier)?;
     let document = state
         .registry
         .require(&name, || state.arns.function_arn(&name))?;
@@ -227,7 +231,7 @@ pub async fn delete(
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let (name, qualifier) = target(&raw, query.qualifier)?;
+    let (name, qualifier) = target(&state, &raw, query.qualifier)?;
     let arn = state.arns.qualified_arn(&name, &qualifier);
     state
         .registry
@@ -250,7 +254,7 @@ pub async fn pending(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = parse_function_ref(&raw)?.name;
+    let name = super::function_ref(&state, &raw)?.name;
     state
         .registry
         .require(&name, || state.arns.function_arn(&name))?;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::document::{FunctionDocument, ProvisionedConfig};
-use crate::function::{LATEST, parse_function_ref};
+use crate::function::LATEST;
 use crate::registry::RegistryError;
 use crate::scheduler::PoolKey;
 use crate::scheduler::Scheduler;
@@ -29,8 +29,8 @@ fn too_large() -> ApiError {
     ApiError::RequestTooLarge(format!("Request must be smaller than {BODY_MAX} bytes"))
 }
 
-fn function_name(raw: &str) -> Result<String, ApiError> {
-    Ok(parse_function_ref(raw)?.name)
+fn function_name(state: &SharedState, raw: &str) -> Result<String, ApiError> {
+    Ok(super::function_ref(state, raw)?.name)
 }
 
 #[derive(Deserialize)]
@@ -44,7 +44,7 @@ pub async fn put_reserved(
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: PutReservedRequest = parse_json(&body)?;
     let Some(reserved) = request.reserved_concurrent_executions else {
@@ -94,7 +94,7 @@ pub async fn delete_reserved(
     State(state): State<SharedState>,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     state
         .registry
         .modify(&name, state.arns.function_arn(&name), |doc| {
@@ -199,7 +199,7 @@ pub async fn put_provisioned(
     Query(query): Query<ProvisionedQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let qualifier = required_qualifier(query)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: PutProvisionedRequest = parse_json(&body)?;
@@ -293,7 +293,7 @@ pub async fn get_provisioned(
     Path(raw): Path<String>,
     Query(query): Query<ProvisionedQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let qualifier = required_qualifier(query)?;
     let document = state
         .registry
@@ -312,7 +312,7 @@ pub async fn delete_provisioned(
     Path(raw): Path<String>,
     Query(query): Query<ProvisionedQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let qualifier = required_qualifier(query)?;
     let (document, ()) = state
         .registry

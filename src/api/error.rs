@@ -33,6 +33,8 @@ pub enum ApiError {
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
     #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
     Service(String),
@@ -53,6 +55,7 @@ impl ApiError {
             Self::ProvisionedConcurrencyConfigNotFound(_) => {
                 "ProvisionedConcurrencyConfigNotFoundException"
             }
+            Self::AccessDenied(_) => "AccessDeniedException",
             Self::PreconditionFailed(_) => "PreconditionFailedException",
             Self::Service(_) => "ServiceException",
         }
@@ -64,7 +67,7 @@ impl ApiError {
             | Self::UnknownOperation(_)
             | Self::ProvisionedConcurrencyConfigNotFound(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::AccessDenied(_) => StatusCode::FORBIDDEN,
             Self::ResourceConflict(_) => StatusCode::CONFLICT,
             Self::InvalidParameterValue(_) | Self::InvalidRequestContent(_) => {
                 StatusCode::BAD_REQUEST

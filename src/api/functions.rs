@@ -17,7 +17,7 @@ use super::{ApiError, SharedState, parse_json, read_body};
 use std::sync::Arc;
 
 use crate::document::FunctionDocument;
-use crate::function::{self, FunctionRecord, FunctionSpec, LATEST, limits, parse_function_ref};
+use crate::function::{self, FunctionRecord, FunctionSpec, LATEST, limits};
 use crate::registry::ConfigPatch;
 
 /// Largest control-plane request: a 50 MB zip, base64-encoded, with room for the rest.
@@ -196,8 +196,8 @@ fn environment_of(
     }
 }
 
-fn function_name(raw: &str) -> Result<String, ApiError> {
-    let reference = parse_function_ref(raw)?;
+fn function_name(state: &SharedState, raw: &str) -> Result<String, ApiError> {
+    let reference = super::function_ref(state, raw)?;
     if let Some(q) = reference.qualifier.as_deref().filter(|q| *q != "$LATEST") {
         return Err(ApiError::InvalidParameterValue(format!(
             "Qualifier {q} is not valid here: only $LATEST exists until versions are published"
@@ -226,7 +226,7 @@ pub(super) fn resolve_version(
     raw: &str,
     query_qualifier: Option<String>,
 ) -> Result<(Arc<FunctionDocument>, Arc<FunctionRecord>), ApiError> {
-    let reference = parse_function_ref(raw)?;
+    let reference = super::function_ref(state, raw)?;
     let qualifier = qualifier_of(&reference, query_qualifier);
     let name = &reference.name;
     let document = state
@@ -266,8 +266,8 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: CreateFunctionRequest = parse_json(&body)?;
     function::validate_name(&request.function_name)
-        .or_else(|_| parse_function_ref(&request.function_name).map(|_| ()))?;
-    let name = parse_function_ref(&request.function_name)?.name;
+        .or_else(|_| super::function_ref(&state, &request.function_name).map(|_| ()))?;
+    let name = super::function_ref(&state, &request.function_name)?.name;
     if request.package_type.as_deref().is_some_and(|p| p != "Zip") {
         return Err(ApiError::InvalidParameterValue(
             "PackageType Image is not supported by this server; use Zip".into(),
@@ -449,7 +449,7 @@ pub async fn update_code(
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateCodeRequest = parse_json(&body)?;
     let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
@@ -475,7 +475,7 @@ pub async fn update_configuration(
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateConfigurationRequest = parse_json(&body)?;
     latest_for_update(&state, &name, request.revision_id.as_deref())?;
@@ -520,7 +520,7 @@ pub async fn delete(
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let reference = parse_function_ref(&raw)?;
+    let reference = super::function_ref(&state, &raw)?;
     let name = reference.name.clone();
     match qualifier_of(&reference, query.qualifier).as_deref() {
         None => {
@@ -567,7 +567,7 @@ pub async fn publish_version(
         description: Option<String>,
         revision_id: Option<String>,
     }
-    let name = function_name(&raw)?;
+    let name = function_name(&state, &raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: PublishRequest = parse_json(&body)?;
     let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;

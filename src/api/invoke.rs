@@ -9,7 +9,6 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::{ApiError, SharedState, read_body};
-use crate::function::parse_function_ref;
 use crate::invoke::{InvokeError, InvokeRequest};
 
 /// Lambda's quota for a synchronous request payload.
@@ -89,7 +88,7 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let reference = parse_function_ref(&raw)?;
+    let reference = super::function_ref(&state, &raw)?;
     let qualifier = query
         .qualifier
         .filter(|q| !q.is_empty())

@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::{ApiError, SharedState};
-use crate::function::parse_function_ref;
 
 const DEFAULT_LIMIT: usize = 1000;
 const MAX_LIMIT: usize = 10_000;
@@ -33,7 +32,7 @@ pub async fn read(
     Path(raw): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = parse_function_ref(&raw)?.name;
+    let name = super::function_ref(&state, &raw)?.name;
     state
         .registry
         .require(&name, || state.arns.function_arn(&name))?;

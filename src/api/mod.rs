@@ -349,13 +349,37 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     })
 }
 
+/// A function reference of a request, parsed, and refused when it names another
+/// account's function (403, as AWS answers a caller without permission on it) or another
+/// region's (400: this endpoint serves its own region).
+pub(crate) fn function_ref(
+    state: &SharedState,
+    raw: &str,
+) -> Result<crate::function::FunctionRef, ApiError> {
+    let reference = crate::function::parse_function_ref(raw)?;
+    match state.arns.foreign(&reference) {
+        None => Ok(reference),
+        Some(crate::function::Foreign::Account(account)) => Err(ApiError::AccessDenied(format!(
+            "User is not authorized to perform this action on resource {raw}: the function \
+             belongs to account {account}, not to this server's account {}",
+            state.arns.account_id
+        ))),
+        Some(crate::function::Foreign::Region(region)) => {
+            Err(ApiError::InvalidParameterValue(format!(
+                "The function ARN {raw} names region {region}, but this endpoint serves {}",
+                state.arns.region
+            )))
+        }
+    }
+}
+
 /// The function a path names (any qualifier aside) and its document; a 404 when it
 /// does not exist.
 pub(crate) fn named_function(
     state: &SharedState,
     raw: &str,
 ) -> Result<(String, Arc<crate::document::FunctionDocument>), ApiError> {
-    let name = crate::function::parse_function_ref(raw)?.name;
+    let name = function_ref(state, raw)?.name;
     let document = state
         .registry
         .require(&name, || state.arns.function_arn(&name))?;

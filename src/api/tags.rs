@@ -31,7 +31,7 @@ fn tagged_function(state: &SharedState, resource: &str) -> Result<String, ApiErr
             "Resource must be a function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME); got {resource}"
         )));
     }
-    let reference = function::parse_function_ref(resource)?;
+    let reference = super::function_ref(state, resource)?;
     if reference.qualifier.is_some() {
         return Err(ApiError::InvalidParameterValue(
             "Tags apply to functions, not to their versions or aliases: use the unqualified function ARN".into(),

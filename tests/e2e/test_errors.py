@@ -400,3 +400,40 @@ def test_list_functions_with_bad_max_items(endpoint):
     r = http(endpoint, "GET", "/2015-03-31/functions?MaxItems=0")
     assert r.status == 400, r
     assert r.headers["x-amzn-errortype"].split(":")[0] == "InvalidParameterValueException"
+
+
+# --------------------------------------------------------------------------- foreign ARNs
+
+
+def test_function_arn_of_another_account_is_refused(lam, unique_name):
+    """A FunctionName naming another account's function never creates or reads one of ours."""
+    name = unique_name("foreign")
+    foreign_arn = f"arn:aws:lambda:{support.REGION}:999999999999:function:{name}"
+    for call, kwargs in (
+        (create, {"lam": lam, "name": foreign_arn}),
+        (create, {"lam": lam, "name": f"999999999999:{name}"}),
+        (lam.get_function, {"FunctionName": foreign_arn}),
+        (lam.invoke, {"FunctionName": foreign_arn}),
+        (lam.delete_function, {"FunctionName": f"999999999999:function:{name}"}),
+    ):
+        assert_error(support.client_error(call, **kwargs), 403, "AccessDeniedException",
+                     mentions="999999999999")
+    assert name not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+
+
+def test_function_arn_of_another_region_is_refused(lam, unique_name):
+    name = unique_name("region")
+    arn = f"arn:aws:lambda:eu-west-3:{support.ACCOUNT}:function:{name}"
+    assert_error(support.client_error(create, lam=lam, name=arn), 400,
+                 "InvalidParameterValueException", mentions="eu-west-3")
+    assert name not in [f["FunctionName"] for f in lam.list_functions()["Functions"]]
+
+
+def test_function_arn_of_our_account_works(lam, unique_name):
+    name = unique_name("ours")
+    create(lam, support.function_arn(name))
+    try:
+        got = lam.get_function(FunctionName=f"{support.ACCOUNT}:{name}")["Configuration"]
+        assert got["FunctionArn"] == support.function_arn(name)
+    finally:
+        lam.delete_function(FunctionName=name)

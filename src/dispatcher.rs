@@ -275,7 +275,7 @@ impl Dispatcher {
                 self.defer_backlog(&event.function).await;
             }
             Err(InvokeError::NotFound(_)) => self.drop_event(id, "FunctionNotFound").await,
-            Err(InvokeError::Internal(message)) => {
+            Err(InvokeError::Internal(message) | InvokeError::DiskFull(message)) => {
                 tracing::warn!(%message, "async invocation failed inside the server; it will be retried");
                 self.retry_uncounted(&queued, &config, &function_arn).await;
             }
@@ -289,8 +289,14 @@ impl Dispatcher {
         config: &EventInvokeConfig,
         function_arn: &str,
     ) {
-        self.retry(queued, config, function_arn, queued.attempts, THROTTLE_RETRY_MS)
-            .await;
+        self.retry(
+            queued,
+            config,
+            function_arn,
+            queued.attempts,
+            THROTTLE_RETRY_MS,
+        )
+        .await;
     }
 
     /// Puts the event back for another try, unless it would be too old by then.

@@ -132,7 +132,7 @@ impl TmpDisks {
 
 /// The image size that leaves at least `size_mb` MB free after ext4's metadata (inode
 /// tables and bitmaps take 1.5-4%, proportionally more on small filesystems).
-fn image_bytes(size_mb: u32) -> u64 {
+pub fn image_bytes(size_mb: u32) -> u64 {
     let size = u64::from(size_mb) << 20;
     size + size / 25 + (4 << 20)
 }

@@ -265,3 +265,47 @@ def test_tmp_images_of_two_functions_cannot_exceed_the_disk(disk_server, unique_
     assert r.status == 200, r
     assert r.json()["tmp_mb"] >= 900, r
     maker.delete_all()
+
+
+# --------------------------------------------------------------------------- write-backs
+
+ALWAYS_FAILING = support.py_zip('''
+import time
+def handler(event, context):
+    with open(event["marker"], "a") as f:
+        f.write("run\\n")
+    time.sleep(event["sleep"])
+    raise RuntimeError("fails every time")
+''')
+
+
+def test_an_async_retry_whose_write_failed_runs_soon_after_writes_work_again(
+        disk_server, unique_name, tmp_path):
+    """The outcome of a claimed event cannot be written (the database refuses writes: a
+    full disk does the same; here another connection holds SQLite's write lock past the
+    server's 5 s busy timeout). Once writes work again, the retry runs within seconds,
+    rather than after the event's 16-minute lease."""
+    srv = disk_server(None, "--isolation", "none", "--retry-base-delay", "1s")
+    lam = _lambda(srv)
+    name = unique_name("retry")
+    support.FunctionMaker(lam).create(ALWAYS_FAILING, name=name, Timeout=30)
+    marker = tmp_path / "runs.txt"
+    runs = lambda: marker.read_text().count("run") if marker.exists() else 0  # noqa: E731
+    assert _async(srv, name, {"marker": str(marker), "sleep": 1}).status == 202
+    support.wait_for(runs, lambda n: n == 1, timeout=15, what="the first run")
+    # The first run is under way: hold the write lock until its outcome (a retry in 1 s)
+    # could not be written. (The log writer waits on the lock too, and the end of the
+    # invocation on the log writer, so this takes 5 to 15 s.)
+    db = sqlite3.connect(str(srv.data_dir / "shoal.db"), timeout=10, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        support.wait_for(lambda: srv.stderr_text(200_000),
+                         lambda text: "writing back an async event failed" in text
+                         or "rescheduling an async event failed" in text,
+                         timeout=30, interval=0.2, what="a failed write-back")
+    finally:
+        db.execute("COMMIT")
+        db.close()
+    assert runs() == 1
+    # Writes work again: the retry (due 1 s after the failure) runs within seconds.
+    support.wait_for(runs, lambda n: n >= 2, timeout=10, what="the retry")

@@ -58,13 +58,15 @@ fn migrate_log_bytes(conn: &Connection) -> Result<(), StoreError> {
         .map_err(backend)?
         > 0;
     if !has_bytes {
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE logs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
-             UPDATE logs SET bytes = length(CAST(message AS BLOB)) + 26;
-             COMMIT;",
-        )
-        .map_err(backend)?;
+        conn.execute_batch("ALTER TABLE logs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;")
+            .map_err(backend)?;
+        // Rewrites every row: on a disk too full for that, the old events keep a size of
+        // 0 (the budget does not see them) and go by the count retention instead.
+        if let Err(e) = conn.execute_batch(
+            "UPDATE logs SET bytes = length(CAST(message AS BLOB)) + 26 WHERE bytes = 0;",
+        ) {
+            tracing::warn!(error = %e, "sizing the log events of an earlier release failed");
+        }
     }
     conn.execute_batch(LOG_BYTES_INDEX).map_err(backend)
 }

@@ -10,7 +10,9 @@
 //! journal-less `mkfs.ext4`, ~3 ms) into a template; an environment gets a sparse copy of
 //! it (~150 KB of data, well under a millisecond), removed with the environment's folder.
 //! The loop device detaches itself when the environment's mount namespace ends
-//! (`LO_FLAGS_AUTOCLEAR`).
+//! (`LO_FLAGS_AUTOCLEAR`). Each environment is promised its image's whole size
+//! ([`image_bytes`]) on the data disk ([`crate::disk::DiskBudget::reserve_tmp`]), so a
+//! sparse image can always grow to its size.
 //!
 //! Where `mkfs.ext4` or loop devices are missing, [`TmpDisks::probe`] says why and the
 //! sandbox falls back to a tmpfs `/tmp` (with a warning).

@@ -74,6 +74,21 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_LOG_RETENTION", default_value_t = 10_000)]
     pub log_retention: usize,
 
+    /// Log bytes kept per function (older events are dropped first); a size like 64MB.
+    /// An event counts its message's UTF-8 bytes plus 26 (CloudWatch's rule).
+    #[arg(long, env = "SHOAL_LOG_BYTES_PER_FUNCTION", default_value = "64MB", value_parser = crate::disk::parse_bytes)]
+    pub log_bytes_per_function: u64,
+
+    /// Log bytes kept in all (the oldest events of any function are dropped first).
+    #[arg(long, env = "SHOAL_LOG_BYTES_TOTAL", default_value = "1GB", value_parser = crate::disk::parse_bytes)]
+    pub log_bytes_total: u64,
+
+    /// Space kept free on the data directory's filesystem: async events, queue messages
+    /// and code uploads are refused (503) and /tmp images not made when they would eat
+    /// into it. A size (1GB), a percentage (5%), or `auto`: 1GB or 5%, whichever is smaller.
+    #[arg(long, env = "SHOAL_DISK_RESERVE", default_value = "auto", value_parser = crate::disk::Reserve::parse)]
+    pub disk_reserve: crate::disk::Reserve,
+
     /// Account-wide limit of concurrent executions (Lambda's default is 1000).
     #[arg(long, env = "SHOAL_CONCURRENCY_LIMIT", default_value_t = 1000)]
     pub concurrency_limit: usize,
@@ -283,6 +298,9 @@ struct FileSettings {
     node: Option<String>,
     interpreters: Option<HashMap<String, String>>,
     log_retention: Option<usize>,
+    log_bytes_per_function: Option<toml::Value>,
+    log_bytes_total: Option<toml::Value>,
+    disk_reserve: Option<toml::Value>,
     concurrency_limit: Option<usize>,
     memory_capacity: Option<toml::Value>,
     shutdown_grace: Option<String>,
@@ -348,6 +366,24 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.log_retention, defaulted("log_retention")) {
             self.log_retention = v;
+        }
+        let size = |v: toml::Value| match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            _ => "not a size".to_string(),
+        };
+        let in_file = |e: String| anyhow::anyhow!("config file {}: {e}", path.display());
+        if let (Some(v), true) = (
+            file.log_bytes_per_function,
+            defaulted("log_bytes_per_function"),
+        ) {
+            self.log_bytes_per_function = crate::disk::parse_bytes(&size(v)).map_err(in_file)?;
+        }
+        if let (Some(v), true) = (file.log_bytes_total, defaulted("log_bytes_total")) {
+            self.log_bytes_total = crate::disk::parse_bytes(&size(v)).map_err(in_file)?;
+        }
+        if let (Some(v), true) = (file.disk_reserve, defaulted("disk_reserve")) {
+            self.disk_reserve = crate::disk::Reserve::parse(&size(v)).map_err(in_file)?;
         }
         if let (Some(v), true) = (file.concurrency_limit, defaulted("concurrency_limit")) {
             self.concurrency_limit = v;
@@ -465,6 +501,22 @@ mod tests {
         assert!(check_key("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY").is_ok());
         let settings = parse(&["--access-key-id", "", "--secret-access-key", ""], "");
         assert!(settings.api_keys().is_err());
+    }
+
+    #[test]
+    fn disk_budget_settings_come_from_the_file_too() {
+        let defaults = parse(&[], "");
+        assert_eq!(defaults.log_bytes_per_function, 64 << 20);
+        assert_eq!(defaults.log_bytes_total, 1 << 30);
+        assert_eq!(defaults.disk_reserve, crate::disk::Reserve::Auto);
+        let file =
+            "log_bytes_total = \"2MB\"\nlog_bytes_per_function = 4096\ndisk_reserve = \"5%\"\n";
+        let from_file = parse(&[], file);
+        assert_eq!(from_file.log_bytes_total, 2 << 20);
+        assert_eq!(from_file.log_bytes_per_function, 4096);
+        assert_eq!(from_file.disk_reserve, crate::disk::Reserve::Percent(5));
+        let from_flag = parse(&["--disk-reserve", "1GB"], file);
+        assert_eq!(from_flag.disk_reserve, crate::disk::Reserve::Bytes(1 << 30));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub enum InvokeError {
     Throttled(Throttle),
     #[error("{0}")]
     Internal(String),
+    /// The data disk has no room for the environment a cold start needs (its `/tmp`).
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 pub struct Invoker {
@@ -170,6 +173,9 @@ impl Invoker {
                     log_tail: None,
                     executed_version: version,
                 });
+            }
+            Err(AcquireError::Start(StartError::Sandbox(SandboxError::DiskFull(message)))) => {
+                return Err(InvokeError::DiskFull(message));
             }
             Err(AcquireError::Start(e)) => return Err(InvokeError::Internal(e.to_string())),
         };

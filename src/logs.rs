@@ -1,17 +1,20 @@
 //! The log pipeline: every line a function prints and every platform line (START, END,
 //! REPORT) goes through a [`LogSink`] into the store, batched, off the invoke path.
 //!
-//! Owns the writer task (one batched transaction per burst) and the retention policy
-//! (the newest N events per function are kept). Also owns the formatting of Lambda's
-//! platform lines, so their exact text lives in one place.
+//! Owns the writer task (one batched transaction per burst) and the retention policy:
+//! the newest N events per function are kept (trimmed every few seconds), and the log
+//! bytes of a function and of all functions stay within their budgets ([`LogBudget`]:
+//! before a batch would pass one, the oldest events go, down to seven eighths of it so
+//! that trims come once in a while, not with every batch). Also owns the formatting of
+//! Lambda's platform lines, so their exact text lives in one place.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{LogStore, NewLogEvent};
+use crate::store::{LogStore, NewLogEvent, StoreError, log_event_bytes};
 
 const CHANNEL_CAPACITY: usize = 16_384;
 const BATCH_MAX: usize = 2_048;
@@ -26,6 +29,128 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// How much log the store keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct LogBudget {
+    /// Newest events kept per function.
+    pub events_per_function: usize,
+    /// Bytes kept per function and in all (by [`log_event_bytes`]).
+    pub bytes_per_function: u64,
+    pub bytes_total: u64,
+}
+
+/// The writer's running tally of log bytes in the store, per function and in all.
+/// Trims are computed by the store from what it holds, so a tally that is too high (a
+/// function's logs were deleted) costs one needless trim query, never a lost event.
+struct Usage {
+    budget: LogBudget,
+    per_function: HashMap<String, u64>,
+    total: u64,
+}
+
+impl Usage {
+    fn load(store: &dyn LogStore, budget: LogBudget) -> Result<Self, StoreError> {
+        let mut usage = Self {
+            budget,
+            per_function: HashMap::new(),
+            total: 0,
+        };
+        usage.reload(store, None)?;
+        Ok(usage)
+    }
+
+    /// Reads the figures of `function` (of every function with `None`) back from the store.
+    fn reload(&mut self, store: &dyn LogStore, function: Option<&str>) -> Result<(), StoreError> {
+        match function {
+            Some(function) => {
+                let bytes = store
+                    .log_usage(Some(function))?
+                    .first()
+                    .map_or(0, |(_, b)| *b);
+                let old = self.per_function.insert(function.to_string(), bytes);
+                self.total = (self.total + bytes).saturating_sub(old.unwrap_or(0));
+            }
+            None => {
+                self.per_function = store.log_usage(None)?.into_iter().collect();
+                self.total = self.per_function.values().sum();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `batch`, first trimming the oldest events where it would pass a budget.
+    /// Every commit stays within the budgets: the trim commits first, then the batch.
+    fn append(&mut self, store: &dyn LogStore, batch: Vec<NewLogEvent>) -> Result<(), StoreError> {
+        let per_function = self.budget.bytes_per_function / 8 * 7;
+        let all = self.budget.bytes_total / 8 * 7;
+        let batch = newest_within(batch, per_function, all);
+        let mut incoming: HashMap<&str, u64> = HashMap::new();
+        for event in &batch {
+            *incoming.entry(event.function.as_str()).or_default() +=
+                log_event_bytes(&event.message);
+        }
+        let incoming_total: u64 = incoming.values().sum();
+        for (&function, &bytes) in &incoming {
+            let held = self.per_function.get(function).copied().unwrap_or(0);
+            if held + bytes > self.budget.bytes_per_function {
+                let keep = per_function - bytes;
+                store.trim_log_bytes(Some(function), keep)?;
+                self.reload(store, Some(function))?;
+                tracing::debug!(function, keep, "log bytes of the function trimmed");
+            }
+        }
+        if self.total + incoming_total > self.budget.bytes_total {
+            let keep = all - incoming_total;
+            store.trim_log_bytes(None, keep)?;
+            self.reload(store, None)?;
+            tracing::debug!(keep, "log bytes of all functions trimmed");
+        }
+        store.append_logs(&batch)?;
+        for (function, bytes) in incoming {
+            *self.per_function.entry(function.to_string()).or_default() += bytes;
+            self.total += bytes;
+        }
+        Ok(())
+    }
+}
+
+/// The newest events of `batch` that fit in `per_function` bytes per function and `all`
+/// bytes in all, in their order: a batch larger than a budget by itself (a writer that
+/// fell behind) loses its own oldest events, which a trim would remove at once anyway.
+fn newest_within(batch: Vec<NewLogEvent>, per_function: u64, all: u64) -> Vec<NewLogEvent> {
+    let mut used: HashMap<&str, Option<u64>> = HashMap::new();
+    let mut total = Some(0u64);
+    let mut keep = vec![false; batch.len()];
+    for (i, event) in batch.iter().enumerate().rev() {
+        let bytes = log_event_bytes(&event.message);
+        let function = used.entry(event.function.as_str()).or_insert(Some(0));
+        // Once an event does not fit, nothing older of its function (or of any, for the
+        // total) is kept either: the oldest go first.
+        match (*function, total) {
+            (Some(f), Some(t)) if f + bytes <= per_function && t + bytes <= all => {
+                *function = Some(f + bytes);
+                total = Some(t + bytes);
+                keep[i] = true;
+            }
+            (Some(_), Some(t)) if t + bytes > all => total = None,
+            (Some(_), _) => *function = None,
+            (None, _) => {}
+        }
+    }
+    let dropped = keep.iter().filter(|k| !**k).count();
+    if dropped > 0 {
+        tracing::debug!(
+            dropped,
+            "a log batch larger than its budget lost its oldest events"
+        );
+    }
+    batch
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<Message>,
@@ -35,10 +160,10 @@ impl LogSink {
     /// Starts the writer; it ends (after writing what it has) when every sink is dropped.
     pub fn start(
         store: Arc<dyn LogStore>,
-        retention: usize,
+        budget: LogBudget,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let handle = tokio::spawn(write_loop(store, rx, retention));
+        let handle = tokio::spawn(write_loop(store, rx, budget));
         (Self { tx }, handle)
     }
 
@@ -58,7 +183,27 @@ impl LogSink {
     }
 }
 
-async fn write_loop(store: Arc<dyn LogStore>, mut rx: mpsc::Receiver<Message>, retention: usize) {
+async fn write_loop(store: Arc<dyn LogStore>, mut rx: mpsc::Receiver<Message>, budget: LogBudget) {
+    let retention = budget.events_per_function;
+    let loaded = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || Usage::load(store.as_ref(), budget)).await
+    };
+    let usage = match loaded
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        Ok(usage) => usage,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the log sizes failed; counting from zero");
+            Usage {
+                budget,
+                per_function: HashMap::new(),
+                total: 0,
+            }
+        }
+    };
+    let usage = Arc::new(std::sync::Mutex::new(usage));
     let mut touched: HashSet<String> = HashSet::new();
     let mut last_trim = tokio::time::Instant::now();
     let mut open = true;
@@ -97,12 +242,15 @@ async fn write_loop(store: Arc<dyn LogStore>, mut rx: mpsc::Receiver<Message>, r
                 Vec::new()
             };
             let store = store.clone();
+            let usage = usage.clone();
             let result = tokio::task::spawn_blocking(move || {
-                store.append_logs(&batch)?;
+                let mut usage = usage.lock().unwrap_or_else(|p| p.into_inner());
+                usage.append(store.as_ref(), batch)?;
                 for function in trim {
                     store.trim_logs(&function, retention)?;
+                    usage.reload(store.as_ref(), Some(&function))?;
                 }
-                Ok::<_, crate::store::StoreError>(())
+                Ok::<_, StoreError>(())
             })
             .await;
             match result {
@@ -167,6 +315,60 @@ pub mod lines {
 #[cfg(test)]
 mod tests {
     use super::lines::*;
+    use super::{LogBudget, Usage};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{LogStore, NewLogEvent};
+
+    #[test]
+    fn log_bytes_stay_within_both_budgets_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("shoal.db")).unwrap();
+        let budget = LogBudget {
+            events_per_function: 10_000,
+            bytes_per_function: 8_000,
+            bytes_total: 12_000,
+        };
+        let mut usage = Usage::load(&store, budget).unwrap();
+        let stored = |f: &str| store.log_usage(Some(f)).unwrap().first().map_or(0, |u| u.1);
+        // Batches of ten 100-byte events, alternating between two functions.
+        for round in 0..20u64 {
+            let function = if round % 2 == 0 { "f" } else { "g" };
+            let batch: Vec<NewLogEvent> = (0..10)
+                .map(|i| NewLogEvent {
+                    function: function.into(),
+                    stream: "s".into(),
+                    timestamp_ms: round * 10 + i,
+                    message: format!("{:074}", round * 10 + i),
+                })
+                .collect();
+            usage.append(&store, batch).unwrap();
+            assert!(stored("f") <= 8_000 && stored("g") <= 8_000);
+            assert!(stored("f") + stored("g") <= 12_000, "round {round}");
+            assert_eq!(usage.total, stored("f") + stored("g"));
+        }
+        // The newest events are there; the oldest went.
+        let g = store.read_logs("g", 0, 1000).unwrap();
+        assert_eq!(g.last().unwrap().message, format!("{:074}", 199));
+        let f = store.read_logs("f", 0, 1000).unwrap();
+        assert!(f[0].message > format!("{:074}", 0));
+        // A batch larger than the budget by itself keeps its newest events only.
+        let big: Vec<NewLogEvent> = (0..200u64)
+            .map(|i| NewLogEvent {
+                function: "h".into(),
+                stream: "s".into(),
+                timestamp_ms: i,
+                message: format!("{i:074}"),
+            })
+            .collect();
+        usage.append(&store, big).unwrap();
+        let h = store.read_logs("h", 0, 1000).unwrap();
+        assert_eq!(h.len(), 70, "seven eighths of 8000 bytes");
+        assert_eq!(h[0].message, format!("{:074}", 130));
+        assert!(stored("f") + stored("g") + stored("h") <= 12_000);
+        // A server started on this store finds the same figures.
+        let again = Usage::load(&store, budget).unwrap();
+        assert_eq!(again.total, usage.total);
+    }
 
     #[test]
     fn report_line_has_lambdas_fields() {

@@ -63,6 +63,8 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
 
     let code = CodeStore::open(data_dir.join("code"))?;
     refuse_lost_store(&data_dir, &code)?;
+    let disk = crate::disk::DiskBudget::new(&data_dir, settings.disk_reserve)
+        .with_context(|| format!("cannot measure the filesystem of {}", data_dir.display()))?;
     let store =
         Arc::new(SqliteStore::open(&data_dir.join("shoal.db")).context("opening the store")?);
     let interpreters = InterpreterSettings {
@@ -74,7 +76,14 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         &data_dir.join("runtimes"),
         &interpreters,
     )?);
-    let (sink, log_writer) = LogSink::start(store.clone(), settings.log_retention);
+    let (sink, log_writer) = LogSink::start(
+        store.clone(),
+        crate::logs::LogBudget {
+            events_per_function: settings.log_retention,
+            bytes_per_function: settings.log_bytes_per_function,
+            bytes_total: settings.log_bytes_total,
+        },
+    );
     let final_logs = sink.clone();
     let arns = ArnContext {
         region: settings.region.clone(),
@@ -92,7 +101,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     // after a crash finds and removes what the previous run left.
     let instance =
         crate::sigv4::sha256_hex(data_dir.to_string_lossy().as_bytes())[..12].to_string();
-    let sandbox = choose_sandbox(&settings, &runtimes, &instance, &envs_dir)?;
+    let sandbox = choose_sandbox(&settings, &runtimes, &instance, &envs_dir, &disk)?;
     let launcher = Arc::new(Launcher {
         sandbox: sandbox.clone(),
         runtimes: runtimes.clone(),
@@ -166,6 +175,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         metrics,
         dispatcher,
         queues,
+        disk,
         async_payload_max: settings.async_payload_limit,
         arns,
         keys,
@@ -228,6 +238,7 @@ fn choose_sandbox(
     runtimes: &RuntimeCatalog,
     instance: &str,
     scratch: &std::path::Path,
+    disk: &Arc<crate::disk::DiskBudget>,
 ) -> anyhow::Result<Arc<dyn Sandbox>> {
     let unisolated = || -> Arc<dyn Sandbox> {
         tracing::warn!(
@@ -249,6 +260,7 @@ fn choose_sandbox(
         tmp_storage: TmpStorage::parse(&settings.tmp_storage),
         scratch: scratch.to_path_buf(),
         spares: settings.spare_sandboxes,
+        disk: Some(disk.clone()),
     }) {
         Ok(sandbox) => {
             tracing::info!(

@@ -38,6 +38,16 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("{0}")]
     Service(String),
+    /// The server cannot take the request for now (its data disk is full): 503
+    /// `ServiceException`, which clients retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<crate::disk::DiskFull> for ApiError {
+    fn from(e: crate::disk::DiskFull) -> Self {
+        Self::Unavailable(e.to_string())
+    }
 }
 
 impl ApiError {
@@ -57,7 +67,7 @@ impl ApiError {
             }
             Self::AccessDenied(_) => "AccessDeniedException",
             Self::PreconditionFailed(_) => "PreconditionFailedException",
-            Self::Service(_) => "ServiceException",
+            Self::Service(_) | Self::Unavailable(_) => "ServiceException",
         }
     }
 
@@ -75,19 +85,20 @@ impl ApiError {
             Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The JSON body; the key of the message follows each exception's shape in the service model.
     pub fn body(&self) -> serde_json::Value {
         let message = self.to_string();
-        let kind = if matches!(self, Self::Service(_)) {
+        let kind = if matches!(self, Self::Service(_) | Self::Unavailable(_)) {
             "Service"
         } else {
             "User"
         };
         match self {
-            Self::ResourceNotFound(_) | Self::Service(_) => {
+            Self::ResourceNotFound(_) | Self::Service(_) | Self::Unavailable(_) => {
                 serde_json::json!({ "Type": kind, "Message": message })
             }
             Self::TooManyRequests { reason, .. } => {
@@ -102,6 +113,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if matches!(self, Self::Service(_)) {
             tracing::error!(error = %self, "service error");
+        } else if matches!(self, Self::Unavailable(_)) {
+            tracing::warn!(error = %self, "request refused");
         } else {
             tracing::debug!(code = self.code(), error = %self, "request rejected");
         }
@@ -134,5 +147,10 @@ mod tests {
             "ConcurrentInvocationLimitExceeded"
         );
         assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        let full = ApiError::Unavailable("Shoal's data disk is full".into());
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.code(), "ServiceException");
+        assert_eq!(full.body()["Type"], "Service");
+        assert_eq!(full.body()["Message"], "Shoal's data disk is full");
     }
 }

@@ -124,6 +124,8 @@ pub async fn invoke(
     match kind {
         InvocationType::DryRun => return Ok(StatusCode::NO_CONTENT.into_response()),
         InvocationType::Event => {
+            // A full disk answers a clear 503 rather than SQLite's failure to write.
+            state.disk.check(payload.len() as u64, "an async event")?;
             let request_id = uuid::Uuid::new_v4().to_string();
             state
                 .dispatcher
@@ -171,6 +173,7 @@ pub async fn invoke(
             });
         }
         Err(InvokeError::Internal(message)) => return Err(ApiError::Service(message)),
+        Err(InvokeError::DiskFull(message)) => return Err(ApiError::Unavailable(message)),
     };
     let mut http = (StatusCode::OK, response.payload).into_response();
     let out = http.headers_mut();

@@ -46,6 +46,9 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub dispatcher: Arc<crate::dispatcher::Dispatcher>,
     pub queues: Arc<crate::queues::QueueService>,
+    /// The data disk's budget: checked before async events, queue messages and code
+    /// packages are written.
+    pub disk: Arc<crate::disk::DiskBudget>,
     /// Largest payload of an asynchronous invocation.
     pub async_payload_max: usize,
     pub arns: ArnContext,

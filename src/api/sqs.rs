@@ -40,6 +40,19 @@ impl SqsError {
     }
 }
 
+impl From<crate::disk::DiskFull> for SqsError {
+    /// A full data disk: AWS's common 503 `ServiceUnavailable` (a temporary failure,
+    /// which clients retry).
+    fn from(e: crate::disk::DiskFull) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            shape: "ServiceUnavailable",
+            code: "ServiceUnavailable",
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<QueueError> for SqsError {
     fn from(e: QueueError) -> Self {
         let message = e.to_string();
@@ -283,6 +296,9 @@ async fn dispatch(
             let attrs = attributes(req.message_attributes);
             let md5_attrs = md5_of_attributes(&attrs);
             let md5_body = md5_hex(req.message_body.as_bytes());
+            state
+                .disk
+                .check(req.message_body.len() as u64, "a queue message")?;
             let message = (req.message_body, attrs, req.delay_seconds);
             let ids = blocking(queues, move |q| q.send(&name, &[message])).await?;
             let mut out = json!({ "MessageId": ids[0], "MD5OfMessageBody": md5_body });
@@ -321,6 +337,8 @@ async fn dispatch(
                 results.push(result);
                 messages.push((entry.message_body, attrs, entry.delay_seconds));
             }
+            let bytes = messages.iter().map(|m| m.0.len() as u64).sum();
+            state.disk.check(bytes, "a batch of queue messages")?;
             let ids = blocking(queues, move |q| q.send(&name, &messages)).await?;
             for (result, id) in results.iter_mut().zip(ids) {
                 result["MessageId"] = json!(id);

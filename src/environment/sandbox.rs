@@ -52,6 +52,9 @@ pub enum SandboxError {
     InvalidEntrypoint { program: String, reason: String },
     #[error("sandbox setup failed: {0}")]
     Setup(String),
+    /// The data disk has no room for the environment's `/tmp` ([`crate::disk::DiskFull`]).
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 /// Control over a started process tree, usable from any task.

@@ -30,6 +30,12 @@ pub trait FunctionStore: Send + Sync {
     fn delete_function(&self, name: &str) -> Result<(), StoreError>;
 }
 
+/// What a log event costs the log budget: its message's UTF-8 bytes plus 26, CloudWatch
+/// Logs' rule for the size of an event.
+pub fn log_event_bytes(message: &str) -> u64 {
+    message.len() as u64 + 26
+}
+
 /// One line of a function's log, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewLogEvent {
@@ -60,6 +66,12 @@ pub trait LogStore: Send + Sync {
     ) -> Result<Vec<LogEvent>, StoreError>;
     /// Keeps only the newest `keep` events of `function`.
     fn trim_logs(&self, function: &str, keep: usize) -> Result<(), StoreError>;
+    /// Drops the oldest events of `function` (of every function with `None`) until what
+    /// is left weighs at most `keep_bytes` (by [`log_event_bytes`]).
+    fn trim_log_bytes(&self, function: Option<&str>, keep_bytes: u64) -> Result<(), StoreError>;
+    /// Bytes of log events (by [`log_event_bytes`]) per function: of `function` only, or
+    /// of every function with `None`.
+    fn log_usage(&self, function: Option<&str>) -> Result<Vec<(String, u64)>, StoreError>;
     fn delete_logs(&self, function: &str) -> Result<(), StoreError>;
 }
 

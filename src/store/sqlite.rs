@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{FunctionStore, LogEvent, LogStore, NewLogEvent, StoreError};
+use super::{FunctionStore, LogEvent, LogStore, NewLogEvent, StoreError, log_event_bytes};
 use crate::document::FunctionDocument;
 use crate::function::FunctionRecord;
 
@@ -35,10 +35,41 @@ CREATE TABLE IF NOT EXISTS logs (
     function  TEXT NOT NULL,
     ts        INTEGER NOT NULL,
     stream    TEXT NOT NULL,
+    bytes     INTEGER NOT NULL DEFAULT 0,
     message   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_by_function ON logs (function, seq);
 ";
+
+/// After the migration: the index that sums a function's log bytes without reading the
+/// messages.
+const LOG_BYTES_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS logs_bytes_by_function ON logs (function, seq, bytes);";
+
+/// A database of a release without log sizes gets its `bytes` column (after `message`
+/// there, which only makes whole-table trims read further) and the sizes of its events.
+fn migrate_log_bytes(conn: &Connection) -> Result<(), StoreError> {
+    let has_bytes: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('logs') WHERE name = 'bytes'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(backend)?
+        > 0;
+    if !has_bytes {
+        conn.execute_batch("ALTER TABLE logs ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;")
+            .map_err(backend)?;
+        // Rewrites every row: on a disk too full for that, the old events keep a size of
+        // 0 (the budget does not see them) and go by the count retention instead.
+        if let Err(e) = conn.execute_batch(
+            "UPDATE logs SET bytes = length(CAST(message AS BLOB)) + 26 WHERE bytes = 0;",
+        ) {
+            tracing::warn!(error = %e, "sizing the log events of an earlier release failed");
+        }
+    }
+    conn.execute_batch(LOG_BYTES_INDEX).map_err(backend)
+}
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -54,6 +85,7 @@ impl SqliteStore {
         };
         let conn = connect("FULL")?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate_log_bytes(&conn)?;
         let logs = connect("NORMAL")?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -156,7 +188,7 @@ impl LogStore for SqliteStore {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO logs (function, ts, stream, message) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO logs (function, ts, stream, bytes, message) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(backend)?;
             for event in events {
@@ -164,6 +196,7 @@ impl LogStore for SqliteStore {
                     event.function,
                     event.timestamp_ms as i64,
                     event.stream,
+                    log_event_bytes(&event.message) as i64,
                     event.message
                 ])
                 .map_err(backend)?;
@@ -215,6 +248,66 @@ impl LogStore for SqliteStore {
             .map_err(backend)?;
         }
         Ok(())
+    }
+
+    fn trim_log_bytes(&self, function: Option<&str>, keep_bytes: u64) -> Result<(), StoreError> {
+        let conn = self.lock_logs();
+        let keep = keep_bytes.min(i64::MAX as u64) as i64;
+        // The newest event that no longer fits: it and everything older go. The running
+        // sum reads the (function, seq, bytes) index, or for all functions the table in
+        // seq order, whose rows hold `bytes` before the message.
+        let cutoff: Option<i64> = match function {
+            Some(function) => conn.query_row(
+                "SELECT seq FROM (SELECT seq, SUM(bytes) OVER (ORDER BY seq DESC) AS newer
+                                  FROM logs WHERE function = ?1)
+                 WHERE newer > ?2 ORDER BY seq DESC LIMIT 1",
+                params![function, keep],
+                |row| row.get(0),
+            ),
+            None => conn.query_row(
+                "SELECT seq FROM (SELECT seq, SUM(bytes) OVER (ORDER BY seq DESC) AS newer FROM logs)
+                 WHERE newer > ?1 ORDER BY seq DESC LIMIT 1",
+                params![keep],
+                |row| row.get(0),
+            ),
+        }
+        .optional()
+        .map_err(backend)?;
+        match (cutoff, function) {
+            (None, _) => {}
+            (Some(cutoff), Some(function)) => {
+                conn.execute(
+                    "DELETE FROM logs WHERE function = ?1 AND seq <= ?2",
+                    params![function, cutoff],
+                )
+                .map_err(backend)?;
+            }
+            (Some(cutoff), None) => {
+                conn.execute("DELETE FROM logs WHERE seq <= ?1", params![cutoff])
+                    .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn log_usage(&self, function: Option<&str>) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.lock_logs();
+        let row =
+            |row: &rusqlite::Row<'_>| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64));
+        let rows = match function {
+            Some(function) => conn
+                .prepare_cached(
+                    "SELECT function, SUM(bytes) FROM logs WHERE function = ?1 GROUP BY function",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![function], row)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+            None => conn
+                .prepare_cached("SELECT function, SUM(bytes) FROM logs GROUP BY function")
+                .and_then(|mut stmt| stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()),
+        };
+        rows.map_err(backend)
     }
 
     fn delete_logs(&self, function: &str) -> Result<(), StoreError> {
@@ -288,5 +381,67 @@ mod tests {
             kept.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
             ["line 6", "line 7", "line 8", "line 9"]
         );
+    }
+
+    fn event(function: &str, message: String) -> NewLogEvent {
+        NewLogEvent {
+            function: function.into(),
+            stream: "s".into(),
+            timestamp_ms: 0,
+            message,
+        }
+    }
+
+    #[test]
+    fn log_bytes_trim_oldest_first_per_function_and_in_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("shoal.db")).unwrap();
+        // Each event weighs 74 + 26 = 100 bytes.
+        let line = |f: &str, i: usize| event(f, format!("{f}{i:073}"));
+        let batch: Vec<_> = (0..10).flat_map(|i| [line("f", i), line("g", i)]).collect();
+        store.append_logs(&batch).unwrap();
+        let usage = |f: &str| store.log_usage(Some(f)).unwrap().first().map_or(0, |u| u.1);
+        assert_eq!(usage("f"), 1000);
+        store.trim_log_bytes(Some("f"), 450).unwrap();
+        assert_eq!(usage("f"), 400);
+        assert_eq!(usage("g"), 1000);
+        let kept = store.read_logs("f", 0, 100).unwrap();
+        assert_eq!(kept[0].message, format!("f{:073}", 6));
+        // In all: the oldest events of any function go first (f's 6..9 are older than g's last).
+        store.trim_log_bytes(None, 500).unwrap();
+        let all = store.log_usage(None).unwrap();
+        assert_eq!(all.iter().map(|u| u.1).sum::<u64>(), 500);
+        assert_eq!(usage("g"), 500 - usage("f"));
+        assert_eq!(
+            store
+                .read_logs("g", 0, 100)
+                .unwrap()
+                .last()
+                .unwrap()
+                .message,
+            format!("g{:073}", 9)
+        );
+    }
+
+    #[test]
+    fn a_database_without_log_sizes_gets_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE logs (seq INTEGER PRIMARY KEY AUTOINCREMENT, function TEXT NOT NULL,
+                                    ts INTEGER NOT NULL, stream TEXT NOT NULL, message TEXT NOT NULL);
+                 INSERT INTO logs (function, ts, stream, message) VALUES ('f', 1, 's', 'héllo');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.log_usage(None).unwrap(),
+            vec![("f".to_string(), 6 + 26)]
+        );
+        store.append_logs(&[event("f", "x".into())]).unwrap();
+        assert_eq!(store.log_usage(Some("f")).unwrap()[0].1, 6 + 26 + 27);
     }
 }

@@ -33,6 +33,7 @@ use plan::{Mount, SandboxPlan, Tmp};
 use spares::{Spare, SparePool, SpareSettings};
 use tmp_disk::TmpDisks;
 
+use crate::disk::{DiskBudget, TmpReservation};
 use crate::function::NetworkMode;
 
 use super::sandbox::{LaunchSpec, Layout, Sandbox, SandboxError, StartedTree, TreeControl};
@@ -77,6 +78,8 @@ pub struct IsolationSettings {
     pub scratch: PathBuf,
     /// Sandboxes kept ready (namespaces made) for the next environments.
     pub spares: usize,
+    /// The data disk's budget, which promises each environment its disk-backed `/tmp`.
+    pub disk: Option<Arc<DiskBudget>>,
 }
 
 pub struct NamespaceSandbox {
@@ -88,6 +91,8 @@ pub struct NamespaceSandbox {
     egress: Result<Egress, String>,
     /// Makes disk-backed `/tmp`s; without it `/tmp` is a tmpfs.
     tmp_disks: Option<Arc<TmpDisks>>,
+    /// Promises each environment the whole size of its `/tmp` image.
+    disk: Option<Arc<DiskBudget>>,
     spares: Arc<SparePool>,
 }
 
@@ -151,7 +156,22 @@ impl NamespaceSandbox {
             shared_paths: settings.shared_paths,
             egress,
             tmp_disks,
+            disk: settings.disk,
         })
+    }
+
+    /// Promises `/tmp` of `size_mb` (its image at `image`) to an environment.
+    fn reserve_tmp(
+        &self,
+        image: PathBuf,
+        size_mb: u32,
+    ) -> Result<Option<TmpReservation>, SandboxError> {
+        let Some(disk) = &self.disk else {
+            return Ok(None);
+        };
+        disk.reserve_tmp(image, tmp_disk::image_bytes(size_mb), size_mb)
+            .map(Some)
+            .map_err(|e| SandboxError::DiskFull(e.to_string()))
     }
 
     fn plan(&self, spec: &LaunchSpec, tmp: Tmp) -> SandboxPlan {
@@ -250,16 +270,23 @@ impl Sandbox for NamespaceSandbox {
         }
         let mut spare = self.spares.take(spec.network)?;
         let taken = began.elapsed();
-        let prepare = |spare: &mut Spare| -> Result<SandboxPlan, SandboxError> {
+        let mut reservation = None;
+        let mut prepare = |spare: &mut Spare| -> Result<SandboxPlan, SandboxError> {
             if let Some(cgroup) = spare.cgroup.as_mut() {
                 cgroup
                     .set_memory(spec.memory_mb)
                     .map_err(setup("setting the memory limit"))?;
             }
+            // The whole size of a disk-backed /tmp is promised to this environment before
+            // it gets one (spares hold no promise: nothing writes to their empty images).
             let tmp = match (spare.tmp_of(spec.ephemeral_mb), &self.tmp_disks) {
-                (Some(ready), _) => Tmp::Mounted(ready),
+                (Some(ready), _) => {
+                    reservation = self.reserve_tmp(spare.tmp_image(), spec.ephemeral_mb)?;
+                    Tmp::Mounted(ready)
+                }
                 (None, Some(disks)) => {
                     let image = spec.env_dir.join(TMP_IMAGE);
+                    reservation = self.reserve_tmp(image.clone(), spec.ephemeral_mb)?;
                     disks
                         .make(&image, spec.ephemeral_mb)
                         .map_err(setup("making /tmp"))?;
@@ -294,6 +321,7 @@ impl Sandbox for NamespaceSandbox {
             cgroup,
             egress: Mutex::new(egress),
             folder,
+            tmp_reservation: Mutex::new(reservation),
         });
         let handshake = || -> Result<(), SandboxError> {
             ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
@@ -351,6 +379,8 @@ struct IsolatedTree {
     cgroup: Option<EnvCgroup>,
     egress: Mutex<Option<EgressLink>>,
     folder: PathBuf,
+    /// The disk space promised to its `/tmp`, released once it is gone.
+    tmp_reservation: Mutex<Option<TmpReservation>>,
 }
 
 impl IsolatedTree {
@@ -401,5 +431,11 @@ impl TreeControl for IsolatedTree {
             cgroup.kill_and_remove();
         }
         let _ = std::fs::remove_dir_all(&self.folder);
+        // The promise ends when the image is gone (the environment's folder, removed
+        // right after this, holds a /tmp image not taken from a spare).
+        self.tmp_reservation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }

@@ -57,6 +57,11 @@ impl Spare {
         (self.tmp_mb == Some(size_mb)).then(|| self.folder.join(TMP_DIR))
     }
 
+    /// The image of its ready `/tmp`.
+    pub fn tmp_image(&self) -> PathBuf {
+        self.folder.join(TMP_IMAGE)
+    }
+
     /// The process, its control socket, its Runtime API listener and its folder (to
     /// remove once the environment is gone), for the environment that takes them.
     pub fn into_parts(

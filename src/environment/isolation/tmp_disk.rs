@@ -10,7 +10,9 @@
 //! journal-less `mkfs.ext4`, ~3 ms) into a template; an environment gets a sparse copy of
 //! it (~150 KB of data, well under a millisecond), removed with the environment's folder.
 //! The loop device detaches itself when the environment's mount namespace ends
-//! (`LO_FLAGS_AUTOCLEAR`).
+//! (`LO_FLAGS_AUTOCLEAR`). Each environment is promised its image's whole size
+//! ([`image_bytes`]) on the data disk ([`crate::disk::DiskBudget::reserve_tmp`]), so a
+//! sparse image can always grow to its size.
 //!
 //! Where `mkfs.ext4` or loop devices are missing, [`TmpDisks::probe`] says why and the
 //! sandbox falls back to a tmpfs `/tmp` (with a warning).
@@ -132,7 +134,7 @@ impl TmpDisks {
 
 /// The image size that leaves at least `size_mb` MB free after ext4's metadata (inode
 /// tables and bitmaps take 1.5-4%, proportionally more on small filesystems).
-fn image_bytes(size_mb: u32) -> u64 {
+pub fn image_bytes(size_mb: u32) -> u64 {
     let size = u64::from(size_mb) << 20;
     size + size / 25 + (4 << 20)
 }

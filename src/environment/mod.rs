@@ -9,6 +9,7 @@
 
 pub mod isolation;
 pub mod output;
+pub mod peer;
 pub mod runtime_api;
 pub mod sandbox;
 
@@ -230,7 +231,26 @@ impl Launcher {
                 )));
             }
         };
-        let server = AbortOnDrop(tokio::spawn(serve_runtime_api(listener, api.clone())));
+        // A listener on the host's loopback admits only the environment's own processes.
+        let peers = match (&layout.runtime_api, started.child.id()) {
+            (Some(_), _) => None,
+            (None, Some(root)) => Some(Arc::new(peer::PeerCheck::new(
+                root as i32,
+                nix::unistd::geteuid().as_raw(),
+            ))),
+            (None, None) => {
+                started.control.kill();
+                return Err(StartError::Io(std::io::Error::other(
+                    "the runtime exited before its Runtime API was served",
+                )));
+            }
+        };
+        let server = AbortOnDrop(tokio::spawn(serve_runtime_api(
+            listener,
+            api.clone(),
+            peers,
+            id.as_str().into(),
+        )));
         let (exit_tx, exit_rx) = watch::channel(None);
         let mut child = started.child;
         tokio::spawn(async move {
@@ -261,8 +281,25 @@ impl Launcher {
     }
 }
 
-/// Read buffer limit of a Runtime API connection (headers included).
-const RUNTIME_API_BUFFER_MAX: usize = 2 * 1024 * 1024;
+/// Connections one environment's Runtime API serves at once. A runtime needs one or two
+/// (the `/next` long poll and its response, on one keep-alive connection); further ones
+/// are closed as soon as they are accepted, never queued, so a function cannot take the
+/// server's file descriptors (or memory) through its own Runtime API.
+pub const RUNTIME_API_MAX_CONNECTIONS: usize = 16;
+
+/// Read buffer limit of a Runtime API connection (request line and headers). Runtime
+/// clients send small heads, but awslambdaric posts an X-Ray error cause header of up
+/// to 1 MiB with a function error; bodies are read apart, under their own limits.
+const RUNTIME_API_BUFFER_MAX: usize = 1024 * 1024 + 16 * 1024;
+
+/// A request head must arrive in full within this long of the connection waiting for
+/// one (new, or idle after a response); else the connection is closed. Runtimes send a
+/// head in one write, and reconnect when an idle keep-alive connection was closed.
+const RUNTIME_API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept` (no file descriptor left, ...), so that a listener whose
+/// pending connection cannot be taken does not spin a worker.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -272,19 +309,75 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn serve_runtime_api(listener: tokio::net::TcpListener, api: Arc<RuntimeApiState>) {
+/// Serves one environment's Runtime API: at most [`RUNTIME_API_MAX_CONNECTIONS`]
+/// connections at once, each admitted by `peers` first when it is given (a listener on
+/// the host's loopback, where any local process could connect).
+async fn serve_runtime_api(
+    listener: tokio::net::TcpListener,
+    api: Arc<RuntimeApiState>,
+    peers: Option<Arc<peer::PeerCheck>>,
+    env: Arc<str>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(RUNTIME_API_MAX_CONNECTIONS));
+    let mut over_cap: u64 = 0;
+    let mut accept_failing = false;
     // Connection tasks live in the set, so aborting this task ends them all.
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => {
+                        accept_failing = false;
+                        accepted
+                    }
+                    Err(error) => {
+                        if !accept_failing {
+                            tracing::warn!(env = %env, %error, "Runtime API accept failed; retrying after a pause");
+                            accept_failing = true;
+                        }
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Closed at once: the function holds every slot already.
+                    drop(stream);
+                    if over_cap == 0 {
+                        tracing::warn!(env = %env, limit = RUNTIME_API_MAX_CONNECTIONS, "Runtime API connection limit reached; closing further connections");
+                    }
+                    over_cap += 1;
+                    continue;
+                };
                 let api = api.clone();
+                let peers = peers.clone();
+                let env = env.clone();
                 connections.spawn(async move {
+                    let _slot = slot;
+                    if let Some(peers) = peers {
+                        let local = match stream.local_addr() {
+                            Ok(local) => local,
+                            Err(_) => return,
+                        };
+                        let verdict = tokio::task::spawn_blocking(move || peers.check(local, peer)).await;
+                        match verdict {
+                            Ok(Ok(verdict)) if verdict.admitted() => {}
+                            Ok(Ok(verdict)) => {
+                                tracing::warn!(env = %env, peer_port = peer.port(), ?verdict, "refused a Runtime API connection from outside the environment");
+                                return;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::warn!(env = %env, peer_port = peer.port(), %error, "refused a Runtime API connection whose peer could not be identified");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    let _ = stream.set_nodelay(true);
                     let service = hyper::service::service_fn(move |req| runtime_api::handle(api.clone(), req));
-                    // Runtime clients may send an X-Ray error cause header of up to 1 MiB.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(RUNTIME_API_HEADER_TIMEOUT)
                         .max_buf_size(RUNTIME_API_BUFFER_MAX)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;

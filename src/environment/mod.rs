@@ -359,9 +359,12 @@ async fn serve_runtime_api(
                             Ok(local) => local,
                             Err(_) => return,
                         };
+                        let checked_at = Instant::now();
                         let verdict = tokio::task::spawn_blocking(move || peers.check(local, peer)).await;
                         match verdict {
-                            Ok(Ok(verdict)) if verdict.admitted() => {}
+                            Ok(Ok(verdict)) if verdict.admitted() => {
+                                tracing::debug!(env = %env, peer_port = peer.port(), ?verdict, check_us = checked_at.elapsed().as_micros() as u64, "admitted a Runtime API connection");
+                            }
                             Ok(Ok(verdict)) => {
                                 tracing::warn!(env = %env, peer_port = peer.port(), ?verdict, "refused a Runtime API connection from outside the environment");
                                 return;

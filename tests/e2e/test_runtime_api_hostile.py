@@ -370,3 +370,39 @@ def test_unisolated_runtime_api_serves_only_the_environments_processes(private):
     log = srv.stderr_text(200_000)
     assert "refused a Runtime API connection from outside the environment" in log, log[-3000:]
     assert "peer_port=" in log
+
+
+# --------------------------------------------------------------------------- real clients
+
+RIC_APP = r'''
+import time
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"slept": event.get("sleep", 0), "id": context.aws_request_id}
+
+def fail(event, context):
+    raise ValueError("x" * event["length"])
+'''
+
+
+def test_awslambdaric_within_the_limits(lam, make_fn):
+    """The official Python client within the Runtime API's limits: a function error's
+    X-Ray cause header (which carries the message) of hundreds of KB is read, and a
+    handler running longer than the header timeout (its idle keep-alive connection is
+    closed meanwhile) still delivers its response."""
+    import importlib.util
+    if importlib.util.find_spec("awslambdaric") is None:
+        pytest.skip("the awslambdaric Python package is not installed (pip install awslambdaric)")
+    bootstrap = '#!/bin/sh\nexec python3 -m awslambdaric "$_HANDLER"\n'
+    code = support.zip_files({"bootstrap": (bootstrap, 0o755), "app.py": RIC_APP})
+    failing = make_fn(code, runtime=support.PROVIDED_RUNTIME, handler="app.fail")
+    resp = invoke(lam, failing["FunctionName"], {"length": 300_000})
+    assert resp["FunctionError"] == "Unhandled", resp["raw"][:500]
+    assert resp["json"]["errorType"] == "ValueError", resp["raw"][:500]
+    assert resp["json"]["errorMessage"] == "x" * 300_000
+    slow = make_fn(code, runtime=support.PROVIDED_RUNTIME, handler="app.handler", Timeout=30)
+    for _ in range(2):
+        resp = invoke(lam, slow["FunctionName"], {"sleep": 11})
+        assert "FunctionError" not in resp, resp["raw"]
+        assert resp["json"]["slept"] == 11

@@ -372,6 +372,21 @@ def test_unisolated_runtime_api_serves_only_the_environments_processes(private):
     assert "peer_port=" in log
 
 
+def test_unisolated_peer_check_runs_once_per_connection(private):
+    """The peer check runs when a connection is accepted: a runtime keeps its connection
+    alive, so warm invokes pay nothing."""
+    srv, lam, maker = private(isolation="none",
+                              env={"SHOAL_LOG": "info,shoal::environment=debug"})
+    name = maker.create(py_zip(STEALABLE))["FunctionName"]
+    for n in range(30):
+        resp = invoke(lam, name, {"n": n})
+        assert resp["json"]["event"] == {"n": n}, resp["raw"]
+    log = srv.stderr_text(1_000_000)
+    admitted = [line for line in log.splitlines() if "admitted a Runtime API connection" in line]
+    assert len(admitted) == 1, admitted
+    assert "check_us=" in admitted[0]
+
+
 # --------------------------------------------------------------------------- real clients
 
 RIC_APP = r'''

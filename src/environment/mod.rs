@@ -608,3 +608,123 @@ impl Drop for Environment {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Serves a Runtime API on a loopback port of its own; its address and the server task.
+    async fn serve(peers: Option<peer::PeerCheck>) -> (std::net::SocketAddr, AbortOnDrop) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_inbox, inbox_rx) = mpsc::channel(1);
+        let api = Arc::new(RuntimeApiState::new(inbox_rx));
+        let task = tokio::spawn(serve_runtime_api(
+            listener,
+            api,
+            peers.map(Arc::new),
+            "test".into(),
+        ));
+        (addr, AbortOnDrop(task))
+    }
+
+    /// The status code of a request sent on `stream`, or `None` when the server closed it.
+    async fn status(stream: &mut TcpStream, request: &[u8]) -> Option<u16> {
+        if stream.write_all(request).await.is_err() {
+            return None;
+        }
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the server answers or closes within 5 s")
+            .unwrap_or(0);
+        std::str::from_utf8(&buf[..n])
+            .ok()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    const UNKNOWN: &[u8] = b"POST /2018-06-01/runtime/invocation/none/response HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}";
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_at_once() {
+        let (addr, _server) = serve(None).await;
+        let mut held = Vec::new();
+        for _ in 0..RUNTIME_API_MAX_CONNECTIONS {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            assert_eq!(status(&mut stream, UNKNOWN).await, Some(400));
+            held.push(stream);
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(status(&mut extra, UNKNOWN).await, None);
+        // A slot given back is a connection served again.
+        held.pop();
+        let mut again = None;
+        for _ in 0..50 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            again = status(&mut stream, UNKNOWN).await;
+            if again.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(again, Some(400));
+    }
+
+    #[tokio::test]
+    async fn a_head_larger_than_the_buffer_is_refused() {
+        let (addr, _server) = serve(None).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut request = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nx-big: ".to_vec();
+        request.resize(request.len() + RUNTIME_API_BUFFER_MAX + 1024, b'a');
+        // The server answers 431 (or resets the connection) before the head is over.
+        let _ = stream.write_all(&request).await;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the server answers or closes within 5 s")
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 431"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_head_of_a_megabyte_is_read() {
+        // awslambdaric's X-Ray error cause header may be up to 1 MiB.
+        let (addr, _server) = serve(None).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut request =
+            b"POST /2018-06-01/runtime/invocation/none/error HTTP/1.1\r\nhost: x\r\nlambda-runtime-function-xray-error-cause: "
+                .to_vec();
+        request.resize(request.len() + 1024 * 1024 - 1, b'a');
+        request.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\n{}");
+        assert_eq!(status(&mut stream, &request).await, Some(400));
+    }
+
+    #[tokio::test]
+    async fn only_the_trees_processes_are_served_when_peers_are_checked() {
+        let uid = nix::unistd::geteuid().as_raw();
+        let (mine, _server) =
+            serve(Some(peer::PeerCheck::new(std::process::id() as i32, uid))).await;
+        let mut stream = TcpStream::connect(mine).await.unwrap();
+        assert_eq!(status(&mut stream, UNKNOWN).await, Some(400));
+
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let (theirs, _server) = serve(Some(peer::PeerCheck::new(other.id() as i32, uid))).await;
+        let mut stream = TcpStream::connect(theirs).await.unwrap();
+        assert_eq!(status(&mut stream, UNKNOWN).await, None);
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+}

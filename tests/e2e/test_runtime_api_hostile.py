@@ -421,3 +421,23 @@ def test_awslambdaric_within_the_limits(lam, make_fn):
         resp = invoke(lam, slow["FunctionName"], {"sleep": 11})
         assert "FunctionError" not in resp, resp["raw"]
         assert resp["json"]["slept"] == 11
+
+
+def test_node_ric_handler_longer_than_the_header_timeout(lam, make_fn):
+    """The official Node.js client (aws-lambda-ric) delivers the response of a handler
+    that ran longer than the header timeout (its idle connection was closed meanwhile)."""
+    modules = support.REPO / "tests" / "e2e" / "node_modules"
+    ric = modules / "aws-lambda-ric"
+    if not ric.is_dir() or not any(ric.rglob("*.node")):
+        pytest.skip(f"{ric} is missing or has no native addon (run `npm ci` in tests/e2e)")
+    slow = ("export const handler = async (event) => {\n"
+            "  await new Promise((r) => setTimeout(r, event.sleep * 1000));\n"
+            "  return { slept: event.sleep };\n};\n")
+    code = support.zip_dir(support.FIXTURES / "provided-node-ric", extra={"slow.mjs": slow})
+    name = make_fn(code, runtime=support.PROVIDED_RUNTIME, handler="slow.handler", Timeout=30,
+                   Environment={"Variables": {"SHOAL_TEST_NODE_MODULES": str(modules)}}
+                   )["FunctionName"]
+    for _ in range(2):
+        resp = invoke(lam, name, {"sleep": 11})
+        assert "FunctionError" not in resp, resp["raw"]
+        assert resp["json"] == {"slept": 11}

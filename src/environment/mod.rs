@@ -9,6 +9,7 @@
 
 pub mod isolation;
 pub mod output;
+pub mod peer;
 pub mod runtime_api;
 pub mod sandbox;
 
@@ -230,7 +231,26 @@ impl Launcher {
                 )));
             }
         };
-        let server = AbortOnDrop(tokio::spawn(serve_runtime_api(listener, api.clone())));
+        // A listener on the host's loopback admits only the environment's own processes.
+        let peers = match (&layout.runtime_api, started.child.id()) {
+            (Some(_), _) => None,
+            (None, Some(root)) => Some(Arc::new(peer::PeerCheck::new(
+                root as i32,
+                nix::unistd::geteuid().as_raw(),
+            ))),
+            (None, None) => {
+                started.control.kill();
+                return Err(StartError::Io(std::io::Error::other(
+                    "the runtime exited before its Runtime API was served",
+                )));
+            }
+        };
+        let server = AbortOnDrop(tokio::spawn(serve_runtime_api(
+            listener,
+            api.clone(),
+            peers,
+            id.as_str().into(),
+        )));
         let (exit_tx, exit_rx) = watch::channel(None);
         let mut child = started.child;
         tokio::spawn(async move {
@@ -261,8 +281,25 @@ impl Launcher {
     }
 }
 
-/// Read buffer limit of a Runtime API connection (headers included).
-const RUNTIME_API_BUFFER_MAX: usize = 2 * 1024 * 1024;
+/// Connections one environment's Runtime API serves at once. A runtime needs one or two
+/// (the `/next` long poll and its response, on one keep-alive connection); further ones
+/// are closed as soon as they are accepted, never queued, so a function cannot take the
+/// server's file descriptors (or memory) through its own Runtime API.
+pub const RUNTIME_API_MAX_CONNECTIONS: usize = 16;
+
+/// Read buffer limit of a Runtime API connection (request line and headers). Runtime
+/// clients send small heads, but awslambdaric posts an X-Ray error cause header of up
+/// to 1 MiB with a function error; bodies are read apart, under their own limits.
+const RUNTIME_API_BUFFER_MAX: usize = 1024 * 1024 + 16 * 1024;
+
+/// A request head must arrive in full within this long of the connection waiting for
+/// one (new, or idle after a response); else the connection is closed. Runtimes send a
+/// head in one write, and reconnect when an idle keep-alive connection was closed.
+const RUNTIME_API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept` (no file descriptor left, ...), so that a listener whose
+/// pending connection cannot be taken does not spin a worker.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -272,19 +309,78 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn serve_runtime_api(listener: tokio::net::TcpListener, api: Arc<RuntimeApiState>) {
+/// Serves one environment's Runtime API: at most [`RUNTIME_API_MAX_CONNECTIONS`]
+/// connections at once, each admitted by `peers` first when it is given (a listener on
+/// the host's loopback, where any local process could connect).
+async fn serve_runtime_api(
+    listener: tokio::net::TcpListener,
+    api: Arc<RuntimeApiState>,
+    peers: Option<Arc<peer::PeerCheck>>,
+    env: Arc<str>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(RUNTIME_API_MAX_CONNECTIONS));
+    let mut over_cap: u64 = 0;
+    let mut accept_failing = false;
     // Connection tasks live in the set, so aborting this task ends them all.
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => {
+                        accept_failing = false;
+                        accepted
+                    }
+                    Err(error) => {
+                        if !accept_failing {
+                            tracing::warn!(env = %env, %error, "Runtime API accept failed; retrying after a pause");
+                            accept_failing = true;
+                        }
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Closed at once: the function holds every slot already.
+                    drop(stream);
+                    if over_cap == 0 {
+                        tracing::warn!(env = %env, limit = RUNTIME_API_MAX_CONNECTIONS, "Runtime API connection limit reached; closing further connections");
+                    }
+                    over_cap += 1;
+                    continue;
+                };
                 let api = api.clone();
+                let peers = peers.clone();
+                let env = env.clone();
                 connections.spawn(async move {
+                    let _slot = slot;
+                    if let Some(peers) = peers {
+                        let local = match stream.local_addr() {
+                            Ok(local) => local,
+                            Err(_) => return,
+                        };
+                        let checked_at = Instant::now();
+                        let verdict = tokio::task::spawn_blocking(move || peers.check(local, peer)).await;
+                        match verdict {
+                            Ok(Ok(verdict)) if verdict.admitted() => {
+                                tracing::debug!(env = %env, peer_port = peer.port(), ?verdict, check_us = checked_at.elapsed().as_micros() as u64, "admitted a Runtime API connection");
+                            }
+                            Ok(Ok(verdict)) => {
+                                tracing::warn!(env = %env, peer_port = peer.port(), ?verdict, "refused a Runtime API connection from outside the environment");
+                                return;
+                            }
+                            Ok(Err(error)) => {
+                                tracing::warn!(env = %env, peer_port = peer.port(), %error, "refused a Runtime API connection whose peer could not be identified");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    let _ = stream.set_nodelay(true);
                     let service = hyper::service::service_fn(move |req| runtime_api::handle(api.clone(), req));
-                    // Runtime clients may send an X-Ray error cause header of up to 1 MiB.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(RUNTIME_API_HEADER_TIMEOUT)
                         .max_buf_size(RUNTIME_API_BUFFER_MAX)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -510,5 +606,125 @@ impl Drop for Environment {
         if self.is_alive() {
             self.tree.kill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Serves a Runtime API on a loopback port of its own; its address and the server task.
+    async fn serve(peers: Option<peer::PeerCheck>) -> (std::net::SocketAddr, AbortOnDrop) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_inbox, inbox_rx) = mpsc::channel(1);
+        let api = Arc::new(RuntimeApiState::new(inbox_rx));
+        let task = tokio::spawn(serve_runtime_api(
+            listener,
+            api,
+            peers.map(Arc::new),
+            "test".into(),
+        ));
+        (addr, AbortOnDrop(task))
+    }
+
+    /// The status code of a request sent on `stream`, or `None` when the server closed it.
+    async fn status(stream: &mut TcpStream, request: &[u8]) -> Option<u16> {
+        if stream.write_all(request).await.is_err() {
+            return None;
+        }
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the server answers or closes within 5 s")
+            .unwrap_or(0);
+        std::str::from_utf8(&buf[..n])
+            .ok()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    const UNKNOWN: &[u8] = b"POST /2018-06-01/runtime/invocation/none/response HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}";
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_at_once() {
+        let (addr, _server) = serve(None).await;
+        let mut held = Vec::new();
+        for _ in 0..RUNTIME_API_MAX_CONNECTIONS {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            assert_eq!(status(&mut stream, UNKNOWN).await, Some(400));
+            held.push(stream);
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(status(&mut extra, UNKNOWN).await, None);
+        // A slot given back is a connection served again.
+        held.pop();
+        let mut again = None;
+        for _ in 0..50 {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            again = status(&mut stream, UNKNOWN).await;
+            if again.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(again, Some(400));
+    }
+
+    #[tokio::test]
+    async fn a_head_larger_than_the_buffer_is_refused() {
+        let (addr, _server) = serve(None).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut request = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nx-big: ".to_vec();
+        request.resize(request.len() + RUNTIME_API_BUFFER_MAX + 1024, b'a');
+        // The server answers 431 (or resets the connection) before the head is over.
+        let _ = stream.write_all(&request).await;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the server answers or closes within 5 s")
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 431"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_head_of_a_megabyte_is_read() {
+        // awslambdaric's X-Ray error cause header may be up to 1 MiB.
+        let (addr, _server) = serve(None).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut request =
+            b"POST /2018-06-01/runtime/invocation/none/error HTTP/1.1\r\nhost: x\r\nlambda-runtime-function-xray-error-cause: "
+                .to_vec();
+        request.resize(request.len() + 1024 * 1024 - 1, b'a');
+        request.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\n{}");
+        assert_eq!(status(&mut stream, &request).await, Some(400));
+    }
+
+    #[tokio::test]
+    async fn only_the_trees_processes_are_served_when_peers_are_checked() {
+        let uid = nix::unistd::geteuid().as_raw();
+        let (mine, _server) =
+            serve(Some(peer::PeerCheck::new(std::process::id() as i32, uid))).await;
+        let mut stream = TcpStream::connect(mine).await.unwrap();
+        assert_eq!(status(&mut stream, UNKNOWN).await, Some(400));
+
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let (theirs, _server) = serve(Some(peer::PeerCheck::new(other.id() as i32, uid))).await;
+        let mut stream = TcpStream::connect(theirs).await.unwrap();
+        assert_eq!(status(&mut stream, UNKNOWN).await, None);
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -73,20 +73,20 @@ impl RuntimeApiState {
         }
     }
 
-    fn complete(&self, request_id: &str, outcome: RuntimeOutcome) -> bool {
-        let reply = self
-            .inflight
+    /// Takes the invocation `request_id` out of the in-flight set: the caller completes it.
+    fn claim(&self, request_id: &str) -> Option<oneshot::Sender<RuntimeOutcome>> {
+        self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(request_id);
-        match reply {
-            Some(reply) => {
-                // The invoker may have given up (timeout); the outcome then has no reader.
-                let _ = reply.send(outcome);
-                true
-            }
-            None => false,
-        }
+            .remove(request_id)
+    }
+
+    /// Puts back an invocation whose outcome could not be read.
+    fn restore(&self, request_id: String, reply: oneshot::Sender<RuntimeOutcome>) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id, reply);
     }
 }
 
@@ -128,21 +128,24 @@ pub async fn handle(
     let method = req.method().clone();
     Ok(match (method, segments.as_slice()) {
         (Method::GET, ["invocation", "next"]) => next(&state).await,
+        // Bodies are read only for an invocation in flight (claimed first, so that two
+        // posts for one id never both buffer a body) and only under their limits.
         (Method::POST, ["invocation", id, "response"]) => {
             let id = id.to_string();
+            let Some(reply) = state.claim(&id) else {
+                return Ok(unknown_request(&id));
+            };
             match Limited::new(req.into_body(), RESPONSE_MAX_BYTES)
                 .collect()
                 .await
             {
                 Ok(body) => {
-                    if state.complete(&id, RuntimeOutcome::Response(body.to_bytes())) {
-                        accepted()
-                    } else {
-                        unknown_request(&id)
-                    }
+                    // The invoker may have given up (timeout); the outcome then has no reader.
+                    let _ = reply.send(RuntimeOutcome::Response(body.to_bytes()));
+                    accepted()
                 }
-                Err(_) => {
-                    state.complete(&id, RuntimeOutcome::ResponseTooLarge);
+                Err(e) if e.is::<LengthLimitError>() => {
+                    let _ = reply.send(RuntimeOutcome::ResponseTooLarge);
                     error(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "RequestEntityTooLarge",
@@ -151,18 +154,31 @@ pub async fn handle(
                         ),
                     )
                 }
+                Err(_) => {
+                    // The body was cut off (the connection broke): the runtime may post again.
+                    state.restore(id, reply);
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequest",
+                        "the response body could not be read",
+                    )
+                }
             }
         }
         (Method::POST, ["invocation", id, "error"]) => {
             let id = id.to_string();
+            let Some(reply) = state.claim(&id) else {
+                return Ok(unknown_request(&id));
+            };
             let (error_type, body) = read_error(req).await;
-            if state.complete(&id, RuntimeOutcome::Error { error_type, body }) {
-                accepted()
-            } else {
-                unknown_request(&id)
-            }
+            let _ = reply.send(RuntimeOutcome::Error { error_type, body });
+            accepted()
         }
         (Method::POST, ["init", "error"]) => {
+            let initializing = || matches!(*state.init.borrow(), InitState::Initializing);
+            if !initializing() {
+                return Ok(init_error_too_late());
+            }
             let (error_type, body) = read_error(req).await;
             let failed = state.init.send_if_modified(|s| {
                 if matches!(s, InitState::Initializing) {
@@ -178,11 +194,7 @@ pub async fn handle(
             if failed {
                 accepted()
             } else {
-                error(
-                    StatusCode::FORBIDDEN,
-                    "InvalidStateTransition",
-                    "init/error is only valid during the init phase",
-                )
+                init_error_too_late()
             }
         }
         (_, ["invocation", "next"]) | (_, ["invocation", _, _]) | (_, ["init", "error"]) => error(
@@ -196,6 +208,14 @@ pub async fn handle(
             "unknown Runtime API path",
         ),
     })
+}
+
+fn init_error_too_late() -> ApiResponse {
+    error(
+        StatusCode::FORBIDDEN,
+        "InvalidStateTransition",
+        "init/error is only valid during the init phase",
+    )
 }
 
 fn unknown_request(id: &str) -> ApiResponse {

@@ -272,6 +272,8 @@ fn configuration(state: &SharedState, record: &FunctionRecord) -> serde_json::Va
 pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: CreateFunctionRequest = parse_json(&body)?;
+    // The request holds its own copy of the base64 zip: the body can go before it is decoded.
+    drop(body);
     function::validate_name(&request.function_name)
         .or_else(|_| parse_function_ref(&request.function_name).map(|_| ()))?;
     let name = parse_function_ref(&request.function_name)?.name;
@@ -459,6 +461,8 @@ pub async fn update_code(
     let name = function_name(&raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateCodeRequest = parse_json(&body)?;
+    // The request holds its own copy of the base64 zip: the body can go before it is decoded.
+    drop(body);
     let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
     if let Some(architectures) = &request.architectures {
         function::validate_architecture(architectures)?;

@@ -516,16 +516,27 @@ pub async fn read_body(
         drain(body, false).await;
         return Err(too_large());
     }
-    // One buffer of the declared size: the body is copied once, not gathered then joined.
+    // A body that comes as one frame (as one authentication has read) is kept as it is;
+    // one in several frames is copied once, into a buffer of the declared size.
     let declared = declared_length(&body) as usize;
-    let mut buffer = bytes::BytesMut::with_capacity(declared);
+    let mut first: Option<Bytes> = None;
+    let mut buffer = bytes::BytesMut::new();
     let mut body = Limited::new(body, limit);
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    buffer.extend_from_slice(&data);
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if first.is_none() && buffer.is_empty() {
+                    first = Some(data);
+                    continue;
                 }
+                if let Some(first) = first.take() {
+                    buffer.reserve(declared.max(first.len() + data.len()));
+                    buffer.extend_from_slice(&first);
+                }
+                buffer.extend_from_slice(&data);
             }
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -540,7 +551,7 @@ pub async fn read_body(
             }
         }
     }
-    Ok(buffer.freeze())
+    Ok(first.unwrap_or_else(|| buffer.freeze()))
 }
 
 /// Parses a JSON body into `T`, naming the offending field on a type error.

@@ -157,7 +157,8 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
-    /// How long a kept-alive API connection may wait, idle, for its next request.
+    /// How long a kept-alive API connection may wait, idle, for its next request, and a
+    /// request's body may stop arriving before the request is refused.
     #[arg(long, env = "SHOAL_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 

@@ -172,6 +172,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         uploads: Arc::new(tokio::sync::Semaphore::new(
             settings.upload_concurrency as usize,
         )),
+        body_silence: settings.idle_timeout,
     });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)

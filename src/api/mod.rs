@@ -22,6 +22,8 @@ mod logs;
 mod sqs;
 mod tags;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
@@ -61,6 +63,9 @@ pub struct AppState {
     /// Slots for code uploads (the operations of [`BodyLimit::upload`]): held from before
     /// the body is read until the response, so that the memory uploads take is bounded.
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// How long a request's body may stop arriving before reading it fails (so that a
+    /// stalled upload does not keep its upload slot).
+    pub body_silence: std::time::Duration,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -350,6 +355,8 @@ async fn admit(
         request.headers(),
         state.async_payload_max,
     );
+    let silence = state.body_silence;
+    let request = request.map(|body| Body::new(SilenceLimited::new(body, silence)));
     if state.keys.is_some() && request.uri().path() != "/health" {
         return authenticate(&state, limit, request, next).await;
     }
@@ -363,6 +370,68 @@ async fn admit(
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
     next.run(request).await
+}
+
+/// A request body that fails once nothing of it has arrived for `silence` (counted from
+/// when it is first read, and again after each frame).
+struct SilenceLimited {
+    inner: Body,
+    silence: std::time::Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    started: bool,
+}
+
+impl SilenceLimited {
+    fn new(inner: Body, silence: std::time::Duration) -> Self {
+        Self {
+            inner,
+            silence,
+            timer: Box::pin(tokio::time::sleep(silence)),
+            started: false,
+        }
+    }
+}
+
+/// Why reading a body was given up.
+#[derive(Debug, thiserror::Error)]
+#[error("no part of the request body arrived for {0:?}")]
+struct BodySilent(std::time::Duration);
+
+impl hyper::body::Body for SilenceLimited {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let restart = tokio::time::Instant::now() + this.silence;
+        if !this.started {
+            this.started = true;
+            this.timer.as_mut().reset(restart);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            std::task::Poll::Ready(frame) => {
+                this.timer.as_mut().reset(restart);
+                std::task::Poll::Ready(frame)
+            }
+            std::task::Poll::Pending => match this.timer.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => {
+                    std::task::Poll::Ready(Some(Err(axum::Error::new(BodySilent(this.silence)))))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// An upload slot for a code upload (none for other operations).

@@ -374,3 +374,28 @@ def test_concurrent_big_uploads_peak_memory_is_bounded(server_with):
     growth = peak_rss_bytes(srv.proc.pid) - peak_before
     assert growth < 400 * MB, \
         f"six concurrent 43 MB uploads peaked at +{growth / MB:.0f} MB ({elapsed:.1f}s)"
+
+
+def test_a_stalled_upload_gives_its_slot_up(server_with):
+    """An upload whose body stops arriving is refused after the idle timeout, so that it
+    cannot keep the only upload slot from the uploads behind it."""
+    srv = server_with(upload_concurrency=1, idle_timeout="1s")
+    stalled = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    try:
+        stalled.sendall(b"POST /2015-03-31/functions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+                        b'{"FunctionName": "stalled", ')
+        time.sleep(0.2)
+        doc = {"FunctionName": support.unique_name("after"), "Runtime": support.PY_RUNTIME,
+               "Handler": "app.handler", "Role": support.ROLE,
+               "Code": {"ZipFile": base64.b64encode(support.py_zip("def handler(e, c):\n"
+                                                                   "    return 1\n")).decode()}}
+        start = time.monotonic()
+        r = http(srv.endpoint, "POST", "/2015-03-31/functions", body=json.dumps(doc),
+                 headers={"Content-Type": "application/json"}, timeout=10)
+        assert r.status == 201, r
+        assert time.monotonic() - start < 5, f"the upload behind a stalled one waited {r}"
+        answer = read_answer(stalled, timeout=2)
+        assert_lambda_error(answer, 400, "InvalidRequestContentException", "request body")
+    finally:
+        stalled.close()

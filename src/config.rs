@@ -464,6 +464,27 @@ mod tests {
     }
 
     #[test]
+    fn front_limits_come_from_the_file_and_are_checked() {
+        let file = "header_timeout = \"2s\"\nidle_timeout = \"5s\"\nmax_connections = 10\n\
+                    max_header_bytes = 16384\nupload_concurrency = 3\n";
+        let settings = parse(&[], file);
+        assert_eq!(settings.header_timeout, Duration::from_secs(2));
+        assert_eq!(settings.idle_timeout, Duration::from_secs(5));
+        assert_eq!(settings.max_connections, 10);
+        assert_eq!(settings.max_header_bytes, 16384);
+        assert_eq!(settings.upload_concurrency, 3);
+        let defaults = parse(&[], "");
+        assert_eq!(defaults.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.max_header_bytes, 64 * 1024);
+        assert!(parse_header_bytes("4096").is_err());
+        assert!(
+            Wrapper::command()
+                .try_get_matches_from(["shoal", "--upload-concurrency", "0"])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn durations_read_like_people_write_them() {
         assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));

@@ -399,3 +399,28 @@ def test_a_stalled_upload_gives_its_slot_up(server_with):
         assert_lambda_error(answer, 400, "InvalidRequestContentException", "request body")
     finally:
         stalled.close()
+
+
+def test_connection_cap_fits_a_low_open_file_limit(tmp_path):
+    """Under an open-file limit of 256 the cap drops to 128: connections past it are
+    refused (the server never runs out of descriptors) and it answers once they close."""
+    wrapper = tmp_path / "shoal-nofile"
+    wrapper.write_text(f"#!/bin/sh\nexec prlimit --nofile=256:256 -- {support.SHOAL_BIN} \"$@\"\n")
+    wrapper.chmod(0o755)
+    srv = support.started(support.ShoalServer(data_dir=tmp_path / "data", log_dir=tmp_path / "logs",
+                                              binary=wrapper, extra_args=["--isolation", "none"]))
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+        time.sleep(0.3)
+        r = read_answer(socks[-1], timeout=3)
+        assert r.status == 429, f"connection 300 under a 256-file limit: {r}"
+        assert get_health(socks[0]).status == 200, "the first connection is served"
+        assert "--max-connections lowered" in srv.stderr_text(), srv.stderr_text()
+    finally:
+        for s in socks:
+            s.close()
+        support.wait_for(lambda: support.health_ok(srv.endpoint), bool, timeout=3,
+                         what="/health answers once the connections closed")
+        srv.stop()

@@ -166,6 +166,38 @@ pub struct ServerSettings {
     /// Asynchronous events running at once.
     #[arg(long, env = "SHOAL_ASYNC_CONCURRENCY", default_value_t = 64)]
     pub async_concurrency: usize,
+
+    /// How long a client may take to send a request's headers, counted from the
+    /// connection (or from the first byte of a later request on it); then it is closed.
+    #[arg(long, env = "SHOAL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a kept-alive API connection may wait, idle, for its next request, and a
+    /// request's body may stop arriving before the request is refused.
+    #[arg(long, env = "SHOAL_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most bytes of request line and headers of one request (at least 8192); larger
+    /// headers are refused with 431.
+    #[arg(long, env = "SHOAL_MAX_HEADER_BYTES", default_value_t = 64 * 1024, value_parser = parse_header_bytes)]
+    pub max_header_bytes: usize,
+
+    /// Most API connections open at once; further ones get an immediate 429 and are
+    /// closed. Lowered to half the open-file limit when that is smaller.
+    #[arg(long, env = "SHOAL_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Code uploads (CreateFunction, UpdateFunctionCode: up to 70 MB each) read and
+    /// processed at once; further ones wait their turn before their body is read.
+    #[arg(long, env = "SHOAL_UPLOAD_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub upload_concurrency: u32,
+}
+
+fn parse_header_bytes(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if n >= 8192 => Ok(n),
+        _ => Err(format!("'{raw}' is not a number of bytes of at least 8192")),
+    }
 }
 
 impl ServerSettings {
@@ -316,6 +348,11 @@ struct FileSettings {
     retry_base_delay: Option<String>,
     async_payload_limit: Option<usize>,
     async_concurrency: Option<usize>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_header_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    upload_concurrency: Option<u32>,
 }
 
 impl ServerSettings {
@@ -448,6 +485,28 @@ impl ServerSettings {
         if let (Some(v), true) = (file.async_concurrency, defaulted("async_concurrency")) {
             self.async_concurrency = v;
         }
+        if let (Some(v), true) = (file.header_timeout, defaulted("header_timeout")) {
+            self.header_timeout = duration(v)?;
+        }
+        if let (Some(v), true) = (file.idle_timeout, defaulted("idle_timeout")) {
+            self.idle_timeout = duration(v)?;
+        }
+        if let (Some(v), true) = (file.max_header_bytes, defaulted("max_header_bytes")) {
+            self.max_header_bytes = parse_header_bytes(&v.to_string())
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        }
+        if let (Some(v), true) = (file.max_connections, defaulted("max_connections")) {
+            self.max_connections = v;
+        }
+        if let (Some(v), true) = (file.upload_concurrency, defaulted("upload_concurrency")) {
+            if v == 0 {
+                anyhow::bail!(
+                    "config file {}: upload_concurrency must be at least 1",
+                    path.display()
+                );
+            }
+            self.upload_concurrency = v;
+        }
         Ok(())
     }
 }
@@ -517,6 +576,27 @@ mod tests {
         assert_eq!(from_file.disk_reserve, crate::disk::Reserve::Percent(5));
         let from_flag = parse(&["--disk-reserve", "1GB"], file);
         assert_eq!(from_flag.disk_reserve, crate::disk::Reserve::Bytes(1 << 30));
+    }
+
+    #[test]
+    fn front_limits_come_from_the_file_and_are_checked() {
+        let file = "header_timeout = \"2s\"\nidle_timeout = \"5s\"\nmax_connections = 10\n\
+                    max_header_bytes = 16384\nupload_concurrency = 3\n";
+        let settings = parse(&[], file);
+        assert_eq!(settings.header_timeout, Duration::from_secs(2));
+        assert_eq!(settings.idle_timeout, Duration::from_secs(5));
+        assert_eq!(settings.max_connections, 10);
+        assert_eq!(settings.max_header_bytes, 16384);
+        assert_eq!(settings.upload_concurrency, 3);
+        let defaults = parse(&[], "");
+        assert_eq!(defaults.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.max_header_bytes, 64 * 1024);
+        assert!(parse_header_bytes("4096").is_err());
+        assert!(
+            Wrapper::command()
+                .try_get_matches_from(["shoal", "--upload-concurrency", "0"])
+                .is_err()
+        );
     }
 
     #[test]

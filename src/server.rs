@@ -180,6 +180,10 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         arns,
         keys,
         egress_unavailable: sandbox.egress_unavailable(),
+        uploads: Arc::new(tokio::sync::Semaphore::new(
+            settings.upload_concurrency as usize,
+        )),
+        body_silence: settings.idle_timeout,
     });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -188,15 +192,29 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "shoal is serving the Lambda API on http://{addr}");
 
+    let connection_limits = api::connections::ConnectionLimits {
+        header_timeout: settings.header_timeout,
+        idle_timeout: settings.idle_timeout,
+        max_header_bytes: settings.max_header_bytes,
+        max_connections: api::connections::fit_connection_cap(
+            settings.max_connections,
+            api::connections::open_files_limit(),
+        ),
+    };
+    if connection_limits.max_connections < settings.max_connections {
+        tracing::warn!(
+            max_connections = connection_limits.max_connections,
+            "--max-connections lowered to half the open-file limit"
+        );
+    }
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let app = api::router(state);
     let done = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_rx.wait_for(|stop| *stop).await;
-            })
-            .await
-            .context("serving the API")?;
+        api::connections::serve(listener, app, connection_limits, async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("serving the API")?;
         scheduler.shutdown().await;
         sandbox.shutdown();
         drop(scheduler);

@@ -200,6 +200,11 @@ pub enum AuthError {
         "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
     )]
     Mismatch,
+    /// The body does not hash to the `x-amz-content-sha256` the signature covered.
+    #[error(
+        "The provided 'x-amz-content-sha256' header does not match what was computed from the request body."
+    )]
+    PayloadHashMismatch,
 }
 
 impl AuthError {
@@ -209,7 +214,9 @@ impl AuthError {
             Self::Missing => "MissingAuthenticationTokenException",
             Self::Malformed => "IncompleteSignatureException",
             Self::UnknownKey => "UnrecognizedClientException",
-            Self::Expired(_) | Self::Mismatch => "InvalidSignatureException",
+            Self::Expired(_) | Self::Mismatch | Self::PayloadHashMismatch => {
+                "InvalidSignatureException"
+            }
         }
     }
 }

@@ -109,6 +109,51 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error standing for an answer axum made by itself (an extractor's rejection, a
+    /// 405, a body limit), from its status and plain-text message.
+    pub fn from_bare_answer(status: StatusCode, text: &str) -> Self {
+        let text = text.trim();
+        let message = if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("Invalid request")
+                .to_string()
+        } else {
+            text.to_string()
+        };
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::RequestTooLarge(message),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+                Self::UnknownOperation(message)
+            }
+            StatusCode::BAD_REQUEST => Self::InvalidParameterValue(message),
+            StatusCode::TOO_MANY_REQUESTS => Self::TooManyRequests {
+                reason: "CallerRateLimitExceeded",
+                message,
+            },
+            s if s.is_client_error() => Self::InvalidRequestContent(message),
+            _ => Self::Service(message),
+        }
+    }
+
+    /// The whole HTTP/1.1 response, ending the connection, as bytes: for answers written
+    /// straight to a socket, outside any request (a connection over the cap).
+    pub fn http1_close_response(&self) -> Vec<u8> {
+        let body = self.body().to_string();
+        let status = self.status();
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\nx-amzn-errortype: {}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.code(),
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if matches!(self, Self::Service(_)) {
@@ -152,5 +197,26 @@ mod tests {
         assert_eq!(full.code(), "ServiceException");
         assert_eq!(full.body()["Type"], "Service");
         assert_eq!(full.body()["Message"], "Shoal's data disk is full");
+    }
+
+    #[test]
+    fn bare_answers_become_lambda_errors() {
+        let bad_path = ApiError::from_bare_answer(
+            StatusCode::BAD_REQUEST,
+            "Invalid URL: Cannot parse `\\xff` to a `String`",
+        );
+        assert_eq!(bad_path.code(), "InvalidParameterValueException");
+        assert_eq!(bad_path.status(), StatusCode::BAD_REQUEST);
+        assert!(bad_path.to_string().contains("Cannot parse"));
+        let json = ApiError::from_bare_answer(StatusCode::UNPROCESSABLE_ENTITY, "missing field");
+        assert_eq!(json.code(), "InvalidRequestContentException");
+        assert_eq!(json.status(), StatusCode::BAD_REQUEST);
+        let big = ApiError::from_bare_answer(StatusCode::PAYLOAD_TOO_LARGE, "");
+        assert_eq!(big.code(), "RequestTooLargeException");
+        assert_eq!(big.to_string(), "Payload Too Large");
+        let method = ApiError::from_bare_answer(StatusCode::METHOD_NOT_ALLOWED, "");
+        assert_eq!(method.code(), "UnknownOperationException");
+        let broken = ApiError::from_bare_answer(StatusCode::BAD_GATEWAY, "x");
+        assert_eq!(broken.code(), "ServiceException");
     }
 }

@@ -20,8 +20,8 @@ use crate::document::FunctionDocument;
 use crate::function::{self, FunctionRecord, FunctionSpec, LATEST, limits};
 use crate::registry::ConfigPatch;
 
-/// Largest control-plane request: a 50 MB zip, base64-encoded, with room for the rest.
-const CONTROL_BODY_MAX: usize = 70 * 1024 * 1024;
+/// Largest code upload request: a 50 MB zip, base64-encoded, with room for the rest.
+const CONTROL_BODY_MAX: usize = super::UPLOAD_BODY_MAX;
 /// Lambda's quota for a zip uploaded directly.
 const ZIP_MAX_BYTES: usize = 50 * 1024 * 1024;
 
@@ -258,6 +258,13 @@ fn too_large() -> ApiError {
     ))
 }
 
+fn small_too_large() -> ApiError {
+    ApiError::RequestTooLarge(format!(
+        "Request must be smaller than {} bytes",
+        super::SMALL_BODY_MAX
+    ))
+}
+
 fn configuration(state: &SharedState, record: &FunctionRecord) -> serde_json::Value {
     record.configuration(&state.arns)
 }
@@ -265,6 +272,8 @@ fn configuration(state: &SharedState, record: &FunctionRecord) -> serde_json::Va
 pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: CreateFunctionRequest = parse_json(&body)?;
+    // The request holds its own copy of the base64 zip: the body can go before it is decoded.
+    drop(body);
     function::validate_name(&request.function_name)
         .or_else(|_| super::function_ref(&state, &request.function_name).map(|_| ()))?;
     let name = super::function_ref(&state, &request.function_name)?.name;
@@ -453,6 +462,8 @@ pub async fn update_code(
     let name = function_name(&state, &raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateCodeRequest = parse_json(&body)?;
+    // The request holds its own copy of the base64 zip: the body can go before it is decoded.
+    drop(body);
     let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
     if let Some(architectures) = &request.architectures {
         function::validate_architecture(architectures)?;
@@ -478,7 +489,7 @@ pub async fn update_configuration(
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let name = function_name(&state, &raw)?;
-    let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
+    let body = read_body(body, super::SMALL_BODY_MAX, small_too_large).await?;
     let request: UpdateConfigurationRequest = parse_json(&body)?;
     latest_for_update(&state, &name, request.revision_id.as_deref())?;
     reject_layers(&request.layers)?;
@@ -570,7 +581,7 @@ pub async fn publish_version(
         revision_id: Option<String>,
     }
     let name = function_name(&state, &raw)?;
-    let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
+    let body = read_body(body, super::SMALL_BODY_MAX, small_too_large).await?;
     let request: PublishRequest = parse_json(&body)?;
     let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
     if let Some(sha) = request

@@ -3,13 +3,18 @@
 //!
 //! This layer only translates: it parses requests into typed values, calls the registry
 //! or the invoke service, and renders results and [`ApiError`]s in Lambda's wire format.
-//! Bodies are read with a hard limit before anything is buffered beyond it. Every request
-//! runs in a `tracing` span carrying its request id, which is also returned as
-//! `x-amzn-RequestId`.
+//! Every request is admitted before anything of its body is read: its route sets the
+//! largest body it may have ([`body_limit`]), code uploads wait for one of a few upload
+//! slots, and on a keyed server the signature is checked (over the declared
+//! `x-amz-content-sha256` when the client sends one, so a forged request is refused
+//! without reading its body). Every request runs in a `tracing` span carrying its request
+//! id, which is also returned as `x-amzn-RequestId`; every error answer, including those
+//! axum makes by itself (extractor rejections), is in the service's error format.
 
 mod aliases;
 mod async_config;
 mod concurrency;
+pub mod connections;
 pub mod error;
 mod functions;
 mod invoke;
@@ -17,12 +22,14 @@ mod logs;
 mod sqs;
 mod tags;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post, put};
@@ -56,6 +63,12 @@ pub struct AppState {
     pub keys: Option<std::collections::HashMap<String, String>>,
     /// Why environments cannot be given network egress here (`None`: they can).
     pub egress_unavailable: Option<String>,
+    /// Slots for code uploads (the operations of [`BodyLimit::upload`]): held from before
+    /// the body is read until the response, so that the memory uploads take is bounded.
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// How long a request's body may stop arriving before reading it fails (so that a
+    /// stalled upload does not keep its upload slot).
+    pub body_silence: std::time::Duration,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -151,10 +164,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state)
 }
@@ -188,7 +198,8 @@ async fn unknown_operation(request: Request) -> ApiError {
     ))
 }
 
-/// Gives each request a span and an `x-amzn-RequestId` (unless the handler set its own).
+/// Gives each request a span and an `x-amzn-RequestId` (unless the handler set its own),
+/// and puts every error answer in the service's format.
 async fn request_context(request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!(
@@ -197,7 +208,9 @@ async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         request_id = %request_id,
     );
-    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let sqs = is_sqs(request.method(), request.uri().path(), request.headers());
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let mut response = in_service_format(response, sqs).await;
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
     if let (false, Ok(value)) = (
         response.headers().contains_key("x-amzn-requestid"),
@@ -208,25 +221,253 @@ async fn request_context(request: Request, next: Next) -> Response {
     response
 }
 
-/// The largest body any operation accepts (a base64 zip upload); authentication reads
-/// bodies up to this to hash them, each operation then applies its own, smaller limit.
-const ANY_BODY_MAX: usize = 70 * 1024 * 1024;
+/// A request of the SQS JSON protocol (answered in SQS's error format).
+fn is_sqs(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    method == Method::POST
+        && path == "/"
+        && headers
+            .get("x-amz-target")
+            .is_some_and(|t| t.as_bytes().starts_with(b"AmazonSQS."))
+}
+
+/// The most of an error body read to reformat it.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// An error answer in the service's format: those axum gives by itself (a path that is
+/// not UTF-8, a bad query string, 405, 413) become [`ApiError`]s, and on SQS requests
+/// Lambda-format errors become SQS ones. Everything else is returned as it is.
+async fn in_service_format(response: Response, sqs: bool) -> Response {
+    let status = response.status();
+    let headers = response.headers();
+    if !(status.is_client_error() || status.is_server_error())
+        || headers.contains_key("x-amzn-query-error")
+        || (!sqs && headers.contains_key("x-amzn-errortype"))
+    {
+        return response;
+    }
+    let lambda_code = headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = axum::body::to_bytes(response.into_body(), ERROR_BODY_MAX)
+        .await
+        .unwrap_or_default();
+    match lambda_code {
+        Some(code) => {
+            let doc: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+            let message = doc
+                .get("message")
+                .or_else(|| doc.get("Message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or_default();
+            sqs::foreign_error_response(status, &code, message)
+        }
+        None => {
+            let error = ApiError::from_bare_answer(status, &String::from_utf8_lossy(&text));
+            if sqs {
+                sqs::foreign_error_response(error.status(), error.code(), &error.to_string())
+            } else {
+                axum::response::IntoResponse::into_response(error)
+            }
+        }
+    }
+}
+
+/// Bodies of the operations [`body_limit`] does not name.
+pub(crate) const SMALL_BODY_MAX: usize = 1024 * 1024;
+/// The largest body of a code upload: a 50 MB zip, base64-encoded, with room for the rest.
+pub(crate) const UPLOAD_BODY_MAX: usize = 70 * 1024 * 1024;
 /// The service name requests are signed for.
 const SIGNING_SERVICE: &str = "lambda";
 
-/// Verifies the AWS SigV4 signature of every request except `/health` when keys are
-/// configured; an open server (loopback only) lets every request through.
-async fn authenticate(
+/// The largest body one operation accepts, known from its route before anything is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BodyLimit {
+    max: usize,
+    operation: &'static str,
+    /// A code upload: waits for an upload slot before its body is read.
+    upload: bool,
+}
+
+impl BodyLimit {
+    fn too_large(&self) -> ApiError {
+        ApiError::RequestTooLarge(format!(
+            "Request must be smaller than {} bytes for the {} operation",
+            self.max, self.operation
+        ))
+    }
+}
+
+/// The body limit of a request: code uploads 70 MB, synchronous invokes 6 MB,
+/// asynchronous ones `async_max`, SQS requests 4 MB, everything else 1 MB.
+fn body_limit(method: &Method, path: &str, headers: &HeaderMap, async_max: usize) -> BodyLimit {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let limit = |max, operation| BodyLimit {
+        max,
+        operation,
+        upload: false,
+    };
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["2015-03-31", "functions"]) => BodyLimit {
+            upload: true,
+            ..limit(UPLOAD_BODY_MAX, "CreateFunction")
+        },
+        ("PUT", ["2015-03-31", "functions", _, "code"]) => BodyLimit {
+            upload: true,
+            ..limit(UPLOAD_BODY_MAX, "UpdateFunctionCode")
+        },
+        ("POST", ["2015-03-31", "functions", _, "invocations"]) => {
+            if headers
+                .get("x-amz-invocation-type")
+                .is_some_and(|t| t.as_bytes() == b"Event")
+            {
+                limit(async_max, "InvokeAsync")
+            } else {
+                limit(invoke::PAYLOAD_MAX_BYTES, "InvokeFunction")
+            }
+        }
+        ("POST", []) => limit(sqs::BODY_MAX, "SQS"),
+        _ => limit(SMALL_BODY_MAX, "this"),
+    }
+}
+
+/// The body length a request declares (`Content-Length`), 0 when it declares none.
+fn declared_length(body: &Body) -> u64 {
+    hyper::body::Body::size_hint(body).lower()
+}
+
+/// A payload hash the client declared (`x-amz-content-sha256` as 64 hex digits), which
+/// its signature covers in place of the body's.
+fn declared_payload_hash(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("x-amz-content-sha256")?.to_str().ok()?;
+    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| value.to_ascii_lowercase())
+}
+
+/// Admits a request before its body is read: the route's body limit is applied to the
+/// declared length, code uploads wait for an upload slot, and on a keyed server the
+/// signature is verified (see [`authenticate`]).
+async fn admit(
     axum::extract::State(state): axum::extract::State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = body_limit(
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+        state.async_payload_max,
+    );
+    let silence = state.body_silence;
+    let request = request.map(|body| Body::new(SilenceLimited::new(body, silence)));
+    if state.keys.is_some() && request.uri().path() != "/health" {
+        return authenticate(&state, limit, request, next).await;
+    }
+    if declared_length(request.body()) > limit.max as u64 {
+        let (parts, body) = request.into_parts();
+        drain(body, expects_continue(&parts.headers)).await;
+        return axum::response::IntoResponse::into_response(limit.too_large());
+    }
+    let _slot = match upload_slot(&state, limit).await {
+        Ok(slot) => slot,
+        Err(e) => return axum::response::IntoResponse::into_response(e),
+    };
+    next.run(request).await
+}
+
+/// A request body that fails once nothing of it has arrived for `silence` (counted from
+/// when it is first read, and again after each frame).
+struct SilenceLimited {
+    inner: Body,
+    silence: std::time::Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    started: bool,
+}
+
+impl SilenceLimited {
+    fn new(inner: Body, silence: std::time::Duration) -> Self {
+        Self {
+            inner,
+            silence,
+            timer: Box::pin(tokio::time::sleep(silence)),
+            started: false,
+        }
+    }
+}
+
+/// Why reading a body was given up.
+#[derive(Debug, thiserror::Error)]
+#[error("no part of the request body arrived for {0:?}")]
+struct BodySilent(std::time::Duration);
+
+impl hyper::body::Body for SilenceLimited {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let restart = tokio::time::Instant::now() + this.silence;
+        if !this.started {
+            this.started = true;
+            this.timer.as_mut().reset(restart);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            std::task::Poll::Ready(frame) => {
+                this.timer.as_mut().reset(restart);
+                std::task::Poll::Ready(frame)
+            }
+            std::task::Poll::Pending => match this.timer.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => {
+                    std::task::Poll::Ready(Some(Err(axum::Error::new(BodySilent(this.silence)))))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An upload slot for a code upload (none for other operations).
+async fn upload_slot(
+    state: &SharedState,
+    limit: BodyLimit,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+    if !limit.upload {
+        return Ok(None);
+    }
+    state
+        .uploads
+        .clone()
+        .acquire_owned()
+        .await
+        .map(Some)
+        .map_err(|_| ApiError::Service("the server is shutting down".into()))
+}
+
+/// Verifies the AWS SigV4 signature of a request (keys are configured, and it is not
+/// `/health`). Everything but the body is checked before any of it is read; when the
+/// client declares the payload's hash (`x-amz-content-sha256`) the signature is checked
+/// over that too, and the body, once read, must match it. Otherwise the body (within
+/// the route's limit) is read and hashed, then the signature is checked.
+async fn authenticate(
+    state: &SharedState,
+    limit: BodyLimit,
     request: Request,
     next: Next,
 ) -> Response {
     let Some(keys) = &state.keys else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/health" {
-        return next.run(request).await;
-    }
     let (parts, body) = request.into_parts();
     let headers: Vec<(String, String)> = parts
         .headers
@@ -254,12 +495,7 @@ async fn authenticate(
         })
     };
     // Queue requests are signed for SQS, everything else for Lambda.
-    let service = if signed.path == "/"
-        && signed
-            .headers
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case("x-amz-target") && v.starts_with("AmazonSQS."))
-    {
+    let service = if is_sqs(&parts.method, signed.path, &parts.headers) {
         "sqs"
     } else {
         SIGNING_SERVICE
@@ -268,18 +504,40 @@ async fn authenticate(
     if let Err(e) = crate::sigv4::check_headers(&signed, keys, now, service) {
         return refuse(e);
     }
-    let bytes = match read_body(body, ANY_BODY_MAX, || {
-        ApiError::RequestTooLarge(format!("Request must be smaller than {ANY_BODY_MAX} bytes"))
-    })
-    .await
-    {
+    let declared_hash = declared_payload_hash(&parts.headers);
+    if let Some(hash) = &declared_hash {
+        signed.payload_sha256 = hash.clone();
+        if let Err(e) = crate::sigv4::verify(&signed, keys, now, service) {
+            return refuse(e);
+        }
+    }
+    if declared_length(&body) > limit.max as u64 {
+        drain(body, expects_continue(&parts.headers)).await;
+        return axum::response::IntoResponse::into_response(limit.too_large());
+    }
+    let _slot = match upload_slot(state, limit).await {
+        Ok(slot) => slot,
+        Err(e) => return axum::response::IntoResponse::into_response(e),
+    };
+    let bytes = match read_body(body, limit.max, || limit.too_large()).await {
         Ok(bytes) => bytes,
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
-    signed.payload_sha256 = crate::sigv4::sha256_hex(&bytes);
-    match crate::sigv4::verify(&signed, keys, now, service) {
-        Ok(access_key) => {
-            tracing::trace!(%access_key, "request authenticated");
+    let payload_sha256 = crate::sigv4::sha256_hex(&bytes);
+    let verified = match declared_hash {
+        Some(declared) if declared != payload_sha256 => {
+            Err(crate::sigv4::AuthError::PayloadHashMismatch)
+        }
+        Some(_) => Ok(()),
+        None => {
+            signed.payload_sha256 = payload_sha256;
+            crate::sigv4::verify(&signed, keys, now, service).map(|access_key| {
+                tracing::trace!(%access_key, "request authenticated");
+            })
+        }
+    };
+    match verified {
+        Ok(()) => {
             drop(signed);
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
@@ -291,6 +549,34 @@ async fn authenticate(
 /// Oversized bodies up to this size are read (and discarded) before the 413 is sent.
 const DRAIN_MAX: u64 = 16 * 1024 * 1024;
 
+/// How long draining waits for more of a refused body before giving up.
+const DRAIN_SILENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and discards a body declared too large, when it is moderately large and on its
+/// way, so that the client, still sending, gets to read the 413 instead of a reset
+/// connection. A client that waits for `100 Continue` is answered at once (reading the
+/// body would invite it), and one that stops sending is answered after [`DRAIN_SILENCE`].
+async fn drain(mut body: Body, expects_continue: bool) {
+    if expects_continue || declared_length(&body) > DRAIN_MAX {
+        return;
+    }
+    let drain = async {
+        while let Ok(Some(frame)) = tokio::time::timeout(DRAIN_SILENCE, body.frame()).await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+}
+
+/// The client waits for `100 Continue` before it sends the body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// Reads a request body, refusing it once it passes `limit` bytes.
 pub async fn read_body(
     body: Body,
@@ -298,35 +584,46 @@ pub async fn read_body(
     too_large: impl FnOnce() -> ApiError,
 ) -> Result<Bytes, ApiError> {
     // A declared Content-Length over the limit is refused without buffering anything.
-    // A moderately large body is read and discarded first, so that the client, still
-    // sending, gets to read the 413 instead of a reset connection.
-    let declared = hyper::body::Body::size_hint(&body).lower();
-    if declared > limit as u64 {
-        if declared <= DRAIN_MAX {
-            let mut body = body;
-            let drain = async {
-                while let Some(frame) = body.frame().await {
-                    if frame.is_err() {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
-        }
+    if declared_length(&body) > limit as u64 {
+        drain(body, false).await;
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
+    // A body that comes as one frame (as one authentication has read) is kept as it is;
+    // one in several frames is copied once, into a buffer of the declared size.
+    let declared = declared_length(&body) as usize;
+    let mut first: Option<Bytes> = None;
+    let mut buffer = bytes::BytesMut::new();
+    let mut body = Limited::new(body, limit);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if first.is_none() && buffer.is_empty() {
+                    first = Some(data);
+                    continue;
+                }
+                if let Some(first) = first.take() {
+                    buffer.reserve(declared.max(first.len() + data.len()));
+                    buffer.extend_from_slice(&first);
+                }
+                buffer.extend_from_slice(&data);
+            }
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(too_large());
+            }
+            Err(e) => {
+                return Err(ApiError::InvalidRequestContent(format!(
+                    "Could not read the request body: {e}"
+                )));
+            }
         }
-        Err(e) => Err(ApiError::InvalidRequestContent(format!(
-            "Could not read the request body: {e}"
-        ))),
     }
+    Ok(first.unwrap_or_else(|| buffer.freeze()))
 }
 
 /// Parses a JSON body into `T`, naming the offending field on a type error.
@@ -406,5 +703,87 @@ impl From<RegistryError> for ApiError {
 impl From<crate::function::InvalidField> for ApiError {
     fn from(e: crate::function::InvalidField) -> Self {
         ApiError::InvalidParameterValue(e.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit_of(method: Method, path: &str, headers: &[(&'static str, &'static str)]) -> BodyLimit {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        body_limit(&method, path, &map, 256 * 1024)
+    }
+
+    #[test]
+    fn body_limits_follow_the_route() {
+        let create = limit_of(Method::POST, "/2015-03-31/functions/", &[]);
+        assert_eq!((create.max, create.upload), (UPLOAD_BODY_MAX, true));
+        let code = limit_of(Method::PUT, "/2015-03-31/functions/arn%3Aaws%3Af/code", &[]);
+        assert_eq!((code.max, code.upload), (UPLOAD_BODY_MAX, true));
+        let invoke = limit_of(Method::POST, "/2015-03-31/functions/f/invocations", &[]);
+        assert_eq!(
+            (invoke.max, invoke.upload),
+            (invoke::PAYLOAD_MAX_BYTES, false)
+        );
+        let event = limit_of(
+            Method::POST,
+            "/2015-03-31/functions/f/invocations",
+            &[("x-amz-invocation-type", "Event")],
+        );
+        assert_eq!(event.max, 256 * 1024);
+        assert_eq!(limit_of(Method::POST, "/", &[]).max, sqs::BODY_MAX);
+        for (method, path) in [
+            (Method::GET, "/2015-03-31/functions"),
+            (Method::PUT, "/2015-03-31/functions/f/configuration"),
+            (Method::POST, "/2015-03-31/functions/f/versions"),
+            (Method::POST, "/2015-03-31/functions/f/code"),
+            (Method::POST, "/2015-03-31/functions/f/g/invocations"),
+        ] {
+            let small = limit_of(method.clone(), path, &[]);
+            assert_eq!(
+                (small.max, small.upload),
+                (SMALL_BODY_MAX, false),
+                "{method} {path}"
+            );
+        }
+        assert!(
+            limit_of(Method::GET, "/", &[])
+                .too_large()
+                .to_string()
+                .contains("1048576")
+        );
+    }
+
+    #[test]
+    fn only_a_hex_sha256_is_a_declared_payload_hash() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(declared_payload_hash(&headers), None);
+        headers.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static("UNSIGNED-PAYLOAD"),
+        );
+        assert_eq!(declared_payload_hash(&headers), None);
+        let upper = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        headers.insert("x-amz-content-sha256", HeaderValue::from_static(upper));
+        assert_eq!(
+            declared_payload_hash(&headers).as_deref(),
+            Some(crate::sigv4::sha256_hex(b"").as_str())
+        );
+    }
+
+    #[test]
+    fn sqs_requests_are_told_apart() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_sqs(&Method::POST, "/", &headers));
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_static("AmazonSQS.ListQueues"),
+        );
+        assert!(is_sqs(&Method::POST, "/", &headers));
+        assert!(!is_sqs(&Method::POST, "/2015-03-31/functions", &headers));
     }
 }

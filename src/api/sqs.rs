@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use super::{ApiError, SharedState, read_body};
 use crate::queues::{Attribute, QueueError, QueueService, md5_hex, md5_of_attributes};
 
-const BODY_MAX: usize = 4 * 1024 * 1024;
+/// The largest SQS request (a batch of ten messages of 256 KB, JSON-escaped).
+pub(super) const BODY_MAX: usize = 4 * 1024 * 1024;
 const BATCH_MAX: usize = 10;
 
 /// An SQS error: its shape name, the code botocore reports, the sender's fault or not.
@@ -99,23 +100,35 @@ impl From<QueueError> for SqsError {
 
 impl IntoResponse for SqsError {
     fn into_response(self) -> Response {
-        let fault = if self.status.is_server_error() {
-            "Receiver"
-        } else {
-            "Sender"
-        };
-        let body = json!({ "__type": format!("com.amazonaws.sqs#{}", self.shape), "message": self.message });
-        let mut response = (self.status, body.to_string()).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-amz-json-1.0"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", self.code)) {
-            headers.insert("x-amzn-query-error", v);
-        }
-        response
+        error_response(self.status, self.shape, self.code, &self.message)
     }
+}
+
+/// An error in SQS's JSON format: `__type` names the shape, `x-amzn-query-error` carries
+/// the code botocore reports and whose fault it is.
+fn error_response(status: StatusCode, shape: &str, code: &str, message: &str) -> Response {
+    let fault = if status.is_server_error() {
+        "Receiver"
+    } else {
+        "Sender"
+    };
+    let body = json!({ "__type": format!("com.amazonaws.sqs#{shape}"), "message": message });
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{code};{fault}")) {
+        headers.insert("x-amzn-query-error", v);
+    }
+    response
+}
+
+/// An error made outside the SQS handler (authentication, limits, axum's own answers) in
+/// SQS's format, under the same code.
+pub(super) fn foreign_error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    error_response(status, code, code, message)
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, SqsError> {

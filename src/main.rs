@@ -75,6 +75,9 @@ fn main() -> std::process::ExitCode {
             environment::isolation::init::main(&args).clamp(0, 255) as u8,
         );
     }
+    if args.get(1).map(String::as_str) == Some(environment::watchdog::ARG) {
+        return std::process::ExitCode::from(environment::watchdog::main().clamp(0, 255) as u8);
+    }
     if std::env::var_os(bench::NOOP_RUNTIME_VAR).is_some() {
         return match bench::noop_runtime() {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -213,7 +213,7 @@ fn choose_sandbox(
             sandbox = "process",
             "environments run unisolated: functions share this server's user, filesystem and network"
         );
-        Arc::new(ProcessSandbox)
+        Arc::new(ProcessSandbox::start())
     };
     if settings.isolation == "none" {
         return Ok(unisolated());

@@ -11,6 +11,7 @@ pub mod isolation;
 pub mod output;
 pub mod runtime_api;
 pub mod sandbox;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

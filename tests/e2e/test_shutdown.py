@@ -106,3 +106,56 @@ def _quietly(call):
     except Exception as e:  # the server goes away under the caller
         return e
 
+
+# --------------------------------------------------------------------------- cgroups
+
+FORKS = support.py_zip(
+    "import os, time\n"
+    "def handler(event, context):\n"
+    "    for _ in range(event['n']):\n"
+    "        if os.fork() == 0:\n"
+    "            time.sleep(600)\n"
+    "            os._exit(0)\n"
+    "    time.sleep(600)\n")
+
+
+def _cgroup_dirs(pid: int) -> set[Path]:
+    """The cgroup folders (on the host) made for host process `pid` (v1 and v2)."""
+    out: set[Path] = set()
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if "/shoal/" not in path:
+                continue
+            for c in (controllers.split(",") if controllers else [""]):
+                base = Path("/sys/fs/cgroup") / c
+                if (base / path.lstrip("/")).exists():
+                    out.add(base / path.lstrip("/"))
+    return out
+
+
+@needs_root
+def test_the_cgroup_of_a_timed_out_environment_of_hundreds_of_processes_goes(
+        server_with, client_for):
+    srv = server_with(isolation="namespaces", pids_limit=1024)
+    lam = client_for(srv)
+    name = support.unique_name("forks")
+    lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME, Handler="app.handler",
+                        Role=support.ROLE, Code={"ZipFile": FORKS}, MemorySize=128, Timeout=6)
+    results = []
+    caller = threading.Thread(target=lambda: results.append(
+        support.invoke_http(srv.endpoint, name, {"n": 400}, timeout=60)))
+    caller.start()
+    pids = support.wait_for(lambda: function_pids(name), lambda p: len(p) >= 300, timeout=6,
+                            what="300 processes of the function")
+    groups = set().union(*(_cgroup_dirs(p) for p in list(pids)[:3]))
+    assert groups, "the function's processes are in cgroups of the server's"
+    caller.join(30)
+    assert results and results[0].json()["errorType"] == "Sandbox.Timedout", results
+    t0 = time.monotonic()
+    left = support.wait_for(lambda: {g for g in groups if g.exists()}, lambda s: not s,
+                            timeout=5, what="the environment's cgroup to be removed")
+    print(f"\ncgroup of {len(pids)}+ processes removed {time.monotonic() - t0:.2f}s after "
+          f"the timeout was answered")
+    assert not left
+    assert not support.wait_pids_dead(pids, timeout=3)

@@ -87,6 +87,12 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_SHUTDOWN_GRACE", default_value = "1s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long the server's shutdown (SIGTERM, SIGINT) lets invocations in flight finish;
+    /// after it they are ended, each answered with a `Sandbox.Timedout` error saying the
+    /// server is shutting down, and their async events go back to the queue.
+    #[arg(long, env = "SHOAL_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Access key id that signs API requests (AWS SigV4). Without any key the API is
     /// open and the server only listens on loopback.
     #[arg(long, env = "SHOAL_ACCESS_KEY_ID", requires = "secret_access_key")]
@@ -239,6 +245,7 @@ struct FileSettings {
     concurrency_limit: Option<usize>,
     memory_capacity: Option<toml::Value>,
     shutdown_grace: Option<String>,
+    shutdown_timeout: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     keys_file: Option<PathBuf>,
@@ -316,6 +323,9 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.shutdown_grace, defaulted("shutdown_grace")) {
             self.shutdown_grace = duration(v)?;
+        }
+        if let (Some(v), true) = (file.shutdown_timeout, defaulted("shutdown_timeout")) {
+            self.shutdown_timeout = duration(v)?;
         }
         if let (Some(v), true) = (file.access_key_id, defaulted("access_key_id")) {
             self.access_key_id = Some(v);

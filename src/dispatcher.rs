@@ -8,6 +8,10 @@
 //! older than `MaximumEventAgeInSeconds`, and hands every final outcome to the configured
 //! destination as Lambda's execution record. An event leaves the store only after its
 //! outcome has been dealt with: delivery is at least once.
+//!
+//! At shutdown the loop stops claiming; an event whose invocation the shutdown ended goes
+//! back to the queue, due at once and uncounted, and [`Dispatcher::drain`] releases every
+//! lease left, so that the next start runs those events at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,7 @@ use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse, Invoker};
 use crate::metrics::{Metrics, names};
 use crate::queues::QueueService;
 use crate::registry::Registry;
+use crate::shutdown::ShutdownSignal;
 use crate::store::StoreError;
 use crate::store::events::{EventStore, NewEvent, QueuedEvent};
 use crate::timefmt::now_ms;
@@ -61,6 +66,11 @@ pub struct Dispatcher {
     deferred: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     wake: Notify,
     accept_tx: mpsc::Sender<(NewEvent, Ack)>,
+    /// One permit per event that may run at once.
+    slots: Arc<Semaphore>,
+    shutdown: ShutdownSignal,
+    /// Set when the dispatch loop has stopped (it claims nothing more).
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// How an event ended, in the words of Lambda's execution record.
@@ -83,7 +93,11 @@ impl Condition {
 
 impl Dispatcher {
     /// Starts the accept batcher and the dispatch loop.
-    pub fn start(services: Services, settings: AsyncSettings) -> Arc<Self> {
+    pub fn start(
+        services: Services,
+        settings: AsyncSettings,
+        shutdown: ShutdownSignal,
+    ) -> Arc<Self> {
         // Events an earlier run had claimed when it stopped are due again at once.
         if let Err(e) = services.store.release_leases() {
             tracing::error!(error = %e, "releasing the leases of an earlier run failed");
@@ -91,10 +105,13 @@ impl Dispatcher {
         let (accept_tx, accept_rx) = mpsc::channel(8192);
         let dispatcher = Arc::new(Self {
             services,
-            settings,
             deferred: Default::default(),
             wake: Notify::new(),
             accept_tx,
+            slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            settings,
+            shutdown,
+            stopped: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(dispatcher.clone().accept_loop(accept_rx));
         tokio::spawn(dispatcher.clone().dispatch_loop());
@@ -146,14 +163,45 @@ impl Dispatcher {
             .map_err(|e| e.to_string())
     }
 
+    /// Waits until the dispatch loop has stopped (after shutdown began) and every running
+    /// event has finished, then releases the leases left, so that the next start runs
+    /// those events at once rather than after the lease time.
+    pub async fn drain(&self) {
+        let _ = self.stopped.subscribe().wait_for(|stopped| *stopped).await;
+        let all = self.settings.concurrency.max(1) as u32;
+        if let Ok(permits) = self.slots.acquire_many(all).await {
+            drop(permits);
+        }
+        self.release_leases().await;
+    }
+
+    /// Releases every lease of this run (the last step of shutdown, also after a drain
+    /// that did not finish in time).
+    pub async fn release_leases(&self) {
+        match self.blocking(|store| store.release_leases()).await {
+            Ok(()) => tracing::debug!("async event leases released"),
+            Err(e) => tracing::error!(error = %e, "releasing async event leases failed"),
+        }
+    }
+
     async fn dispatch_loop(self: Arc<Self>) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        self.claim_loop().await;
+        tracing::debug!("async dispatch stopped: the server is shutting down");
+        self.stopped.send_replace(true);
+    }
+
+    async fn claim_loop(self: &Arc<Self>) {
+        let slots = self.slots.clone();
         loop {
+            if self.shutdown.is_started() {
+                return;
+            }
             let free = slots.available_permits();
             if free == 0 {
                 // Wait for a running event to finish.
-                if let Ok(permit) = slots.acquire().await {
-                    drop(permit);
+                tokio::select! {
+                    permit = slots.acquire() => drop(permit),
+                    () = self.shutdown.started() => return,
                 }
                 continue;
             }
@@ -164,7 +212,10 @@ impl Dispatcher {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming async events failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = self.shutdown.started() => return,
+                    }
                     continue;
                 }
             };
@@ -172,6 +223,7 @@ impl Dispatcher {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = self.shutdown.started() => return,
                 }
                 continue;
             }
@@ -243,6 +295,8 @@ impl Dispatcher {
             .await;
         let attempts = queued.attempts + 1;
         match result {
+            Ok(response) if response.stopped_by_shutdown => self.put_back(&queued).await,
+            Err(InvokeError::ShuttingDown) => self.put_back(&queued).await,
             Ok(response) if response.function_error.is_none() => {
                 self.finish(
                     &queued,
@@ -282,6 +336,21 @@ impl Dispatcher {
         }
     }
 
+    /// Returns an event the server's shutdown stopped to the queue: due at once, the
+    /// attempt not counted, no lease.
+    async fn put_back(&self, queued: &QueuedEvent) {
+        let (id, attempts) = (queued.id, queued.attempts);
+        match self
+            .blocking(move |s| s.reschedule(id, attempts, now_ms()))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!("async event returned to the queue: the server is shutting down")
+            }
+            Err(e) => tracing::error!(error = %e, "returning an async event to the queue failed"),
+        }
+    }
+
     /// Tries the event again in a second without counting an attempt (it did not run).
     async fn retry_uncounted(
         &self,
@@ -289,8 +358,14 @@ impl Dispatcher {
         config: &EventInvokeConfig,
         function_arn: &str,
     ) {
-        self.retry(queued, config, function_arn, queued.attempts, THROTTLE_RETRY_MS)
-            .await;
+        self.retry(
+            queued,
+            config,
+            function_arn,
+            queued.attempts,
+            THROTTLE_RETRY_MS,
+        )
+        .await;
     }
 
     /// Puts the event back for another try, unless it would be too old by then.

@@ -20,6 +20,7 @@ mod registry;
 mod runtimes;
 mod scheduler;
 mod server;
+mod shutdown;
 mod sigv4;
 mod store;
 mod timefmt;

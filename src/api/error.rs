@@ -36,6 +36,9 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("{0}")]
     Service(String),
+    /// The server is shutting down: 503 `ServiceException` (AWS clients retry it).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -54,7 +57,7 @@ impl ApiError {
                 "ProvisionedConcurrencyConfigNotFoundException"
             }
             Self::PreconditionFailed(_) => "PreconditionFailedException",
-            Self::Service(_) => "ServiceException",
+            Self::Service(_) | Self::Unavailable(_) => "ServiceException",
         }
     }
 
@@ -72,19 +75,20 @@ impl ApiError {
             Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// The JSON body; the key of the message follows each exception's shape in the service model.
     pub fn body(&self) -> serde_json::Value {
         let message = self.to_string();
-        let kind = if matches!(self, Self::Service(_)) {
+        let kind = if matches!(self, Self::Service(_) | Self::Unavailable(_)) {
             "Service"
         } else {
             "User"
         };
         match self {
-            Self::ResourceNotFound(_) | Self::Service(_) => {
+            Self::ResourceNotFound(_) | Self::Service(_) | Self::Unavailable(_) => {
                 serde_json::json!({ "Type": kind, "Message": message })
             }
             Self::TooManyRequests { reason, .. } => {
@@ -131,5 +135,10 @@ mod tests {
             "ConcurrentInvocationLimitExceeded"
         );
         assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        let stopping = ApiError::Unavailable("the server is shutting down".into());
+        assert_eq!(stopping.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(stopping.code(), "ServiceException");
+        assert_eq!(stopping.body()["Type"], "Service");
+        assert_eq!(stopping.body()["Message"], "the server is shutting down");
     }
 }

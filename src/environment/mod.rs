@@ -465,6 +465,11 @@ impl Environment {
         });
     }
 
+    /// Kills the process tree at once (it is destroyed when released).
+    pub fn kill(&self) {
+        self.tree.kill();
+    }
+
     /// Asks the process tree to stop (SIGTERM).
     pub fn terminate(&self) {
         self.tree.terminate();

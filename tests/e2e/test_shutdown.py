@@ -100,6 +100,136 @@ def test_environments_die_with_a_killed_server(server_with, client_for, isolatio
     assert not support.wait_pids_dead(watchdogs, timeout=3), "the watchdog outlived the server"
 
 
+# --------------------------------------------------------------------------- SIGTERM
+
+GRACE_S = 3
+SLEEPER = support.py_zip(
+    "import time\n"
+    "def handler(event, context):\n"
+    "    time.sleep(event['s'])\n"
+    "    return {'slept': event['s']}\n")
+# Async events {"i": n}: the first LONG_EVENTS outlast the grace, the others are quick.
+LONG_EVENTS = 8
+COUNTED = support.py_zip(
+    "import time\n"
+    f"def handler(event, context):\n"
+    f"    time.sleep(12 if event['i'] < {LONG_EVENTS} else 0.2)\n"
+    "    return {'i': event['i']}\n")
+QUEUE = "shutdown-done"
+QUEUE_ARN = f"arn:aws:sqs:{support.REGION}:{support.ACCOUNT}:{QUEUE}"
+
+
+def _outcome(result) -> str:
+    """'result', 'shutdown error', 'connection error', or what else the caller got."""
+    if isinstance(result, OSError):
+        return "connection error"
+    if isinstance(result, support.HttpResult) and result.status == 200:
+        body = result.json()
+        if "x-amz-function-error" not in result.headers and "slept" in body:
+            return "result"
+        if (body.get("errorType") == "Sandbox.Timedout"
+                and "the server is shutting down" in body.get("errorMessage", "")):
+            return "shutdown error"
+    return f"unexpected: {result!r}"
+
+
+def _leased(data_dir: Path) -> tuple[int, int, int]:
+    """(events, events under a lease, events with a counted attempt) in the stopped
+    server's queue."""
+    with sqlite3.connect(data_dir / "shoal.db") as db:
+        return db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(leased_until_ms > 0), 0), "
+            "COALESCE(SUM(attempts > 0), 0) FROM async_events").fetchone()
+
+
+def test_sigterm_drains_within_the_timeout_and_loses_no_event(server_with, client_for,
+                                                              capsys):
+    from test_async import accept_burst
+    from test_async_durability import pending, sqs_client
+
+    def report(text: str) -> None:
+        with capsys.disabled():
+            print(f"\n[test_shutdown] {text}", flush=True)
+
+    srv = server_with(shutdown_timeout=f"{GRACE_S}s", async_concurrency=16)
+    lam = client_for(srv)
+    sqs = sqs_client(srv.endpoint)
+    url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+    sync_fn, async_fn = support.unique_name("drain"), support.unique_name("queued")
+    for name, code in ((sync_fn, SLEEPER), (async_fn, COUNTED)):
+        lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME,
+                            Handler="app.handler", Role=support.ROLE, Code={"ZipFile": code},
+                            Timeout=60)
+    lam.put_function_event_invoke_config(
+        FunctionName=async_fn, DestinationConfig={"OnSuccess": {"Destination": QUEUE_ARN}})
+    # Held while the 500 events are accepted.
+    lam.put_function_concurrency(FunctionName=async_fn, ReservedConcurrentExecutions=0)
+    results, _ = accept_burst(srv.endpoint, async_fn, 500, threads=16)
+    acked = {i for i, r in enumerate(results) if isinstance(r, tuple) and r[0] == 202}
+    assert len(acked) == 500, [r for r in results if not isinstance(r, tuple)][:3]
+
+    # 50 synchronous invocations: half finish within the grace, half would not.
+    sleeps = [1 if k % 2 else 30 for k in range(50)]
+    calls = ThreadPoolExecutor(max_workers=50)
+    futures = [calls.submit(_quietly, lambda s=s: support.invoke_http(
+        srv.endpoint, sync_fn, {"s": s}, timeout=90)) for s in sleeps]
+    lam.delete_function_concurrency(FunctionName=async_fn)
+    support.wait_for(lambda: len(function_pids(sync_fn)), lambda n: n >= 40, timeout=60,
+                     interval=0.2, what="40 synchronous invocations running")
+    support.wait_for(lambda: len(function_pids(async_fn)), lambda n: n >= LONG_EVENTS,
+                     timeout=30, interval=0.2, what="the long async events running")
+    pending_at_term = pending(srv.endpoint, async_fn)
+
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    rc = srv.proc.wait(timeout=60)
+    took = time.monotonic() - t0
+    outcomes = [_outcome(f.result(timeout=30)) for f in futures]
+    calls.shutdown()
+    counts = {o: outcomes.count(o) for o in set(outcomes)}
+    events, leased, counted = _leased(srv.data_dir)
+    report(f"SIGTERM with {pending_at_term} async events pending and 50 synchronous calls: "
+           f"exit {rc} after {took:.2f}s (grace {GRACE_S}s); callers got {counts}; "
+           f"{events} events left in the queue, {leased} leased")
+    srv.proc = None
+    assert rc == 0, srv.stderr_text()
+    assert took < GRACE_S + 5, f"shutdown took {took:.1f}s with a {GRACE_S}s timeout"
+    assert all(o in ("result", "shutdown error", "connection error") for o in outcomes), \
+        [o for o in outcomes if o.startswith("unexpected")][:3]
+    assert counts.get("shutdown error", 0) >= 10, counts  # the long ones in flight
+    assert counts.get("result", 0) >= 10, counts  # the short ones finished in the grace
+    assert leased == 0, f"{leased} async events are still leased after the shutdown"
+    assert counted == 0, f"{counted} events ended by the shutdown counted as failed attempts"
+    assert events >= LONG_EVENTS, events
+
+    # A restart runs every event left, at once (no lease to wait for).
+    restarted = time.monotonic()
+    srv.start()
+    support.wait_for(lambda: pending(srv.endpoint, async_fn), lambda p: p == 0, timeout=90,
+                     interval=0.5, what="the async queue to drain after the restart")
+    report(f"the {events} events left ran {time.monotonic() - restarted:.1f}s after the "
+           f"restart")
+    sqs = sqs_client(srv.endpoint)
+    seen: dict[int, int] = {}
+    empty = 0
+    while empty < 2:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                   WaitTimeSeconds=1).get("Messages", [])
+        if not msgs:
+            empty += 1
+            continue
+        empty = 0
+        for m in msgs:
+            i = json.loads(m["Body"])["responsePayload"]["i"]
+            seen[i] = seen.get(i, 0) + 1
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(msgs)])
+    lost = sorted(acked - set(seen))
+    report(f"{len(seen)} of 500 events recorded as successes, "
+           f"{sum(c - 1 for c in seen.values())} twice")
+    assert not lost, f"{len(lost)} events lost: {lost[:20]}"
+
+
 def _quietly(call):
     try:
         return call()

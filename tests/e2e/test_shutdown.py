@@ -87,14 +87,21 @@ def test_environments_die_with_a_killed_server(server_with, client_for, isolatio
     pids = support.wait_for(lambda: function_pids(name), lambda p: len(p) >= 4, timeout=15,
                             what="the busy invocation and its children")
     loops = _loop_devices_of(srv.data_dir)
+    groups: set[Path] = set()
     if isolation == "namespaces":
         assert loops, "an isolated environment has a loop-mounted /tmp here"
+        groups = set().union(*(_cgroup_dirs(p) for p in pids))
+        assert groups, "the environment's processes are in cgroups of the server's"
     os.kill(srv.proc.pid, signal.SIGKILL)
     srv.proc.wait(timeout=5)
     srv.proc = None
     left = support.wait_pids_dead(pids, timeout=3)
     assert not left, f"processes of the environment outlived the server: {sorted(left)}"
     assert not function_pids(name), function_pids(name)
+    # Nothing at all is left in the environment's cgroups (its sandbox init included).
+    procs = {str(g): (g / "cgroup.procs").read_text().split() for g in groups
+             if (g / "cgroup.procs").exists()}
+    assert not any(procs.values()), procs
     support.wait_for(lambda: _loop_devices_of(srv.data_dir), lambda l: not l, timeout=3,
                      what="the environment's loop device to be released")
     assert not support.wait_pids_dead(watchdogs, timeout=3), "the watchdog outlived the server"

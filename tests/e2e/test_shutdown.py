@@ -237,6 +237,31 @@ def test_sigterm_drains_within_the_timeout_and_loses_no_event(server_with, clien
     assert not lost, f"{len(lost)} events lost: {lost[:20]}"
 
 
+def test_a_second_signal_ends_invocations_in_flight_at_once(server_with, client_for):
+    srv = server_with(shutdown_timeout="60s", isolation="none")
+    lam = client_for(srv)
+    name = support.unique_name("second")
+    lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME, Handler="app.handler",
+                        Role=support.ROLE, Code={"ZipFile": SLEEPER}, Timeout=60)
+    call = ThreadPoolExecutor(max_workers=1).submit(_quietly, lambda: support.invoke_http(
+        srv.endpoint, name, {"s": 50}, timeout=90))
+    pids = support.wait_for(lambda: function_pids(name), lambda p: len(p) >= 1, timeout=15,
+                            what="the invocation running")
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert srv.proc.poll() is None, "the first signal waits for the invocation in flight"
+    srv.proc.send_signal(signal.SIGINT)
+    rc = srv.proc.wait(timeout=30)
+    took = time.monotonic() - t0
+    srv.proc = None
+    assert rc == 0 and took < 5, (rc, took)
+    result = call.result(timeout=10)
+    assert _outcome(result) == "shutdown error", result
+    assert result.headers.get("x-amz-function-error") == "Unhandled", result.headers
+    assert not support.wait_pids_dead(pids, timeout=2)
+
+
 def _quietly(call):
     try:
         return call()

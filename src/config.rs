@@ -415,6 +415,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shutdown_timeout_and_the_shutdown_grace_are_two_settings() {
+        let defaults = parse(&[], "");
+        assert_eq!(defaults.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.shutdown_grace, Duration::from_secs(1));
+        let file = "shutdown_timeout = \"30s\"\nshutdown_grace = \"2s\"\n";
+        let from_file = parse(&[], file);
+        assert_eq!(from_file.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(from_file.shutdown_grace, Duration::from_secs(2));
+        let from_flag = parse(&["--shutdown-timeout", "3s"], file);
+        assert_eq!(from_flag.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(from_flag.shutdown_grace, Duration::from_secs(2));
+    }
+
+    #[test]
     fn durations_read_like_people_write_them() {
         assert_eq!(parse_duration("3s").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));

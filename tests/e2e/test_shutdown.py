@@ -186,11 +186,11 @@ def test_sigterm_drains_within_the_timeout_and_loses_no_event(server_with, clien
     support.wait_for(lambda: len(function_pids(async_fn)), lambda n: n >= LONG_EVENTS,
                      timeout=30, interval=0.2, what="the long async events running")
     pending_at_term = pending(srv.endpoint, async_fn)
-    # Five more, quick, surely in flight at the signal: the drain lets them finish (a 128 MB
-    # function has 7% of a CPU, so even a quick one takes a while on a busy host).
+    # Five more, surely in flight at the signal (2 s), which the drain lets finish (5 s:
+    # a 128 MB function has 7% of a CPU, so even a quick one is slow on a busy host).
     late_calls = ThreadPoolExecutor(max_workers=5)
     late = [late_calls.submit(_timed, lambda: support.invoke_http(
-        srv.endpoint, sync_fn, {"s": 0}, timeout=90)) for _ in range(5)]
+        srv.endpoint, sync_fn, {"s": 2}, timeout=90)) for _ in range(5)]
     time.sleep(0.5)
 
     t0 = time.monotonic()

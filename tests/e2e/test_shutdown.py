@@ -99,9 +99,11 @@ def test_environments_die_with_a_killed_server(server_with, client_for, isolatio
     assert not left, f"processes of the environment outlived the server: {sorted(left)}"
     assert not function_pids(name), function_pids(name)
     # Nothing at all is left in the environment's cgroups (its sandbox init included).
-    procs = {str(g): (g / "cgroup.procs").read_text().split() for g in groups
-             if (g / "cgroup.procs").exists()}
-    assert not any(procs.values()), procs
+    def left_in_groups():
+        return {str(g): (g / "cgroup.procs").read_text().split() for g in groups
+                if (g / "cgroup.procs").exists()}
+    support.wait_for(left_in_groups, lambda procs: not any(procs.values()), timeout=3,
+                     what="the environment's cgroups to be empty")
     support.wait_for(lambda: _loop_devices_of(srv.data_dir), lambda l: not l, timeout=3,
                      what="the environment's loop device to be released")
     assert not support.wait_pids_dead(watchdogs, timeout=3), "the watchdog outlived the server"

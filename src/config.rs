@@ -102,6 +102,12 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_SHUTDOWN_GRACE", default_value = "1s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long the server's shutdown (SIGTERM, SIGINT) lets invocations in flight finish;
+    /// after it they are ended, each answered with a `Sandbox.Timedout` error saying the
+    /// server is shutting down, and their async events go back to the queue.
+    #[arg(long, env = "SHOAL_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Access key id that signs API requests (AWS SigV4). Without any key the API is
     /// open and the server only listens on loopback.
     #[arg(long, env = "SHOAL_ACCESS_KEY_ID", requires = "secret_access_key")]
@@ -336,6 +342,7 @@ struct FileSettings {
     concurrency_limit: Option<usize>,
     memory_capacity: Option<toml::Value>,
     shutdown_grace: Option<String>,
+    shutdown_timeout: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     keys_file: Option<PathBuf>,
@@ -436,6 +443,9 @@ impl ServerSettings {
         }
         if let (Some(v), true) = (file.shutdown_grace, defaulted("shutdown_grace")) {
             self.shutdown_grace = duration(v)?;
+        }
+        if let (Some(v), true) = (file.shutdown_timeout, defaulted("shutdown_timeout")) {
+            self.shutdown_timeout = duration(v)?;
         }
         if let (Some(v), true) = (file.access_key_id, defaulted("access_key_id")) {
             self.access_key_id = Some(v);
@@ -597,6 +607,20 @@ mod tests {
                 .try_get_matches_from(["shoal", "--upload-concurrency", "0"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_shutdown_timeout_and_the_shutdown_grace_are_two_settings() {
+        let defaults = parse(&[], "");
+        assert_eq!(defaults.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.shutdown_grace, Duration::from_secs(1));
+        let file = "shutdown_timeout = \"30s\"\nshutdown_grace = \"2s\"\n";
+        let from_file = parse(&[], file);
+        assert_eq!(from_file.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(from_file.shutdown_grace, Duration::from_secs(2));
+        let from_flag = parse(&["--shutdown-timeout", "3s"], file);
+        assert_eq!(from_flag.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(from_flag.shutdown_grace, Duration::from_secs(2));
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! cannot be written (a full disk) is kept by [`WriteBacks`] and written again with a
 //! bounded backoff, so the event is due again within seconds of the disk recovering
 //! rather than when its lease ends.
+//!
+//! At shutdown the loop stops claiming; an event whose invocation the shutdown ended goes
+//! back to the queue, due at once and uncounted, and [`Dispatcher::drain`] releases every
+//! lease left, so that the next start runs those events at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use crate::invoke::{InvokeError, InvokeRequest, InvokeResponse, Invoker};
 use crate::metrics::{Metrics, names};
 use crate::queues::QueueService;
 use crate::registry::Registry;
+use crate::shutdown::ShutdownSignal;
 use crate::store::StoreError;
 use crate::store::events::{EventStore, NewEvent, QueuedEvent};
 use crate::timefmt::now_ms;
@@ -181,6 +186,11 @@ pub struct Dispatcher {
     write_backs: Arc<WriteBacks>,
     wake: Notify,
     accept_tx: mpsc::Sender<(NewEvent, Ack)>,
+    /// One permit per event that may run at once.
+    slots: Arc<Semaphore>,
+    shutdown: ShutdownSignal,
+    /// Set when the dispatch loop has stopped (it claims nothing more).
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// How an event ended, in the words of Lambda's execution record.
@@ -203,7 +213,11 @@ impl Condition {
 
 impl Dispatcher {
     /// Starts the accept batcher and the dispatch loop.
-    pub fn start(services: Services, settings: AsyncSettings) -> Arc<Self> {
+    pub fn start(
+        services: Services,
+        settings: AsyncSettings,
+        shutdown: ShutdownSignal,
+    ) -> Arc<Self> {
         // Events an earlier run had claimed when it stopped are due again at once.
         if let Err(e) = services.store.release_leases() {
             tracing::error!(error = %e, "releasing the leases of an earlier run failed");
@@ -212,10 +226,13 @@ impl Dispatcher {
         let dispatcher = Arc::new(Self {
             write_backs: WriteBacks::new(services.store.clone()),
             services,
-            settings,
             deferred: Default::default(),
             wake: Notify::new(),
             accept_tx,
+            slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            settings,
+            shutdown,
+            stopped: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(dispatcher.clone().accept_loop(accept_rx));
         tokio::spawn(dispatcher.clone().dispatch_loop());
@@ -267,14 +284,45 @@ impl Dispatcher {
             .map_err(|e| e.to_string())
     }
 
+    /// Waits until the dispatch loop has stopped (after shutdown began) and every running
+    /// event has finished, then releases the leases left, so that the next start runs
+    /// those events at once rather than after the lease time.
+    pub async fn drain(&self) {
+        let _ = self.stopped.subscribe().wait_for(|stopped| *stopped).await;
+        let all = self.settings.concurrency.max(1) as u32;
+        if let Ok(permits) = self.slots.acquire_many(all).await {
+            drop(permits);
+        }
+        self.release_leases().await;
+    }
+
+    /// Releases every lease of this run (the last step of shutdown, also after a drain
+    /// that did not finish in time).
+    pub async fn release_leases(&self) {
+        match self.blocking(|store| store.release_leases()).await {
+            Ok(()) => tracing::debug!("async event leases released"),
+            Err(e) => tracing::error!(error = %e, "releasing async event leases failed"),
+        }
+    }
+
     async fn dispatch_loop(self: Arc<Self>) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        self.claim_loop().await;
+        tracing::debug!("async dispatch stopped: the server is shutting down");
+        self.stopped.send_replace(true);
+    }
+
+    async fn claim_loop(self: &Arc<Self>) {
+        let slots = self.slots.clone();
         loop {
+            if self.shutdown.is_started() {
+                return;
+            }
             let free = slots.available_permits();
             if free == 0 {
                 // Wait for a running event to finish.
-                if let Ok(permit) = slots.acquire().await {
-                    drop(permit);
+                tokio::select! {
+                    permit = slots.acquire() => drop(permit),
+                    () = self.shutdown.started() => return,
                 }
                 continue;
             }
@@ -285,7 +333,10 @@ impl Dispatcher {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming async events failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = self.shutdown.started() => return,
+                    }
                     continue;
                 }
             };
@@ -293,6 +344,7 @@ impl Dispatcher {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = self.shutdown.started() => return,
                 }
                 continue;
             }
@@ -364,6 +416,8 @@ impl Dispatcher {
             .await;
         let attempts = queued.attempts + 1;
         match result {
+            Ok(response) if response.stopped_by_shutdown => self.put_back(&queued).await,
+            Err(InvokeError::ShuttingDown) => self.put_back(&queued).await,
             Ok(response) if response.function_error.is_none() => {
                 self.finish(
                     &queued,
@@ -400,6 +454,21 @@ impl Dispatcher {
                 tracing::warn!(%message, "async invocation failed inside the server; it will be retried");
                 self.retry_uncounted(&queued, &config, &function_arn).await;
             }
+        }
+    }
+
+    /// Returns an event the server's shutdown stopped to the queue: due at once, the
+    /// attempt not counted, no lease.
+    async fn put_back(&self, queued: &QueuedEvent) {
+        let (id, attempts) = (queued.id, queued.attempts);
+        match self
+            .blocking(move |s| s.reschedule(id, attempts, now_ms()))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!("async event returned to the queue: the server is shutting down")
+            }
+            Err(e) => tracing::error!(error = %e, "returning an async event to the queue failed"),
         }
     }
 

@@ -534,7 +534,7 @@ mod tests {
             account_id: "123456789012".into(),
         };
         assert_eq!(ours.foreign(&arn), None);
-        assert_eq!(ours.foreign(&plain), None);
+        assert_eq!(ours.foreign(&parse_function_ref("hello").unwrap()), None);
         let other = parse_function_ref("999999999999:function:hello").unwrap();
         assert_eq!(
             ours.foreign(&other),

@@ -20,6 +20,7 @@ use crate::logs::lines;
 use crate::metrics::{Metrics, names};
 use crate::registry::Registry;
 use crate::scheduler::{AcquireError, Scheduler, Throttle};
+use crate::shutdown::ShutdownSignal;
 
 pub struct InvokeRequest {
     pub function_name: String,
@@ -42,6 +43,9 @@ pub struct InvokeResponse {
     /// The last 4 KB of the invocation's log, when asked for.
     pub log_tail: Option<String>,
     pub executed_version: String,
+    /// The server's shutdown ended the invocation before the function did (the payload
+    /// is the shutdown error): an async event goes back to the queue.
+    pub stopped_by_shutdown: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,9 @@ pub enum InvokeError {
     /// The data disk has no room for the environment a cold start needs (its `/tmp`).
     #[error("{0}")]
     DiskFull(String),
+    /// The server is shutting down and starts no invocation.
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 pub struct Invoker {
@@ -63,6 +70,7 @@ pub struct Invoker {
     arns: ArnContext,
     init_timeout: Duration,
     metrics: Arc<Metrics>,
+    shutdown: ShutdownSignal,
 }
 
 /// How one invocation ended, before it is turned into a response.
@@ -73,10 +81,34 @@ struct Ending {
     status: Option<&'static str>,
     /// Whether the environment may be reused.
     healthy: bool,
+    /// Ended by the server's shutdown.
+    stopped_by_shutdown: bool,
 }
 
 fn error_payload(error_type: &str, message: String) -> Bytes {
     Bytes::from(serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string())
+}
+
+/// Why an invocation ended by the server's shutdown did not finish.
+const SHUTTING_DOWN: &str = "the server is shutting down";
+
+/// The ending of an invocation that the server's shutdown stopped after `ran`: a
+/// function error of type `Sandbox.Timedout` (the platform's deadline, here the end of
+/// the shutdown drain, cut it short), whose message says so.
+fn stopped_ending(request_id: &str, ran: Duration) -> Ending {
+    Ending {
+        payload: error_payload(
+            "Sandbox.Timedout",
+            format!(
+                "RequestId: {request_id} Error: Task stopped after {:.2} seconds: {SHUTTING_DOWN}",
+                ran.as_secs_f64()
+            ),
+        ),
+        function_error: true,
+        status: Some("error"),
+        healthy: false,
+        stopped_by_shutdown: true,
+    }
 }
 
 fn new_trace_id() -> String {
@@ -96,6 +128,7 @@ impl Invoker {
         arns: ArnContext,
         init_timeout: Duration,
         metrics: Arc<Metrics>,
+        shutdown: ShutdownSignal,
     ) -> Self {
         Self {
             registry,
@@ -103,6 +136,7 @@ impl Invoker {
             arns,
             init_timeout,
             metrics,
+            shutdown,
         }
     }
 
@@ -110,6 +144,9 @@ impl Invoker {
         self: &Arc<Self>,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, InvokeError> {
+        if self.shutdown.is_ended() {
+            return Err(InvokeError::ShuttingDown);
+        }
         let name = &request.function_name;
         let document = self
             .registry
@@ -172,6 +209,7 @@ impl Invoker {
                     function_error: Some("Unhandled"),
                     log_tail: None,
                     executed_version: version,
+                    stopped_by_shutdown: false,
                 });
             }
             Err(AcquireError::Start(StartError::Sandbox(SandboxError::DiskFull(message)))) => {
@@ -179,6 +217,11 @@ impl Invoker {
             }
             Err(AcquireError::Start(e)) => return Err(InvokeError::Internal(e.to_string())),
         };
+        if self.shutdown.is_ended() {
+            // Started while the server was ending: never handed an event.
+            lease.release(false);
+            return Err(InvokeError::ShuttingDown);
+        }
         self.metrics.inc(names::INVOCATIONS, &[("function", name)]);
         let env = lease.env().clone();
         if request.want_log_tail {
@@ -188,14 +231,23 @@ impl Invoker {
         let mut init_duration = None;
         let mut ending = None;
         if lease.cold {
-            match env.wait_ready(self.init_timeout).await {
-                Ok(d) => {
+            let ready = tokio::select! {
+                biased;
+                ready = env.wait_ready(self.init_timeout) => Some(ready),
+                () = self.shutdown.ended() => None,
+            };
+            match ready {
+                Some(Ok(d)) => {
                     init_duration = Some(d);
                     lease.ready();
                 }
-                Err(failure) => {
+                Some(Err(failure)) => {
                     init_duration = Some(env.age());
                     ending = Some(self.init_ending(&request_id, failure));
+                }
+                None => {
+                    init_duration = Some(env.age());
+                    ending = Some(stopped_ending(&request_id, env.age()));
                 }
             }
         }
@@ -213,13 +265,20 @@ impl Invoker {
                     invoked_arn,
                     timeout: Duration::from_secs(u64::from(function.spec.timeout_s)),
                 };
-                let outcome = env.invoke(event).await;
-                self.invoke_ending(
-                    &request_id,
-                    function.spec.timeout_s,
-                    outcome,
-                    env.oom_killed(),
-                )
+                tokio::select! {
+                    biased;
+                    outcome = env.invoke(event) => self.invoke_ending(
+                        &request_id,
+                        function.spec.timeout_s,
+                        outcome,
+                        env.oom_killed(),
+                    ),
+                    () = self.shutdown.ended() => {
+                        // The tree goes first, so that its output ends and is drained.
+                        env.kill();
+                        stopped_ending(&request_id, started.elapsed())
+                    }
+                }
             }
         };
         let duration = started.elapsed();
@@ -227,7 +286,14 @@ impl Invoker {
             self.metrics.inc(names::ERRORS, &[("function", name)]);
         }
         env.sync_output().await;
-        if ending.status == Some("timeout") {
+        if ending.stopped_by_shutdown {
+            env.log(format!(
+                "{} {request_id} Task stopped after {:.2} seconds: {SHUTTING_DOWN}",
+                crate::timefmt::iso_timestamp(crate::timefmt::now_ms()),
+                duration.as_secs_f64()
+            ))
+            .await;
+        } else if ending.status == Some("timeout") {
             env.log(format!(
                 "{} {request_id} Task timed out after {}.00 seconds",
                 crate::timefmt::iso_timestamp(crate::timefmt::now_ms()),
@@ -257,6 +323,7 @@ impl Invoker {
             function_error: ending.function_error.then_some("Unhandled"),
             log_tail,
             executed_version: version,
+            stopped_by_shutdown: ending.stopped_by_shutdown,
         })
     }
 
@@ -292,6 +359,7 @@ impl Invoker {
             function_error: true,
             status: Some("error"),
             healthy: false,
+            stopped_by_shutdown: false,
         }
     }
 
@@ -308,6 +376,7 @@ impl Invoker {
                 function_error: false,
                 status: None,
                 healthy: true,
+                stopped_by_shutdown: false,
             },
             Ok(RuntimeOutcome::Error { error_type, body }) => {
                 let payload = if body.is_empty() {
@@ -320,6 +389,7 @@ impl Invoker {
                     function_error: true,
                     status: None,
                     healthy: true,
+                    stopped_by_shutdown: false,
                 }
             }
             Ok(RuntimeOutcome::ResponseTooLarge) => Ending {
@@ -332,6 +402,7 @@ impl Invoker {
                 function_error: true,
                 status: Some("error"),
                 healthy: true,
+                stopped_by_shutdown: false,
             },
             Err(InvokeFailure::TimedOut) => Ending {
                 payload: error_payload(
@@ -343,6 +414,7 @@ impl Invoker {
                 function_error: true,
                 status: Some("timeout"),
                 healthy: false,
+                stopped_by_shutdown: false,
             },
             Err(InvokeFailure::Exited(reason)) => Ending {
                 payload: error_payload(
@@ -359,6 +431,7 @@ impl Invoker {
                 function_error: true,
                 status: Some("error"),
                 healthy: false,
+                stopped_by_shutdown: false,
             },
         }
     }

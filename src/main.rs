@@ -21,6 +21,7 @@ mod registry;
 mod runtimes;
 mod scheduler;
 mod server;
+mod shutdown;
 mod sigv4;
 mod store;
 mod timefmt;
@@ -75,6 +76,9 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(
             environment::isolation::init::main(&args).clamp(0, 255) as u8,
         );
+    }
+    if args.get(1).map(String::as_str) == Some(environment::watchdog::ARG) {
+        return std::process::ExitCode::from(environment::watchdog::main().clamp(0, 255) as u8);
     }
     if std::env::var_os(bench::NOOP_RUNTIME_VAR).is_some() {
         return match bench::noop_runtime() {

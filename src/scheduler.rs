@@ -694,15 +694,19 @@ impl Scheduler {
         count
     }
 
-    /// Runs the maintenance tick (reaping, provisioned pools) until the scheduler is dropped.
-    pub fn spawn_maintenance(self: &Arc<Self>) {
+    /// Runs the maintenance tick (reaping, provisioned pools) until the scheduler is dropped
+    /// or the server's shutdown begins.
+    pub fn spawn_maintenance(self: &Arc<Self>, shutdown: crate::shutdown::ShutdownSignal) {
         let weak = Arc::downgrade(self);
         let period =
             (self.limits.keep_alive / 4).clamp(Duration::from_millis(250), Duration::from_secs(10));
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = shutdown.started() => break,
+                }
                 let Some(scheduler) = weak.upgrade() else {
                     break;
                 };

@@ -1,11 +1,18 @@
 //! `shoal server`: wires the parts together, serves the API, and shuts down cleanly.
 //!
 //! Start-up order: data directory, store, code store, runtimes, log writer, launcher and
-//! scheduler, registry, invoke service, HTTP listener. On SIGINT/SIGTERM the listener
-//! stops accepting, in-flight requests finish, idle environments are destroyed, and the
-//! log writer flushes before the process exits.
+//! scheduler, registry, invoke service, HTTP listener.
+//!
+//! Shutdown (SIGINT/SIGTERM, or [`RunningServer::stop`]) goes through one
+//! [`Shutdown`]: the listener stops accepting, the dispatcher stops claiming, the
+//! maintenance tick stops, and invocations in flight get up to `--shutdown-timeout` to
+//! finish. Those still running then are ended (answered with the shutdown error, their
+//! async events back in the queue); a second signal ends them at once. Then every lease
+//! left is released, idle environments are shut down, the sandbox releases what it holds
+//! and the log writer flushes before the process exits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -22,18 +29,24 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtimes::{InterpreterSettings, RuntimeCatalog};
 use crate::scheduler::{Limits, Scheduler};
+use crate::shutdown::Shutdown;
 use crate::store::sqlite::SqliteStore;
+
+/// After the shutdown timeout: how long the invocations that were ended get to answer
+/// and the dispatcher to put their events back, before the server stops waiting.
+const ENDING_WAIT: Duration = Duration::from_secs(5);
 
 /// A running server: its address and the means to stop it.
 pub struct RunningServer {
     pub addr: std::net::SocketAddr,
-    shutdown: tokio::sync::watch::Sender<bool>,
+    shutdown: Arc<Shutdown>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningServer {
+    /// Shuts down (see the module's documentation) and waits until it is done.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
+        self.shutdown.begin();
         self.done.await.context("server task failed")?
     }
 }
@@ -125,8 +138,9 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         keep_alive = ?limits.keep_alive,
         "scheduler limits"
     );
+    let shutdown = Arc::new(Shutdown::new());
     let scheduler = Scheduler::new(launcher, limits, metrics.clone());
-    scheduler.spawn_maintenance();
+    scheduler.spawn_maintenance(shutdown.signal());
     let registry = Arc::new(Registry::open(
         store.clone(),
         store.clone(),
@@ -143,6 +157,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         arns.clone(),
         settings.init_timeout,
         metrics.clone(),
+        shutdown.signal(),
     ));
     let events = Arc::new(
         crate::store::events::SqliteEventStore::open(&data_dir.join("shoal.db"))
@@ -166,6 +181,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             retry_base_delay: settings.retry_base_delay,
             concurrency: settings.async_concurrency,
         },
+        shutdown.signal(),
     );
     let state = Arc::new(AppState {
         registry,
@@ -207,25 +223,61 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             "--max-connections lowered to half the open-file limit"
         );
     }
-    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let dispatcher = state.dispatcher.clone();
     let app = api::router(state);
-    let done = tokio::spawn(async move {
+    let serve_until = shutdown.signal();
+    let serve = tokio::spawn(async move {
+        // The serve loop's only hook into shutdown: a future that resolves when it starts.
         api::connections::serve(listener, app, connection_limits, async move {
-            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            serve_until.started().await
         })
         .await
-        .context("serving the API")?;
+    });
+    let timeout = settings.shutdown_timeout;
+    let signal = shutdown.signal();
+    let stopper = shutdown.clone();
+    let done = tokio::spawn(async move {
+        signal.started().await;
+        tracing::info!(
+            ?timeout,
+            "shutting down: no new connections or async events; invocations in flight may finish"
+        );
+        let began = std::time::Instant::now();
+        let drain_dispatcher = dispatcher.clone();
+        let mut drained = tokio::spawn(async move {
+            let served = serve.await;
+            drain_dispatcher.drain().await;
+            served
+        });
+        let mut finished = tokio::time::timeout(timeout, &mut drained).await.ok();
+        if finished.is_none() {
+            tracing::warn!(
+                ?timeout,
+                "invocations still running at the shutdown timeout are ended"
+            );
+            stopper.end();
+            finished = tokio::time::timeout(ENDING_WAIT, &mut drained).await.ok();
+            if finished.is_none() {
+                tracing::warn!("the API or the dispatcher did not stop in time; stopping anyway");
+                drained.abort();
+                dispatcher.release_leases().await;
+            }
+        }
+        if let Some(Ok(Ok(Err(e)))) = finished {
+            tracing::error!(error = %e, "serving the API failed");
+        }
         scheduler.shutdown().await;
         sandbox.shutdown();
         drop(scheduler);
         // Everything logged so far is written before the process ends.
         final_logs.flush().await;
         drop(log_writer);
+        tracing::info!(took = ?began.elapsed(), "shut down");
         Ok(())
     });
     Ok(RunningServer {
         addr,
-        shutdown: shutdown_tx,
+        shutdown,
         done,
     })
 }
@@ -263,7 +315,7 @@ fn choose_sandbox(
             sandbox = "process",
             "environments run unisolated: functions share this server's user, filesystem and network"
         );
-        Arc::new(ProcessSandbox)
+        Arc::new(ProcessSandbox::start())
     };
     if settings.isolation == "none" {
         return Ok(unisolated());
@@ -299,7 +351,13 @@ fn choose_sandbox(
 pub async fn run(settings: ServerSettings) -> anyhow::Result<()> {
     let server = start(settings).await?;
     wait_for_signal().await;
-    tracing::info!("shutting down");
+    // A second signal ends the invocations in flight at once.
+    let shutdown = server.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("second signal: ending invocations in flight now");
+        shutdown.end();
+    });
     server.stop().await
 }
 

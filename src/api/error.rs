@@ -38,8 +38,8 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("{0}")]
     Service(String),
-    /// The server cannot take the request for now (its data disk is full): 503
-    /// `ServiceException`, which clients retry.
+    /// The server cannot take the request for now (its data disk is full, or it is
+    /// shutting down): 503 `ServiceException`, which clients retry.
     #[error("{0}")]
     Unavailable(String),
 }
@@ -218,5 +218,10 @@ mod tests {
         assert_eq!(method.code(), "UnknownOperationException");
         let broken = ApiError::from_bare_answer(StatusCode::BAD_GATEWAY, "x");
         assert_eq!(broken.code(), "ServiceException");
+        let stopping = ApiError::Unavailable("the server is shutting down".into());
+        assert_eq!(stopping.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(stopping.code(), "ServiceException");
+        assert_eq!(stopping.body()["Type"], "Service");
+        assert_eq!(stopping.body()["Message"], "the server is shutting down");
     }
 }

@@ -174,6 +174,7 @@ pub async fn invoke(
         }
         Err(InvokeError::Internal(message)) => return Err(ApiError::Service(message)),
         Err(InvokeError::DiskFull(message)) => return Err(ApiError::Unavailable(message)),
+        Err(e @ InvokeError::ShuttingDown) => return Err(ApiError::Unavailable(e.to_string())),
     };
     let mut http = (StatusCode::OK, response.payload).into_response();
     let out = http.headers_mut();

@@ -12,6 +12,7 @@ pub mod output;
 pub mod peer;
 pub mod runtime_api;
 pub mod sandbox;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -558,6 +559,11 @@ impl Environment {
             let _ = tokio::time::timeout(grace, until_exit(env.exit.clone())).await;
             env.destroy();
         });
+    }
+
+    /// Kills the process tree at once (it is destroyed when released).
+    pub fn kill(&self) {
+        self.tree.kill();
     }
 
     /// Asks the process tree to stop (SIGTERM).

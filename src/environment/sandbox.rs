@@ -3,13 +3,16 @@
 //! [`Sandbox`] turns a [`LaunchSpec`] (plain data: program, arguments, environment,
 //! working directory, limits) into a running process tree. [`ProcessSandbox`] is the
 //! unisolated implementation: a new process group (so the whole tree can be killed at
-//! once), a cleared environment, the output pipe as stdout and stderr. Isolating
-//! implementations (namespaces, cgroups, seccomp) implement the same trait.
+//! once; a [`Watchdog`] kills it if the server dies), a cleared environment, the output
+//! pipe as stdout and stderr. Isolating implementations (namespaces, cgroups, seccomp)
+//! implement the same trait.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+
+use super::watchdog::Watchdog;
 
 /// Everything needed to start one environment's process tree.
 #[derive(Debug, Clone)]
@@ -100,10 +103,37 @@ pub trait Sandbox: Send + Sync {
 }
 
 /// Runs the environment as a plain process group of the server's user.
-pub struct ProcessSandbox;
+pub struct ProcessSandbox {
+    /// Kills the groups still running if the server dies (none in unit tests).
+    watchdog: Option<Arc<Watchdog>>,
+}
+
+impl ProcessSandbox {
+    /// A process sandbox whose groups die with the server (through a [`Watchdog`]).
+    pub fn start() -> Self {
+        let watchdog = match Watchdog::start() {
+            Ok(watchdog) => Some(Arc::new(watchdog)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the process watchdog: unisolated environments will outlive a crash of the server");
+                None
+            }
+        };
+        Self { watchdog }
+    }
+}
 
 struct ProcessGroup {
     pgid: i32,
+    watchdog: Option<Arc<Watchdog>>,
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // The environment is gone (its Drop kills a tree still alive).
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.forget(self.pgid);
+        }
+    }
 }
 
 impl TreeControl for ProcessGroup {
@@ -148,6 +178,12 @@ impl Sandbox for ProcessSandbox {
         host.clone()
     }
 
+    fn shutdown(&self) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.stop();
+        }
+    }
+
     fn start(&self, spec: &LaunchSpec, output: OwnedFd) -> Result<StartedTree, SandboxError> {
         tracing::debug!(
             program = %spec.program.display(),
@@ -183,9 +219,15 @@ impl Sandbox for ProcessSandbox {
             .id()
             .map(|id| id as i32)
             .ok_or_else(|| SandboxError::Setup("child exited at once".into()))?;
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.watch(pgid);
+        }
         Ok(StartedTree {
             child,
-            control: Arc::new(ProcessGroup { pgid }),
+            control: Arc::new(ProcessGroup {
+                pgid,
+                watchdog: self.watchdog.clone(),
+            }),
             runtime_api: None,
         })
     }

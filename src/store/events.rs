@@ -282,6 +282,29 @@ mod tests {
     }
 
     #[test]
+    fn events_put_back_or_released_at_shutdown_are_claimed_at_once_uncounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.db");
+        {
+            let store = SqliteEventStore::open(&path).unwrap();
+            store.enqueue(&[event(1), event(2)]).unwrap();
+            let claimed = store.claim(10, 1_000_000, 10).unwrap();
+            assert_eq!(claimed.len(), 2);
+            // One invocation ended by the shutdown goes back, due now, attempt uncounted;
+            // the lease of the other is released as the server stops.
+            store
+                .reschedule(claimed[0].id, claimed[0].attempts, 11)
+                .unwrap();
+            store.release_leases().unwrap();
+        }
+        let store = SqliteEventStore::open(&path).unwrap();
+        // Right away, long before the lease would have ended.
+        let again = store.claim(12, 1_000_000, 10).unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|e| e.attempts == 0));
+    }
+
+    #[test]
     fn functions_take_turns() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();

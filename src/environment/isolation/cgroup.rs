@@ -170,9 +170,10 @@ fn remove_leftovers(parents: &[PathBuf]) {
             if !dir.is_dir() {
                 continue;
             }
-            for _ in 0..20 {
+            // Up to 2 s: a group of hundreds of processes can take that long to empty.
+            for _ in 0..80 {
                 let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                if procs.trim().is_empty() {
+                if procs.trim().is_empty() && fs::remove_dir(&dir).is_ok() {
                     break;
                 }
                 for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
@@ -183,7 +184,7 @@ fn remove_leftovers(parents: &[PathBuf]) {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(25));
             }
-            if fs::remove_dir(&dir).is_ok() {
+            if fs::remove_dir(&dir).is_ok() || !dir.exists() {
                 removed += 1;
             }
         }
@@ -196,7 +197,7 @@ fn remove_leftovers(parents: &[PathBuf]) {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Kind {
     V2(PathBuf),
     V1 {
@@ -333,7 +334,15 @@ impl EnvCgroup {
         }
     }
 
+    /// True once every folder of the group is gone.
+    fn is_removed(&self) -> bool {
+        self.dirs().iter().all(|d| !d.exists())
+    }
+
     /// Kills what is left in the group, waits (briefly) until it is empty, removes it.
+    /// A group that cannot be removed yet (hundreds of processes can take longer than
+    /// that to die) is retried in the background, with growing delays, for up to
+    /// [`REMOVAL_RETRY_FOR`]; what is left then is swept at shutdown and at start.
     pub fn kill_and_remove(&self) {
         for _ in 0..20 {
             if self.is_empty() {
@@ -343,5 +352,40 @@ impl EnvCgroup {
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
         self.remove();
+        if self.is_removed() {
+            return;
+        }
+        let group = EnvCgroup {
+            kind: self.kind.clone(),
+            quota_us: self.quota_us,
+        };
+        let retried = std::thread::Builder::new()
+            .name("shoal-cgroup-rm".into())
+            .spawn(move || group.remove_in_background());
+        if let Err(e) = retried {
+            tracing::warn!(error = %e, "cannot retry removing an environment's cgroup");
+        }
+    }
+
+    fn remove_in_background(self) {
+        let began = std::time::Instant::now();
+        let mut delay = REMOVAL_FIRST_DELAY;
+        while began.elapsed() < REMOVAL_RETRY_FOR {
+            std::thread::sleep(delay);
+            self.kill_all();
+            self.remove();
+            if self.is_removed() {
+                tracing::debug!(after = ?began.elapsed(), "an environment's cgroup is removed");
+                return;
+            }
+            delay = (delay * 2).min(REMOVAL_MAX_DELAY);
+        }
+        tracing::warn!(dirs = ?self.dirs(), "an environment's cgroup could not be removed; it is swept at shutdown or the next start");
     }
 }
+
+/// Retrying the removal of a group that still had processes: first delay, longest delay,
+/// and for how long in all.
+const REMOVAL_FIRST_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+const REMOVAL_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+const REMOVAL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);

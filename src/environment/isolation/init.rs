@@ -174,7 +174,14 @@ fn run() -> Result<i32> {
     }
     let devnull = fs::File::open("/dev/null").map_err(err("/dev/null"))?;
     nix::unistd::dup2(devnull.as_raw_fd(), 0).map_err(err("stdin"))?;
-    drop((control, reader, devnull));
+    // The control socket stays open: the server never writes to it again, so it turns
+    // readable (end of file) only when the server closes it or dies, and then the
+    // environment ends with it.
+    drop((reader, devnull));
+    // B learns that A is gone by PR_SET_PDEATHSIG; this pipe (A holds the only write
+    // end) closes the race of A dying before B has asked for it.
+    let (parent_alive, parent_alive_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(err("pipe"))?;
 
     // SIGTERM reaches the runtime directly (same process group); here it stays pending
     // so that this process outlives the runtime and reports how it ended.
@@ -186,9 +193,61 @@ fn run() -> Result<i32> {
         .map_err(err("blocking signals"))?;
 
     match fork()? {
-        ForkResult::Child => std::process::exit(pid1(&plan, &filters)),
-        ForkResult::Parent { child } => Ok(mirror_exit(child)),
+        ForkResult::Child => {
+            drop((control, parent_alive_write));
+            if let Err(e) = die_with_parent(parent_alive) {
+                eprintln!("shoal sandbox: {e}");
+                std::process::exit(126);
+            }
+            std::process::exit(pid1(&plan, &filters))
+        }
+        ForkResult::Parent { child } => {
+            drop(parent_alive);
+            let code = mirror_exit(child, &control);
+            drop(parent_alive_write);
+            Ok(code)
+        }
     }
+}
+
+/// Asks for SIGKILL when the parent (A) dies, and exits if it already has: `parent_alive`
+/// reports a hang-up once the parent's write end is closed.
+#[allow(unsafe_code)]
+fn die_with_parent(parent_alive: std::os::fd::OwnedFd) -> Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    // SAFETY: prctl with integer arguments only.
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } < 0
+    {
+        return Err(format!(
+            "PR_SET_PDEATHSIG: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut fds = [PollFd::new(parent_alive.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, PollTimeout::ZERO).map_err(err("poll"))?;
+    if ready > 0 {
+        // The parent is gone: nobody would report this environment's end.
+        std::process::exit(137);
+    }
+    Ok(())
+}
+
+/// A descriptor that turns readable when process `pid` (a child) exits.
+#[allow(unsafe_code)]
+fn pidfd_open(pid: Pid) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    // SAFETY: a non-negative result is a descriptor this process now owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[allow(unsafe_code)]
@@ -261,8 +320,32 @@ fn loopback_up() -> Result<()> {
     Ok(())
 }
 
-/// Waits for B and ends the same way: the same exit code, or the same signal.
-fn mirror_exit(child: Pid) -> i32 {
+/// Waits for B and ends the same way: the same exit code, or the same signal. When the
+/// control socket turns readable first (the server closed it, or died), kills B, which
+/// as PID 1 of the namespace takes every process of the environment with it.
+fn mirror_exit(child: Pid, control: &UnixStream) -> i32 {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    if let Some(exited) = pidfd_open(child) {
+        loop {
+            let mut fds = [
+                PollFd::new(exited.as_fd(), PollFlags::POLLIN),
+                PollFd::new(control.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            if ready(&fds[0]) {
+                break;
+            }
+            if ready(&fds[1]) {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                break;
+            }
+        }
+    }
     loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => {

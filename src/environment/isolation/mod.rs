@@ -315,15 +315,16 @@ impl Sandbox for NamespaceSandbox {
         let pid = spare.pid;
         let cgroup = spare.cgroup.take();
         let egress = spare.egress.take();
-        let (child, mut ours, listener, folder) = spare.into_parts();
+        let (child, ours, listener, folder) = spare.into_parts();
         let tree = Arc::new(IsolatedTree {
             pgid: pid as i32,
             cgroup,
             egress: Mutex::new(egress),
             folder,
             tmp_reservation: Mutex::new(reservation),
+            lifeline: Mutex::new(None),
         });
-        let handshake = || -> Result<(), SandboxError> {
+        let handshake = |mut ours: UnixStream| -> Result<UnixStream, SandboxError> {
             ours.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
                 .map_err(setup("control socket"))?;
             send_fd(&ours, output)?;
@@ -339,14 +340,17 @@ impl Sandbox for NamespaceSandbox {
                 handshake_us = micros(began.elapsed() - prepared),
                 "sandbox started"
             );
-            Ok(())
+            Ok(ours)
         };
-        match handshake() {
-            Ok(()) => Ok(StartedTree {
-                child,
-                control: tree,
-                runtime_api: listener,
-            }),
+        match handshake(ours) {
+            Ok(ours) => {
+                *tree.lifeline() = Some(ours);
+                Ok(StartedTree {
+                    child,
+                    control: tree,
+                    runtime_api: listener,
+                })
+            }
             Err(e) => {
                 tree.kill();
                 tree.cleanup();
@@ -381,11 +385,18 @@ struct IsolatedTree {
     folder: PathBuf,
     /// The disk space promised to its `/tmp`, released once it is gone.
     tmp_reservation: Mutex<Option<TmpReservation>>,
+    /// The server's end of the control socket, held for the environment's life: the
+    /// sandbox init kills the environment when it closes (also when the server dies).
+    lifeline: Mutex<Option<UnixStream>>,
 }
 
 impl IsolatedTree {
     fn egress(&self) -> std::sync::MutexGuard<'_, Option<EgressLink>> {
         self.egress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lifeline(&self) -> std::sync::MutexGuard<'_, Option<UnixStream>> {
+        self.lifeline.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -424,6 +435,7 @@ impl TreeControl for IsolatedTree {
     }
 
     fn cleanup(&self) {
+        self.lifeline().take();
         if let Some(link) = self.egress().take() {
             link.stop();
         }

@@ -23,6 +23,7 @@ pub(super) const BODY_MAX: usize = 4 * 1024 * 1024;
 const BATCH_MAX: usize = 10;
 
 /// An SQS error: its shape name, the code botocore reports, the sender's fault or not.
+#[derive(Debug)]
 struct SqsError {
     status: StatusCode,
     shape: &'static str,
@@ -144,14 +145,83 @@ fn ok(value: Value) -> Response {
     response
 }
 
-/// The queue name of a queue URL (`http://host/<account>/<name>`).
-fn queue_name(url: &str) -> Result<String, SqsError> {
-    url.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| SqsError::invalid(format!("Invalid QueueUrl: {url}")))
+/// The address queue URLs are made of and checked against: the host a request was sent
+/// to and this server's account.
+struct Endpoint {
+    host: String,
+    account: String,
+}
+
+impl Endpoint {
+    fn url(&self, name: &str) -> String {
+        format!("http://{}/{}/{name}", self.host, self.account)
+    }
+
+    /// The queue name of a queue URL (`http[s]://host/<account>/<name>`), refused as SQS
+    /// refuses it when it names another account's queue or another endpoint.
+    fn queue_name(&self, url: &str) -> Result<String, SqsError> {
+        let invalid = || SqsError::invalid(format!("Invalid QueueUrl: {url}"));
+        let (host, path) = match url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        {
+            Some(rest) => match rest.split_once('/') {
+                Some((host, path)) => (Some(host), path),
+                None => return Err(invalid()),
+            },
+            None => (None, url.strip_prefix('/').ok_or_else(invalid)?),
+        };
+        let mut parts = path.trim_end_matches('/').split('/');
+        let (Some(account), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid());
+        };
+        if name.is_empty() || account.is_empty() {
+            return Err(invalid());
+        }
+        if let Some(host) = host.filter(|h| !same_host(h, &self.host)) {
+            return Err(SqsError {
+                status: StatusCode::NOT_FOUND,
+                shape: "InvalidAddress",
+                code: "InvalidAddress",
+                message: format!(
+                    "The address {url} is not valid for this endpoint ({host} is not {})",
+                    self.host
+                ),
+            });
+        }
+        if account != self.account {
+            return Err(SqsError {
+                status: StatusCode::FORBIDDEN,
+                shape: "AccessDenied",
+                code: "AccessDenied",
+                message: format!("Access to the resource {url} is denied."),
+            });
+        }
+        Ok(name.to_string())
+    }
+}
+
+/// Whether two `host[:port]`s name this server alike: equal, or both loopback names
+/// (`localhost`, `127.x.y.z`, `[::1]`) with the same port.
+fn same_host(a: &str, b: &str) -> bool {
+    fn split(h: &str) -> (String, &str) {
+        let h = h.trim();
+        match h.rsplit_once(':') {
+            Some((name, port)) if !name.ends_with(':') && !port.contains(']') => {
+                (name.to_ascii_lowercase(), port)
+            }
+            _ => (h.to_ascii_lowercase(), ""),
+        }
+    }
+    let loopback = |name: &str| {
+        name == "localhost"
+            || name == "[::1]"
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let ((name_a, port_a), (name_b, port_b)) = (split(a), split(b));
+    port_a == port_b && (name_a == name_b || (loopback(&name_a) && loopback(&name_b)))
 }
 
 #[derive(Deserialize)]
@@ -179,12 +249,39 @@ fn attributes(input: Option<HashMap<String, AttributeInput>>) -> BTreeMap<String
         .collect()
 }
 
+/// SQS's rules for a message body: present, at most the size limit, and only the
+/// characters SQS allows (`#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`).
 fn check_body(body: &str) -> Result<(), SqsError> {
-    if body.is_empty() || body.len() > crate::queues::MAX_MESSAGE_BYTES {
+    if body.is_empty() {
+        return Err(SqsError {
+            status: StatusCode::BAD_REQUEST,
+            shape: "MissingParameter",
+            code: "MissingParameter",
+            message: "The request must contain the parameter MessageBody.".into(),
+        });
+    }
+    if body.len() > crate::queues::MAX_MESSAGE_BYTES {
         return Err(SqsError::invalid(format!(
-            "One or more parameters are invalid. Reason: Message must be shorter than {} bytes and not empty.",
+            "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
             crate::queues::MAX_MESSAGE_BYTES
         )));
+    }
+    let allowed = |c: char| {
+        matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}')
+            || c >= '\u{10000}'
+    };
+    if let Some(bad) = body.chars().find(|c| !allowed(*c)) {
+        return Err(SqsError {
+            status: StatusCode::BAD_REQUEST,
+            shape: "InvalidMessageContents",
+            code: "InvalidMessageContents",
+            message: format!(
+                "Invalid binary character '#x{:X}' was found in the message body, the set of \
+                 allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | \
+                 #x10000 to #x10FFFF",
+                u32::from(bad)
+            ),
+        });
     }
     Ok(())
 }
@@ -225,10 +322,13 @@ pub async fn handle(State(state): State<SharedState>, headers: HeaderMap, body: 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:9600")
         .to_string();
-    let base = format!("http://{host}/{}/", state.arns.account_id);
+    let endpoint = Endpoint {
+        host,
+        account: state.arns.account_id.clone(),
+    };
     let span = tracing::info_span!("sqs", action = %action);
     let result =
-        tracing::Instrument::instrument(dispatch(&state, &action, &body, &base), span).await;
+        tracing::Instrument::instrument(dispatch(&state, &action, &body, &endpoint), span).await;
     match result {
         Ok(value) => ok(value),
         Err(e) => e.into_response(),
@@ -239,10 +339,10 @@ async fn dispatch(
     state: &SharedState,
     action: &str,
     body: &[u8],
-    base_url: &str,
+    endpoint: &Endpoint,
 ) -> Result<Value, SqsError> {
     let queues = &state.queues;
-    let url = |name: &str| format!("{base_url}{name}");
+    let url = |name: &str| endpoint.url(name);
     match action {
         "CreateQueue" => {
             #[derive(Deserialize)]
@@ -286,7 +386,7 @@ async fn dispatch(
                 queue_url: String,
             }
             let req: Req = parse(body)?;
-            let name = queue_name(&req.queue_url)?;
+            let name = endpoint.queue_name(&req.queue_url)?;
             if action == "DeleteQueue" {
                 blocking(queues, move |q| q.delete(&name)).await?;
             } else {
@@ -305,7 +405,7 @@ async fn dispatch(
             }
             let req: Req = parse(body)?;
             check_body(&req.message_body)?;
-            let name = queue_name(&req.queue_url)?;
+            let name = endpoint.queue_name(&req.queue_url)?;
             let attrs = attributes(req.message_attributes);
             let md5_attrs = md5_of_attributes(&attrs);
             let md5_body = md5_hex(req.message_body.as_bytes());
@@ -337,7 +437,7 @@ async fn dispatch(
             }
             let req: Req = parse(body)?;
             check_batch(req.entries.iter().map(|e| e.id.as_str()).collect())?;
-            let name = queue_name(&req.queue_url)?;
+            let name = endpoint.queue_name(&req.queue_url)?;
             let mut results = Vec::new();
             let mut messages = Vec::new();
             for entry in req.entries {
@@ -371,7 +471,7 @@ async fn dispatch(
                 message_attribute_names: Option<Vec<String>>,
             }
             let req: Req = parse(body)?;
-            let name = queue_name(&req.queue_url)?;
+            let name = endpoint.queue_name(&req.queue_url)?;
             let max = req.max_number_of_messages.unwrap_or(1);
             if !(1..=10).contains(&max) {
                 return Err(SqsError::invalid(format!(
@@ -487,7 +587,7 @@ async fn dispatch(
                 visibility_timeout: Option<i64>,
             }
             let req: Req = parse(body)?;
-            let name = queue_name(&req.queue_url)?;
+            let name = endpoint.queue_name(&req.queue_url)?;
             let handle = req.receipt_handle;
             if action == "DeleteMessage" {
                 blocking(queues, move |q| q.delete_message(&name, &handle)).await?;
@@ -520,7 +620,7 @@ async fn dispatch(
             }
             let req: Req = parse(body)?;
             check_batch(req.entries.iter().map(|e| e.id.as_str()).collect())?;
-            let name = queue_name(&req.queue_url)?;
+            let name = endpoint.queue_name(&req.queue_url)?;
             let mut successful = Vec::new();
             let mut failed = Vec::new();
             for entry in req.entries {
@@ -542,7 +642,7 @@ async fn dispatch(
                 attribute_names: Option<Vec<String>>,
             }
             let req: Req = parse(body)?;
-            let name = queue_name(&req.queue_url)?;
+            let name = endpoint.queue_name(&req.queue_url)?;
             let queue = name.clone();
             let (info, counts) =
                 blocking(queues, move |q| Ok((q.info(&queue)?, q.counts(&queue)?))).await?;
@@ -629,4 +729,66 @@ fn check_batch(ids: Vec<&str>) -> Result<(), SqsError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ours() -> Endpoint {
+        Endpoint {
+            host: "127.0.0.1:9600".into(),
+            account: "000000000000".into(),
+        }
+    }
+
+    #[test]
+    fn queue_urls_of_this_endpoint_and_account_only() {
+        let e = ours();
+        assert_eq!(e.queue_name(&e.url("jobs")).unwrap(), "jobs");
+        assert_eq!(
+            e.queue_name("http://localhost:9600/000000000000/jobs")
+                .unwrap(),
+            "jobs"
+        );
+        assert_eq!(e.queue_name("/000000000000/jobs/").unwrap(), "jobs");
+        let other_account = e
+            .queue_name("http://127.0.0.1:9600/123456789012/jobs")
+            .unwrap_err();
+        assert_eq!(
+            (other_account.status, other_account.code),
+            (StatusCode::FORBIDDEN, "AccessDenied")
+        );
+        let other_host = e
+            .queue_name("https://sqs.us-east-1.amazonaws.com/000000000000/jobs")
+            .unwrap_err();
+        assert_eq!(other_host.code, "InvalidAddress");
+        let other_port = e
+            .queue_name("http://127.0.0.1:9700/000000000000/jobs")
+            .unwrap_err();
+        assert_eq!(other_port.code, "InvalidAddress");
+        for bad in [
+            "jobs",
+            "http://127.0.0.1:9600",
+            "http://127.0.0.1:9600/jobs",
+            "/a/b/c",
+        ] {
+            assert_eq!(
+                e.queue_name(bad).unwrap_err().code,
+                "InvalidParameterValue",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_bodies_follow_sqs_character_rules() {
+        assert!(check_body("plain text\t\r\n ok \u{E000} \u{1F600}").is_ok());
+        assert_eq!(check_body("").unwrap_err().code, "MissingParameter");
+        for bad in ["a\u{0}b", "\u{8}", "\u{B}", "\u{1F}", "\u{FFFE}"] {
+            let e = check_body(bad).unwrap_err();
+            assert_eq!(e.code, "InvalidMessageContents", "{bad:?}");
+        }
+        assert!(check_body("\u{0}").unwrap_err().message.contains("#x0"));
+    }
 }

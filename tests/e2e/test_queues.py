@@ -380,6 +380,36 @@ def test_send_message_rejects_empty_body_and_out_of_range_delay(sqs, sqs_nv, mak
     assert counts(sqs, url) == (0, 0, 1), "only the valid message may be queued"
 
 
+def test_send_message_rejects_characters_sqs_refuses(sqs, sqs_nv, make_queue):
+    _, url = make_queue()
+    assert_code(client_error(sqs_nv.send_message, QueueUrl=url, MessageBody=""),
+                "MissingParameter")
+    for bad in ("a\x00b", "\x08", "\x0b", "\x1f", "\ufffe"):
+        err = client_error(sqs.send_message, QueueUrl=url, MessageBody=bad)
+        assert_code(err, "InvalidMessageContents")
+        assert "#x" in err.response["Error"]["Message"], err.response
+    ok = "tab\tnl\ncr\r \ue000 \U0001F600"
+    sqs.send_message(QueueUrl=url, MessageBody=ok)
+    [m] = receive(sqs, url)
+    assert m["Body"] == ok
+    assert counts(sqs, url)[0] == 0
+
+
+def test_queue_urls_of_another_account_or_endpoint_are_refused(sqs, make_queue, server):
+    name, url = make_queue()
+    sqs.send_message(QueueUrl=url, MessageBody="mine")
+    other_account = url.replace(f"/{ACCOUNT}/", "/123456789012/")
+    assert_code(client_error(sqs.send_message, QueueUrl=other_account, MessageBody="x"),
+                "AccessDenied", status=403)
+    other_host = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+    assert_code(client_error(sqs.send_message, QueueUrl=other_host, MessageBody="x"),
+                "InvalidAddress", status=404)
+    # The same server by another loopback name is the same endpoint.
+    by_name = url.replace("127.0.0.1", "localhost")
+    sqs.send_message(QueueUrl=by_name, MessageBody="also mine")
+    assert counts(sqs, url)[0] == 2
+
+
 def test_queue_maximum_message_size_is_enforced(sqs, make_queue):
     _, url = make_queue(MaximumMessageSize=1024)
     sqs.send_message(QueueUrl=url, MessageBody="m" * 1024)

@@ -199,6 +199,20 @@ fn safe_relative_path(raw: &str) -> Result<PathBuf, CodeError> {
     Ok(clean)
 }
 
+/// What storing a package takes on disk: the zip itself and the footprint its entries
+/// declare once unpacked (bounded by [`FOOTPRINT_MAX_BYTES`]); a zip that cannot be read
+/// counts as its own size (storing it fails before anything is written).
+pub fn stored_bytes(zip_bytes: &[u8]) -> u64 {
+    let unpacked = zip::ZipArchive::new(Cursor::new(zip_bytes))
+        .map(|mut archive| {
+            (0..archive.len())
+                .filter_map(|i| archive.by_index_raw(i).ok().map(|e| footprint(e.size())))
+                .fold(0u64, u64::saturating_add)
+        })
+        .unwrap_or(0);
+    (zip_bytes.len() as u64).saturating_add(unpacked.min(FOOTPRINT_MAX_BYTES))
+}
+
 fn corrupt(e: impl std::fmt::Display) -> CodeError {
     CodeError::Corrupt(e.to_string())
 }
@@ -712,6 +726,17 @@ mod tests {
         let ok = "n".repeat(255);
         let (_o, result) = unpack_in_sandbox(&[(&ok, b"x", FILE)]);
         result.unwrap();
+    }
+
+    #[test]
+    fn stored_bytes_count_the_zip_and_its_unpacked_blocks() {
+        let zip = zip_of(&[
+            ("a", b"x", FILE),
+            ("b/c", b"yy", FILE),
+            ("d", &[0; 5000], FILE),
+        ]);
+        assert_eq!(stored_bytes(&zip), zip.len() as u64 + 4096 + 4096 + 8192);
+        assert_eq!(stored_bytes(b"not a zip"), 9);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             settings.listen
         ),
     }
+    raise_open_files_limit();
     let data_dir = &settings.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -280,6 +281,21 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         shutdown,
         done,
     })
+}
+
+/// Raises the soft limit of open files to the hard one: every connection, environment
+/// (its pipes, sockets and Runtime API connections) and store file takes descriptors, and
+/// the default soft limit (often 1024) would make the connection cap small.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "open-file limit raised"),
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
 
 /// Refuses to start on a data dir whose store is missing or empty while it still holds

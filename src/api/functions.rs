@@ -317,7 +317,10 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
         .code
         .ok_or_else(|| ApiError::InvalidParameterValue("Code is a required parameter".into()))?;
     let zip = decode_zip(code.zip_file, code.s3_bucket, code.image_uri)?;
-    state.disk.check(zip.len() as u64, "a code package")?;
+    state.disk.check(
+        crate::code::stored_bytes(&zip),
+        "a code package and its unpacked files",
+    )?;
     let spec = FunctionSpec {
         name,
         runtime,
@@ -472,7 +475,10 @@ pub async fn update_code(
     if request.dry_run == Some(true) {
         return Ok(Json(configuration(&state, &current)));
     }
-    state.disk.check(zip.len() as u64, "a code package")?;
+    state.disk.check(
+        crate::code::stored_bytes(&zip),
+        "a code package and its unpacked files",
+    )?;
     let document = state
         .registry
         .update_code(&name, zip, state.arns.function_arn(&name))

@@ -504,6 +504,25 @@ def wait_for_metric(endpoint: str, name: str, expected: float, timeout: float = 
 # ----- processes
 
 
+def children_running(parent_pid: int, argument: bytes) -> set[int]:
+    """Live child processes of `parent_pid` with `argument` among their command-line words
+    (e.g. the server's sandbox inits, `__sandbox-init`)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent_pid and argument in argv:
+            found.add(int(entry))
+    return found
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:

@@ -706,21 +706,7 @@ def test_cold_start_with_and_without_isolation(ilam, server_with, client_for):
 
 
 def _spares_of(server_pid: int) -> set[int]:
-    """Live sandbox inits started by process `server_pid` (spares wait as its children)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server_pid and b"__sandbox-init" in argv:
-            found.add(int(entry))
-    return found
+    return support.children_running(server_pid, b"__sandbox-init")
 
 
 def test_spare_sandboxes_wait_ready_and_go_with_a_killed_server(server_with):

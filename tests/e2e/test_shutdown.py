@@ -52,20 +52,7 @@ def _loop_devices_of(data_dir: Path) -> set[str]:
 
 
 def _watchdogs_of(server_pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == server_pid and b"__process-watchdog" in argv:
-            found.add(int(entry))
-    return found
+    return support.children_running(server_pid, b"__process-watchdog")
 
 
 @pytest.mark.parametrize("isolation", [

@@ -296,6 +296,11 @@ pub fn validate_tag_key(key: &str) -> Result<(), QueueError> {
     Ok(())
 }
 
+/// One of the attributes with a numeric range (never empty once validated).
+fn is_numeric_attribute(name: &str) -> bool {
+    SETTABLE.iter().any(|(n, ..)| *n == name)
+}
+
 fn too_many_tags(name: &str) -> QueueError {
     QueueError::InvalidTag(format!(
         "Too many tags added for queue {name}: a queue has at most {TAGS_MAX} tags."
@@ -370,10 +375,12 @@ impl QueueService {
     pub fn create(
         &self,
         name: &str,
-        attributes: BTreeMap<String, String>,
+        mut attributes: BTreeMap<String, String>,
         tags: BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
         validate_name(name)?;
+        // An empty policy or key is no setting (as SetQueueAttributes removes one).
+        attributes.retain(|key, value| !value.is_empty() || is_numeric_attribute(key));
         validate_tags(&tags)?;
         if tags.len() > TAGS_MAX {
             return Err(too_many_tags(name));
@@ -448,7 +455,7 @@ impl QueueService {
         let mut info = Self::info_locked(&conn, name)?;
         Self::check_redrive_target(&conn, &attributes)?;
         for (key, value) in attributes {
-            if value.is_empty() && SETTABLE.iter().all(|(n, ..)| *n != key) {
+            if value.is_empty() && !is_numeric_attribute(&key) {
                 info.attributes.remove(&key);
             } else {
                 info.attributes.insert(key, value);
@@ -999,6 +1006,15 @@ mod tests {
                 .map(String::as_str),
             Some(policy)
         );
+        // At creation an empty policy is no policy.
+        queues
+            .create(
+                "r",
+                attrs(&[("RedrivePolicy", ""), ("Policy", "")]).unwrap(),
+                BTreeMap::new(),
+            )
+            .unwrap();
+        assert!(queues.info("r").unwrap().attributes.is_empty());
         assert_eq!(
             queues
                 .set_attributes("missing", BTreeMap::new())

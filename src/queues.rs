@@ -5,6 +5,10 @@
 //! acknowledged; a received message is hidden until its visibility timeout ends and is
 //! gone only when deleted with its latest receipt handle. The wire protocol (SQS JSON)
 //! lives in `api/sqs.rs`; destinations and dead-letter targets use [`QueueService::send`].
+//!
+//! Also owns `queue_tags` (a queue's cost-allocation tags, SQS's limits) and the
+//! redrive policy: a message received `maxReceiveCount` times moves to the queue's
+//! dead-letter queue when it would be received once more.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -33,6 +37,9 @@ pub enum QueueError {
     /// A message parameter (size, delay) out of range.
     #[error("{0}")]
     InvalidMessage(String),
+    /// A tag over SQS's limits (count, key or value length, reserved prefix).
+    #[error("{0}")]
+    InvalidTag(String),
     #[error("The input receipt handle \"{0}\" is not a valid receipt handle.")]
     InvalidReceiptHandle(String),
     #[error("queue store failure: {0}")]
@@ -140,10 +147,10 @@ const SETTABLE: &[(&str, u64, u64)] = &[
     ("MaximumMessageSize", 1024, 262_144),
 ];
 
-/// Attributes accepted and stored without effect here.
+/// Attributes accepted and stored without effect here (`RedrivePolicy` is checked
+/// apart and acted on).
 const KEPT: &[&str] = &[
     "Policy",
-    "RedrivePolicy",
     "RedriveAllowPolicy",
     "KmsMasterKeyId",
     "KmsDataKeyReusePeriodSeconds",
@@ -158,6 +165,13 @@ pub fn validate_attributes(
 ) -> Result<BTreeMap<String, String>, QueueError> {
     let mut out = BTreeMap::new();
     for (name, value) in attributes {
+        if name == "RedrivePolicy" {
+            if !value.is_empty() {
+                RedrivePolicy::parse(value)?;
+            }
+            out.insert(name.clone(), value.clone());
+            continue;
+        }
         let Some((_, min, max)) = SETTABLE.iter().find(|(n, ..)| n == name) else {
             if KEPT.contains(&name.as_str()) {
                 // Policies and encryption settings are accepted and kept, not enforced.
@@ -180,6 +194,117 @@ pub fn validate_attributes(
         }
     }
     Ok(out)
+}
+
+/// The largest `maxReceiveCount` SQS accepts.
+pub const MAX_RECEIVE_COUNT_MAX: u32 = 1000;
+/// SQS's tag limits: tags per queue, key and value length.
+pub const TAGS_MAX: usize = 50;
+pub const TAG_KEY_MAX: usize = 128;
+pub const TAG_VALUE_MAX: usize = 256;
+
+/// A queue's `RedrivePolicy`: where messages go once received `max_receive_count` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedrivePolicy {
+    /// The dead-letter queue's name (the last part of its ARN).
+    pub target: String,
+    pub target_arn: String,
+    pub max_receive_count: u32,
+}
+
+impl RedrivePolicy {
+    /// Parses the attribute's JSON as SQS does: `deadLetterTargetArn` an SQS queue ARN,
+    /// `maxReceiveCount` a number (or numeric string) from 1 to 1000.
+    pub fn parse(value: &str) -> Result<Self, QueueError> {
+        let invalid = |reason: &str| {
+            QueueError::InvalidParameter(format!(
+                "Value {value} for parameter RedrivePolicy is invalid. Reason: {reason}"
+            ))
+        };
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(value)
+            .map_err(|_| invalid("Redrive policy is not a valid JSON map."))?;
+        if let Some(unknown) = map
+            .keys()
+            .find(|k| *k != "deadLetterTargetArn" && *k != "maxReceiveCount")
+        {
+            return Err(invalid(&format!(
+                "Only following keys are allowed: deadLetterTargetArn, maxReceiveCount; found {unknown}."
+            )));
+        }
+        let target_arn = map
+            .get("deadLetterTargetArn")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                invalid("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+            })?;
+        let parts: Vec<&str> = target_arn.splitn(6, ':').collect();
+        let target = match parts.as_slice() {
+            ["arn", _, "sqs", _, _, name] if validate_name(name).is_ok() => name.to_string(),
+            _ => return Err(invalid("Invalid value for deadLetterTargetArn.")),
+        };
+        let count = match map.get("maxReceiveCount") {
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.parse::<i64>().ok(),
+            Some(_) => None,
+            None => {
+                return Err(invalid(
+                    "Redrive policy does not contain mandatory attribute: maxReceiveCount.",
+                ));
+            }
+        };
+        let max_receive_count = count
+            .filter(|c| (1..=i64::from(MAX_RECEIVE_COUNT_MAX)).contains(c))
+            .ok_or_else(|| {
+                invalid(&format!(
+                    "Invalid value for maxReceiveCount: {}, valid values are from 1 to {MAX_RECEIVE_COUNT_MAX} both inclusive.",
+                    map["maxReceiveCount"]
+                ))
+            })? as u32;
+        Ok(Self {
+            target,
+            target_arn: target_arn.to_string(),
+            max_receive_count,
+        })
+    }
+}
+
+/// Checks tags against SQS's limits on their own (the count is checked with the queue's
+/// existing tags).
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), QueueError> {
+    for (key, value) in tags {
+        validate_tag_key(key)?;
+        if value.chars().count() > TAG_VALUE_MAX {
+            return Err(QueueError::InvalidTag(format!(
+                "Tag value for key {key} must be at most {TAG_VALUE_MAX} characters long."
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_tag_key(key: &str) -> Result<(), QueueError> {
+    if key.is_empty() || key.chars().count() > TAG_KEY_MAX {
+        return Err(QueueError::InvalidTag(format!(
+            "Tag key {key:?} must be 1 to {TAG_KEY_MAX} characters long."
+        )));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(QueueError::InvalidTag(format!(
+            "Tag key {key} uses the reserved prefix aws:."
+        )));
+    }
+    Ok(())
+}
+
+/// One of the attributes with a numeric range (never empty once validated).
+fn is_numeric_attribute(name: &str) -> bool {
+    SETTABLE.iter().any(|(n, ..)| *n == name)
+}
+
+fn too_many_tags(name: &str) -> QueueError {
+    QueueError::InvalidTag(format!(
+        "Too many tags added for queue {name}: a queue has at most {TAGS_MAX} tags."
+    ))
 }
 
 pub fn validate_name(name: &str) -> Result<(), QueueError> {
@@ -218,6 +343,12 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     receipt_handle   TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at_ms);
+CREATE TABLE IF NOT EXISTS queue_tags (
+    queue  TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (queue, key)
+);
 ";
 
 impl QueueService {
@@ -239,13 +370,23 @@ impl QueueService {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Creates a queue with tags (a queue that exists with the same attributes is left as
+    /// it is, tags included, as on SQS). A redrive policy must name an existing queue.
     pub fn create(
         &self,
         name: &str,
-        attributes: BTreeMap<String, String>,
+        mut attributes: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
         validate_name(name)?;
-        let conn = self.lock();
+        // An empty policy or key is no setting (as SetQueueAttributes removes one).
+        attributes.retain(|key, value| !value.is_empty() || is_numeric_attribute(key));
+        validate_tags(&tags)?;
+        if tags.len() > TAGS_MAX {
+            return Err(too_many_tags(name));
+        }
+        let mut conn = self.lock();
+        Self::check_redrive_target(&conn, &attributes)?;
         let existing: Option<String> = conn
             .query_row(
                 "SELECT attributes FROM queues WHERE name = ?1",
@@ -264,7 +405,8 @@ impl QueueService {
             }
             return Ok(());
         }
-        conn.execute(
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
             "INSERT INTO queues (name, created_ms, attributes) VALUES (?1, ?2, ?3)",
             params![
                 name,
@@ -273,7 +415,114 @@ impl QueueService {
             ],
         )
         .map_err(backend)?;
+        for (key, value) in &tags {
+            tx.execute(
+                "INSERT INTO queue_tags (queue, key, value) VALUES (?1, ?2, ?3)",
+                params![name, key, value],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    /// A redrive policy among `attributes` must name a queue that exists.
+    fn check_redrive_target(
+        conn: &Connection,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), QueueError> {
+        let Some(policy) = attributes.get("RedrivePolicy").filter(|p| !p.is_empty()) else {
+            return Ok(());
+        };
+        let policy = RedrivePolicy::parse(policy)?;
+        match Self::info_locked(conn, &policy.target) {
+            Ok(_) => Ok(()),
+            Err(QueueError::NoSuchQueue) => Err(QueueError::InvalidParameter(format!(
+                "Value {} for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist.",
+                attributes["RedrivePolicy"]
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SetQueueAttributes: validated attributes replace the queue's; an empty `Policy`,
+    /// `RedrivePolicy`, `RedriveAllowPolicy` or `KmsMasterKeyId` removes it.
+    pub fn set_attributes(
+        &self,
+        name: &str,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<(), QueueError> {
+        let conn = self.lock();
+        let mut info = Self::info_locked(&conn, name)?;
+        Self::check_redrive_target(&conn, &attributes)?;
+        for (key, value) in attributes {
+            if value.is_empty() && !is_numeric_attribute(&key) {
+                info.attributes.remove(&key);
+            } else {
+                info.attributes.insert(key, value);
+            }
+        }
+        conn.execute(
+            "UPDATE queues SET attributes = ?2 WHERE name = ?1",
+            params![
+                name,
+                serde_json::to_string(&info.attributes).unwrap_or_default()
+            ],
+        )
+        .map_err(backend)?;
         Ok(())
+    }
+
+    pub fn tags(&self, name: &str) -> Result<BTreeMap<String, String>, QueueError> {
+        let conn = self.lock();
+        Self::info_locked(&conn, name)?;
+        Self::tags_locked(&conn, name)
+    }
+
+    fn tags_locked(conn: &Connection, name: &str) -> Result<BTreeMap<String, String>, QueueError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT key, value FROM queue_tags WHERE queue = ?1")
+            .map_err(backend)?;
+        stmt.query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(backend)
+    }
+
+    /// TagQueue: adds or overwrites tags; at most [`TAGS_MAX`] in all.
+    pub fn tag(&self, name: &str, tags: BTreeMap<String, String>) -> Result<(), QueueError> {
+        validate_tags(&tags)?;
+        let mut conn = self.lock();
+        Self::info_locked(&conn, name)?;
+        let mut all = Self::tags_locked(&conn, name)?;
+        all.extend(tags.clone());
+        if all.len() > TAGS_MAX {
+            return Err(too_many_tags(name));
+        }
+        let tx = conn.transaction().map_err(backend)?;
+        for (key, value) in &tags {
+            tx.execute(
+                "INSERT INTO queue_tags (queue, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (queue, key) DO UPDATE SET value = excluded.value",
+                params![name, key, value],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    /// UntagQueue: removes the tags of these keys (keys without a tag are ignored).
+    pub fn untag(&self, name: &str, keys: &[String]) -> Result<(), QueueError> {
+        let mut conn = self.lock();
+        Self::info_locked(&conn, name)?;
+        let tx = conn.transaction().map_err(backend)?;
+        for key in keys {
+            tx.execute(
+                "DELETE FROM queue_tags WHERE queue = ?1 AND key = ?2",
+                params![name, key],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
     }
 
     pub fn info(&self, name: &str) -> Result<QueueInfo, QueueError> {
@@ -322,6 +571,8 @@ impl QueueService {
             return Err(QueueError::NoSuchQueue);
         }
         tx.execute("DELETE FROM queue_messages WHERE queue = ?1", params![name])
+            .map_err(backend)?;
+        tx.execute("DELETE FROM queue_tags WHERE queue = ?1", params![name])
             .map_err(backend)?;
         tx.commit().map_err(backend)
     }
@@ -393,27 +644,59 @@ impl QueueService {
             params![name, now.saturating_sub(info.retention_s() * 1000) as i64],
         )
         .map_err(backend)?;
-        let rows: Vec<(i64, String, String, String, i64, i64, i64)> = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT seq, message_id, body, attributes, sent_ms, receive_count, first_receive_ms
-                     FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY seq LIMIT ?3",
+        // Messages already received maxReceiveCount times go to the dead-letter queue
+        // instead (when it exists), and the choice is made again from what is left.
+        let redrive = info
+            .attributes
+            .get("RedrivePolicy")
+            .and_then(|p| RedrivePolicy::parse(p).ok())
+            .filter(|p| p.target != name && Self::info_locked(&tx, &p.target).is_ok());
+        let mut moved = 0usize;
+        let rows: Vec<(i64, String, String, String, i64, i64, i64)> = loop {
+            let rows: Vec<(i64, String, String, String, i64, i64, i64)> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT seq, message_id, body, attributes, sent_ms, receive_count, first_receive_ms
+                         FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY seq LIMIT ?3",
+                    )
+                    .map_err(backend)?;
+                stmt.query_map(params![name, now as i64, max as i64], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?
+            };
+            let Some(policy) = &redrive else {
+                break rows;
+            };
+            let (spent, fresh): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|row| row.5 >= i64::from(policy.max_receive_count));
+            if spent.is_empty() {
+                break fresh;
+            }
+            for (seq, ..) in &spent {
+                tx.execute(
+                    "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms)
+                     SELECT ?2, message_id, body, attributes, sent_ms, ?3 FROM queue_messages WHERE seq = ?1",
+                    params![seq, policy.target, now as i64],
                 )
                 .map_err(backend)?;
-            stmt.query_map(params![name, now as i64, max as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .map_err(backend)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?
+                tx.execute("DELETE FROM queue_messages WHERE seq = ?1", params![seq])
+                    .map_err(backend)?;
+            }
+            moved += spent.len();
+            tracing::info!(queue = %name, dead_letter_queue = %policy.target, moved = spent.len(),
+                "messages past maxReceiveCount moved to the dead-letter queue");
         };
         let mut received = Vec::with_capacity(rows.len());
         for (seq, message_id, body, attributes, sent, count, first) in rows {
@@ -439,6 +722,9 @@ impl QueueService {
             });
         }
         tx.commit().map_err(backend)?;
+        if moved > 0 {
+            self.arrivals.notify_waiters();
+        }
         Ok(received)
     }
 
@@ -569,7 +855,9 @@ mod tests {
     fn send_receive_hide_delete() {
         let dir = tempfile::tempdir().unwrap();
         let queues = QueueService::open(&dir.path().join("q.db")).unwrap();
-        queues.create("q", BTreeMap::new()).unwrap();
+        queues
+            .create("q", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
         queues
             .send(
                 "q",
@@ -600,5 +888,286 @@ mod tests {
             queues.receive_now("missing", 1, None).unwrap_err(),
             QueueError::NoSuchQueue
         );
+    }
+
+    fn open() -> (tempfile::TempDir, QueueService) {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = QueueService::open(&dir.path().join("q.db")).unwrap();
+        (dir, queues)
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> Result<BTreeMap<String, String>, QueueError> {
+        validate_attributes(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn redrive_policy_is_parsed_as_sqs_does() {
+        let arn = "arn:aws:sqs:us-east-1:000000000000:dlq";
+        let policy = RedrivePolicy::parse(&format!(
+            r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":3}}"#
+        ))
+        .unwrap();
+        assert_eq!(policy.target, "dlq");
+        assert_eq!(policy.max_receive_count, 3);
+        // A numeric string is accepted too (the AWS CLI's shorthand sends one).
+        let policy = RedrivePolicy::parse(&format!(
+            r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"10"}}"#
+        ))
+        .unwrap();
+        assert_eq!(policy.max_receive_count, 10);
+        for bad in [
+            "not json".to_string(),
+            "[1]".to_string(),
+            format!(r#"{{"deadLetterTargetArn":"{arn}"}}"#),
+            r#"{"maxReceiveCount":3}"#.to_string(),
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":0}}"#),
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":1001}}"#),
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":true}}"#),
+            r#"{"deadLetterTargetArn":"arn:aws:sns:us-east-1:000000000000:t","maxReceiveCount":3}"#
+                .to_string(),
+            r#"{"deadLetterTargetArn":"dlq","maxReceiveCount":3}"#.to_string(),
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":3,"extra":1}}"#),
+        ] {
+            let err = RedrivePolicy::parse(&bad).unwrap_err();
+            assert!(
+                matches!(&err, QueueError::InvalidParameter(m) if m.contains("RedrivePolicy")),
+                "{bad}: {err:?}"
+            );
+            // validate_attributes refuses the same values.
+            assert!(attrs(&[("RedrivePolicy", &bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_attributes_validates_merges_and_removes() {
+        let (_dir, queues) = open();
+        queues
+            .create("q", map(&[("VisibilityTimeout", "60")]), BTreeMap::new())
+            .unwrap();
+        assert!(matches!(
+            attrs(&[("VisibilityTimeout", "43201")]),
+            Err(QueueError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            attrs(&[("NoSuchAttribute", "1")]),
+            Err(QueueError::InvalidParameter(_))
+        ));
+        queues
+            .set_attributes(
+                "q",
+                attrs(&[("DelaySeconds", "5"), ("Policy", "{}")]).unwrap(),
+            )
+            .unwrap();
+        let info = queues.info("q").unwrap();
+        assert_eq!(info.visibility_s(), 60, "attributes not named are kept");
+        assert_eq!(info.delay_s(), 5);
+        assert_eq!(
+            info.attributes.get("Policy").map(String::as_str),
+            Some("{}")
+        );
+        // An empty policy removes it.
+        queues
+            .set_attributes("q", attrs(&[("Policy", "")]).unwrap())
+            .unwrap();
+        assert!(!queues.info("q").unwrap().attributes.contains_key("Policy"));
+        // A redrive policy must name an existing queue.
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":2}"#;
+        let err = queues
+            .set_attributes("q", attrs(&[("RedrivePolicy", policy)]).unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(&err, QueueError::InvalidParameter(m) if m.contains("Dead letter target does not exist")),
+            "{err:?}"
+        );
+        queues
+            .create("dlq", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        queues
+            .set_attributes("q", attrs(&[("RedrivePolicy", policy)]).unwrap())
+            .unwrap();
+        assert_eq!(
+            queues
+                .info("q")
+                .unwrap()
+                .attributes
+                .get("RedrivePolicy")
+                .map(String::as_str),
+            Some(policy)
+        );
+        // At creation an empty policy is no policy.
+        queues
+            .create(
+                "r",
+                attrs(&[("RedrivePolicy", ""), ("Policy", "")]).unwrap(),
+                BTreeMap::new(),
+            )
+            .unwrap();
+        assert!(queues.info("r").unwrap().attributes.is_empty());
+        assert_eq!(
+            queues
+                .set_attributes("missing", BTreeMap::new())
+                .unwrap_err(),
+            QueueError::NoSuchQueue
+        );
+    }
+
+    #[test]
+    fn tags_follow_sqs_limits_and_go_with_the_queue() {
+        let (_dir, queues) = open();
+        queues
+            .create("q", BTreeMap::new(), map(&[("team", "a")]))
+            .unwrap();
+        assert_eq!(queues.tags("q").unwrap(), map(&[("team", "a")]));
+        queues
+            .tag("q", map(&[("team", "b"), ("env", "dev")]))
+            .unwrap();
+        assert_eq!(
+            queues.tags("q").unwrap(),
+            map(&[("env", "dev"), ("team", "b")])
+        );
+        queues
+            .untag("q", &["team".to_string(), "absent".to_string()])
+            .unwrap();
+        assert_eq!(queues.tags("q").unwrap(), map(&[("env", "dev")]));
+        // Key and value lengths, the reserved prefix.
+        let long_key = "k".repeat(TAG_KEY_MAX + 1);
+        let long_value = "v".repeat(TAG_VALUE_MAX + 1);
+        for bad in [
+            map(&[(long_key.as_str(), "v")]),
+            map(&[("k", long_value.as_str())]),
+            map(&[("", "v")]),
+            map(&[("aws:owner", "v")]),
+        ] {
+            assert!(matches!(
+                queues.tag("q", bad),
+                Err(QueueError::InvalidTag(_))
+            ));
+        }
+        let at_limit = "k".repeat(TAG_KEY_MAX);
+        let value_at_limit = "v".repeat(TAG_VALUE_MAX);
+        queues
+            .tag("q", map(&[(at_limit.as_str(), value_at_limit.as_str())]))
+            .unwrap();
+        // At most 50 tags, counting the ones the queue has (2 now).
+        let many: BTreeMap<String, String> = (0..TAGS_MAX - 2)
+            .map(|i| (format!("t{i}"), "x".into()))
+            .collect();
+        queues.tag("q", many).unwrap();
+        assert_eq!(queues.tags("q").unwrap().len(), TAGS_MAX);
+        assert!(matches!(
+            queues.tag("q", map(&[("one-more", "x")])),
+            Err(QueueError::InvalidTag(_))
+        ));
+        // Overwriting an existing key does not count as a new tag.
+        queues.tag("q", map(&[("t0", "y")])).unwrap();
+        let too_many: BTreeMap<String, String> = (0..=TAGS_MAX)
+            .map(|i| (format!("n{i}"), "x".into()))
+            .collect();
+        assert!(matches!(
+            queues.create("r", BTreeMap::new(), too_many),
+            Err(QueueError::InvalidTag(_))
+        ));
+        // Gone with the queue: a queue of the same name starts without tags.
+        queues.delete("q").unwrap();
+        assert_eq!(queues.tags("q").unwrap_err(), QueueError::NoSuchQueue);
+        queues
+            .create("q", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        assert!(queues.tags("q").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_message_past_max_receive_count_moves_to_the_dead_letter_queue() {
+        let (_dir, queues) = open();
+        queues
+            .create("dlq", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":2}"#;
+        queues
+            .create(
+                "q",
+                attrs(&[("RedrivePolicy", policy)]).unwrap(),
+                BTreeMap::new(),
+            )
+            .unwrap();
+        let mut message_attrs = BTreeMap::new();
+        message_attrs.insert(
+            "k".to_string(),
+            Attribute {
+                data_type: "String".into(),
+                string_value: Some("v".into()),
+                binary_value: None,
+            },
+        );
+        let ids = queues
+            .send(
+                "q",
+                &[
+                    ("poison".into(), message_attrs.clone(), None),
+                    ("fine".into(), BTreeMap::new(), None),
+                ],
+            )
+            .unwrap();
+        // Received maxReceiveCount (2) times: still delivered from the source queue.
+        for count in 1..=2 {
+            let got = queues.receive_now("q", 1, Some(0)).unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(
+                (got[0].body.as_str(), got[0].receive_count),
+                ("poison", count)
+            );
+        }
+        // The third receive moves it and hands out the next message instead.
+        let got = queues.receive_now("q", 10, Some(30)).unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+            ["fine"]
+        );
+        assert_eq!(queues.counts("q").unwrap(), (0, 1, 0));
+        let dead = queues.receive_now("dlq", 10, Some(30)).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message_id, ids[0], "the same message, same id");
+        assert_eq!(dead[0].body, "poison");
+        assert_eq!(dead[0].attributes, message_attrs);
+        assert_eq!(
+            dead[0].receive_count, 1,
+            "counted anew in the dead-letter queue"
+        );
+
+        // Without a redrive policy nothing moves, however often a message is received.
+        queues
+            .create("plain", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        queues
+            .send("plain", &[("m".into(), BTreeMap::new(), None)])
+            .unwrap();
+        for count in 1..=5 {
+            assert_eq!(
+                queues.receive_now("plain", 1, Some(0)).unwrap()[0].receive_count,
+                count
+            );
+        }
+        // A dead-letter queue deleted since: messages stay where they are.
+        queues.delete("dlq").unwrap();
+        queues
+            .send("q", &[("kept".into(), BTreeMap::new(), None)])
+            .unwrap();
+        for count in 1..=4 {
+            let got = queues.receive_now("q", 10, Some(0)).unwrap();
+            let kept = got.iter().find(|m| m.body == "kept").unwrap();
+            assert_eq!(kept.receive_count, count);
+        }
     }
 }

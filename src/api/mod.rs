@@ -21,6 +21,7 @@ mod invoke;
 mod logs;
 mod sqs;
 mod tags;
+mod unconfigured;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -142,6 +143,10 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/2017-03-31/tags/{resource}",
             post(tags::tag).delete(tags::untag).get(tags::list),
+        )
+        .route(
+            "/2020-06-30/functions/{name}/code-signing-config",
+            get(unconfigured::code_signing_config),
         )
         .route("/metrics", get(metrics))
         .route("/", post(sqs::handle))

@@ -79,6 +79,11 @@ impl From<QueueError> for SqsError {
                 "InvalidParameterValueException",
                 "InvalidParameterValue",
             ),
+            QueueError::InvalidTag(_) => (
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                "InvalidParameterValue",
+            ),
             QueueError::InvalidReceiptHandle(_) => (
                 StatusCode::BAD_REQUEST,
                 "ReceiptHandleIsInvalid",
@@ -350,11 +355,14 @@ async fn dispatch(
             struct Req {
                 queue_name: String,
                 attributes: Option<HashMap<String, String>>,
+                #[serde(rename = "tags")]
+                tags: Option<BTreeMap<String, String>>,
             }
             let req: Req = parse(body)?;
             let attrs = crate::queues::validate_attributes(&req.attributes.unwrap_or_default())?;
             let name = req.queue_name.clone();
-            blocking(queues, move |q| q.create(&name, attrs)).await?;
+            let tags = req.tags.unwrap_or_default();
+            blocking(queues, move |q| q.create(&name, attrs, tags)).await?;
             Ok(json!({ "QueueUrl": url(&req.queue_name) }))
         }
         "GetQueueUrl" => {
@@ -690,6 +698,10 @@ async fn dispatch(
                 .collect();
             Ok(json!({ "Attributes": chosen }))
         }
+        "SetQueueAttributes" => set_queue_attributes(queues, body, queue_name).await,
+        "TagQueue" => tag_queue(queues, body, queue_name).await,
+        "UntagQueue" => untag_queue(queues, body, queue_name).await,
+        "ListQueueTags" => list_queue_tags(queues, body, queue_name).await,
         other => Err(SqsError {
             status: StatusCode::BAD_REQUEST,
             shape: "UnsupportedOperation",
@@ -697,6 +709,96 @@ async fn dispatch(
             message: format!("The action {other} is not supported by this server"),
         }),
     }
+}
+
+/// SetQueueAttributes: the attributes CreateQueue accepts, checked the same way; a
+/// redrive policy must name an existing queue.
+async fn set_queue_attributes(
+    queues: &Arc<QueueService>,
+    body: &[u8],
+    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Req {
+        queue_url: String,
+        attributes: Option<HashMap<String, String>>,
+    }
+    let req: Req = parse(body)?;
+    let name = queue_name(&req.queue_url)?;
+    let Some(attributes) = req.attributes else {
+        return Err(SqsError {
+            status: StatusCode::BAD_REQUEST,
+            shape: "MissingParameter",
+            code: "MissingParameter",
+            message: "The request must contain the parameter Attributes.".into(),
+        });
+    };
+    let attrs = crate::queues::validate_attributes(&attributes)?;
+    blocking(queues, move |q| q.set_attributes(&name, attrs)).await?;
+    Ok(json!({}))
+}
+
+async fn tag_queue(
+    queues: &Arc<QueueService>,
+    body: &[u8],
+    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Req {
+        queue_url: String,
+        tags: Option<BTreeMap<String, String>>,
+    }
+    let req: Req = parse(body)?;
+    let name = queue_name(&req.queue_url)?;
+    let tags = req
+        .tags
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| SqsError::invalid("The request must contain at least one tag."))?;
+    blocking(queues, move |q| q.tag(&name, tags)).await?;
+    Ok(json!({}))
+}
+
+async fn untag_queue(
+    queues: &Arc<QueueService>,
+    body: &[u8],
+    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Req {
+        queue_url: String,
+        tag_keys: Option<Vec<String>>,
+    }
+    let req: Req = parse(body)?;
+    let name = queue_name(&req.queue_url)?;
+    let keys = req
+        .tag_keys
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| SqsError::invalid("The request must contain at least one tag key."))?;
+    blocking(queues, move |q| q.untag(&name, &keys)).await?;
+    Ok(json!({}))
+}
+
+async fn list_queue_tags(
+    queues: &Arc<QueueService>,
+    body: &[u8],
+    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Req {
+        queue_url: String,
+    }
+    let req: Req = parse(body)?;
+    let name = queue_name(&req.queue_url)?;
+    let tags = blocking(queues, move |q| q.tags(&name)).await?;
+    Ok(if tags.is_empty() {
+        json!({})
+    } else {
+        json!({ "Tags": tags })
+    })
 }
 
 fn check_batch(ids: Vec<&str>) -> Result<(), SqsError> {

@@ -221,3 +221,15 @@ def test_zip_of_40mb_is_accepted(lam, make_fn):
     assert cfg["CodeSha256"] == b64sha256(code)
     resp = support.invoke(lam, cfg["FunctionName"], {"big": "code"})
     assert resp["json"] == {"big": "code"}
+
+
+def test_code_signing_config_reads_as_not_configured(lam, make_fn, unique_name):
+    # Deploy tools (Terraform's AWS provider) read it after every create and refresh.
+    cfg = make_fn(py_zip(ECHO_SRC))
+    name = cfg["FunctionName"]
+    for ref in (name, cfg["FunctionArn"]):
+        got = lam.get_function_code_signing_config(FunctionName=ref)
+        assert (got["CodeSigningConfigArn"], got["FunctionName"]) == ("", name), got
+    err = support.client_error(lam.get_function_code_signing_config, FunctionName=unique_name())
+    assert err.response["Error"]["Code"] == "ResourceNotFoundException", err.response
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 404

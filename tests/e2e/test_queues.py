@@ -901,3 +901,118 @@ def test_chain_function_then_queue(async_env):
     assert a_rec["requestPayload"] == event, a_rec
     time.sleep(1.0)
     assert receive(sqs, url) == []
+
+
+# --------------------------------------------------------------------------- attributes, redrive, tags
+# (SetQueueAttributes, RedrivePolicy to a dead-letter queue, TagQueue/UntagQueue/ListQueueTags:
+# what deploy tools such as Terraform's AWS provider call.)
+
+
+def redrive(dlq_name: str, max_receive_count) -> str:
+    return json.dumps({"deadLetterTargetArn": queue_arn(dlq_name),
+                       "maxReceiveCount": max_receive_count})
+
+
+def test_set_queue_attributes(sqs, make_queue):
+    _, url = make_queue("setattr", VisibilityTimeout=30)
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={
+        "VisibilityTimeout": "45", "DelaySeconds": "2", "Policy": '{"Version":"2012-10-17"}'})
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (attrs["VisibilityTimeout"], attrs["DelaySeconds"]) == ("45", "2"), attrs
+    assert attrs["Policy"] == '{"Version":"2012-10-17"}', attrs
+    assert attrs["MessageRetentionPeriod"] == "345600", attrs
+    # The new default visibility timeout applies to the next receive.
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"DelaySeconds": "0",
+                                                        "VisibilityTimeout": "1"})
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    assert len(receive_all(sqs, url, 1)) == 1
+    assert receive(sqs, url) == [], "hidden for the queue's visibility timeout"
+    time.sleep(1.3)
+    assert len(receive(sqs, url, WaitTimeSeconds=1)) == 1, "visible again after 1 s"
+    # An empty Policy removes it.
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""})
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert "Policy" not in attrs, attrs
+    # Checked as CreateQueue checks them; nothing is changed by a refused request.
+    for bad in ({"VisibilityTimeout": "43201"}, {"MessageRetentionPeriod": "59"},
+                {"DelaySeconds": "x"}, {"VisibilityTimeout": "5", "ReceiveMessageWaitTimeSeconds": "21"}):
+        err = client_error(sqs.set_queue_attributes, QueueUrl=url, Attributes=bad)
+        assert_code(err, "InvalidAttributeValue")
+    err = client_error(sqs.set_queue_attributes, QueueUrl=url, Attributes={"NoSuch": "1"})
+    assert_code(err, "InvalidAttributeValue", "InvalidAttributeName")
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
+    assert attrs["Attributes"] == {"VisibilityTimeout": "1"}
+    err = client_error(sqs.set_queue_attributes, QueueUrl=url + "-missing",
+                       Attributes={"DelaySeconds": "1"})
+    assert_code(err, NON_EXISTENT)
+
+
+def test_redrive_policy_moves_messages_to_the_dead_letter_queue(sqs, make_queue):
+    dlq_name, dlq_url = make_queue("dlq")
+    # The policy must be valid JSON naming an existing queue, maxReceiveCount 1..1000.
+    for bad in (redrive(dlq_name + "-missing", 2), redrive(dlq_name, 0), redrive(dlq_name, 1001),
+                "not json", json.dumps({"maxReceiveCount": 2})):
+        err = client_error(sqs.create_queue, QueueName=support.unique_name("src"),
+                           Attributes={"RedrivePolicy": bad})
+        assert_code(err, "InvalidAttributeValue")
+    name, url = make_queue("src")
+    err = client_error(sqs.set_queue_attributes, QueueUrl=url,
+                       Attributes={"RedrivePolicy": redrive(dlq_name + "-missing", 2)})
+    assert_code(err, "InvalidAttributeValue")
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": redrive(dlq_name, 2)})
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": queue_arn(dlq_name),
+                                                  "maxReceiveCount": 2}
+    sent = sqs.send_message(QueueUrl=url, MessageBody="poison", MessageAttributes={
+        "k": {"DataType": "String", "StringValue": "v"}})["MessageId"]
+    for count in (1, 2):
+        [m] = receive(sqs, url, VisibilityTimeout=0, AttributeNames=["ApproximateReceiveCount"])
+        assert m["Body"] == "poison" and m["Attributes"]["ApproximateReceiveCount"] == str(count)
+    # Received maxReceiveCount times: the next receive moves it instead of handing it out.
+    assert receive(sqs, url, VisibilityTimeout=0) == []
+    assert counts(sqs, url) == (0, 0, 0)
+    [dead] = receive_all(sqs, dlq_url, 1, MessageAttributeNames=["All"])
+    assert dead["MessageId"] == sent and dead["Body"] == "poison", dead
+    assert dead["MessageAttributes"] == {"k": {"DataType": "String", "StringValue": "v"}}, dead
+    # Removing the policy stops the moves.
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": ""})
+    sqs.send_message(QueueUrl=url, MessageBody="stays")
+    for count in (1, 2, 3, 4):
+        [m] = receive(sqs, url, VisibilityTimeout=0, AttributeNames=["ApproximateReceiveCount"])
+        assert m["Attributes"]["ApproximateReceiveCount"] == str(count)
+
+
+def test_queue_tags(sqs, make_queue):
+    name = support.unique_name("tags")
+    url = sqs.create_queue(QueueName=name, tags={"team": "shoal", "env": "dev"})["QueueUrl"]
+    try:
+        assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"team": "shoal", "env": "dev"}
+        sqs.tag_queue(QueueUrl=url, Tags={"env": "prod", "cost": "42"})
+        assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {
+            "team": "shoal", "env": "prod", "cost": "42"}
+        sqs.untag_queue(QueueUrl=url, TagKeys=["team", "absent"])
+        assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"env": "prod", "cost": "42"}
+        sqs.untag_queue(QueueUrl=url, TagKeys=["env", "cost"])
+        assert "Tags" not in sqs.list_queue_tags(QueueUrl=url)
+        # SQS's limits: keys up to 128 characters, values up to 256, 50 tags a queue.
+        sqs.tag_queue(QueueUrl=url, Tags={"k" * 128: "v" * 256})
+        for bad in ({"k" * 129: "v"}, {"k": "v" * 257}, {"aws:owner": "x"}):
+            assert_code(client_error(sqs.tag_queue, QueueUrl=url, Tags=bad),
+                        "InvalidParameterValue")
+        sqs.tag_queue(QueueUrl=url, Tags={f"t{i}": "x" for i in range(49)})
+        assert len(sqs.list_queue_tags(QueueUrl=url)["Tags"]) == 50
+        assert_code(client_error(sqs.tag_queue, QueueUrl=url, Tags={"one-more": "x"}),
+                    "InvalidParameterValue")
+        sqs.tag_queue(QueueUrl=url, Tags={"t0": "overwritten"})
+        assert sqs.list_queue_tags(QueueUrl=url)["Tags"]["t0"] == "overwritten"
+    finally:
+        sqs.delete_queue(QueueUrl=url)
+    for call, kwargs in ((sqs.list_queue_tags, {}), (sqs.tag_queue, {"Tags": {"a": "b"}}),
+                         (sqs.untag_queue, {"TagKeys": ["a"]})):
+        assert_code(client_error(call, QueueUrl=url, **kwargs), NON_EXISTENT)
+    # Tags go with the queue: one of the same name starts without them.
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    try:
+        assert "Tags" not in sqs.list_queue_tags(QueueUrl=url)
+    finally:
+        sqs.delete_queue(QueueUrl=url)

@@ -698,10 +698,10 @@ async fn dispatch(
                 .collect();
             Ok(json!({ "Attributes": chosen }))
         }
-        "SetQueueAttributes" => set_queue_attributes(queues, body, queue_name).await,
-        "TagQueue" => tag_queue(queues, body, queue_name).await,
-        "UntagQueue" => untag_queue(queues, body, queue_name).await,
-        "ListQueueTags" => list_queue_tags(queues, body, queue_name).await,
+        "SetQueueAttributes" => set_queue_attributes(queues, body, endpoint).await,
+        "TagQueue" => tag_queue(queues, body, endpoint).await,
+        "UntagQueue" => untag_queue(queues, body, endpoint).await,
+        "ListQueueTags" => list_queue_tags(queues, body, endpoint).await,
         other => Err(SqsError {
             status: StatusCode::BAD_REQUEST,
             shape: "UnsupportedOperation",
@@ -716,7 +716,7 @@ async fn dispatch(
 async fn set_queue_attributes(
     queues: &Arc<QueueService>,
     body: &[u8],
-    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+    endpoint: &Endpoint,
 ) -> Result<Value, SqsError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -725,7 +725,7 @@ async fn set_queue_attributes(
         attributes: Option<HashMap<String, String>>,
     }
     let req: Req = parse(body)?;
-    let name = queue_name(&req.queue_url)?;
+    let name = endpoint.queue_name(&req.queue_url)?;
     let Some(attributes) = req.attributes else {
         return Err(SqsError {
             status: StatusCode::BAD_REQUEST,
@@ -742,7 +742,7 @@ async fn set_queue_attributes(
 async fn tag_queue(
     queues: &Arc<QueueService>,
     body: &[u8],
-    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+    endpoint: &Endpoint,
 ) -> Result<Value, SqsError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -751,7 +751,7 @@ async fn tag_queue(
         tags: Option<BTreeMap<String, String>>,
     }
     let req: Req = parse(body)?;
-    let name = queue_name(&req.queue_url)?;
+    let name = endpoint.queue_name(&req.queue_url)?;
     let tags = req
         .tags
         .filter(|t| !t.is_empty())
@@ -763,7 +763,7 @@ async fn tag_queue(
 async fn untag_queue(
     queues: &Arc<QueueService>,
     body: &[u8],
-    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+    endpoint: &Endpoint,
 ) -> Result<Value, SqsError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -772,7 +772,7 @@ async fn untag_queue(
         tag_keys: Option<Vec<String>>,
     }
     let req: Req = parse(body)?;
-    let name = queue_name(&req.queue_url)?;
+    let name = endpoint.queue_name(&req.queue_url)?;
     let keys = req
         .tag_keys
         .filter(|k| !k.is_empty())
@@ -784,7 +784,7 @@ async fn untag_queue(
 async fn list_queue_tags(
     queues: &Arc<QueueService>,
     body: &[u8],
-    queue_name: impl Fn(&str) -> Result<String, SqsError>,
+    endpoint: &Endpoint,
 ) -> Result<Value, SqsError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
@@ -792,7 +792,7 @@ async fn list_queue_tags(
         queue_url: String,
     }
     let req: Req = parse(body)?;
-    let name = queue_name(&req.queue_url)?;
+    let name = endpoint.queue_name(&req.queue_url)?;
     let tags = blocking(queues, move |q| q.tags(&name)).await?;
     Ok(if tags.is_empty() {
         json!({})

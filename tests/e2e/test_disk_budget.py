@@ -160,7 +160,10 @@ def test_log_bytes_stay_within_the_function_and_total_budgets(disk_server, uniqu
     # A second function: now the total passes its budget, and the oldest lines of any
     # function (the first one's) go first.
     fill(g)
-    per_function = _db_log_bytes(srv.data_dir)
+    # The log writer commits in batches: wait until g's lines are in.
+    per_function = support.wait_for(lambda: _db_log_bytes(srv.data_dir),
+                                    lambda d: d.get(g, 0) > 150 * 1024, timeout=10,
+                                    what="the second function's log lines to be committed")
     assert sum(per_function.values()) <= 300 * 1024, per_function
     assert 150 * 1024 < per_function[g] <= 200 * 1024, per_function
     g_lines = [e["message"] for e in support.all_log_events(srv.endpoint, g)]

@@ -387,5 +387,5 @@ impl EnvCgroup {
 /// Retrying the removal of a group that still had processes: first delay, longest delay,
 /// and for how long in all.
 const REMOVAL_FIRST_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
-const REMOVAL_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+const REMOVAL_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 const REMOVAL_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);

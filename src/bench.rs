@@ -238,9 +238,11 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         isolation,
     ]);
     let settings = Wrapper::from_arg_matches(&matches)?.settings;
-    let egress_arn = format!(
-        "arn:aws:lambda:{}:{}:function:noop-provided-egress",
-        settings.region, settings.account_id
+    let egress_arn = crate::arn::Arn::lambda_function(
+        &settings.region,
+        &settings.account_id,
+        "noop-provided-egress",
+        None,
     );
     let server = crate::server::start(settings).await?;
     let client = Client::new(&format!("http://{}", server.addr));

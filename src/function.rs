@@ -189,10 +189,12 @@ pub struct ArnContext {
 
 impl ArnContext {
     pub fn function_arn(&self, name: &str) -> String {
-        format!(
-            "arn:aws:lambda:{}:{}:function:{}",
-            self.region, self.account_id, name
-        )
+        crate::arn::Arn::lambda_function(&self.region, &self.account_id, name, None).to_string()
+    }
+
+    /// The ARN of a queue of this server's.
+    pub fn queue_arn(&self, name: &str) -> String {
+        crate::arn::Arn::sqs_queue(&self.region, &self.account_id, name).to_string()
     }
 
     /// Why a reference to a function cannot name one of this server's functions (another
@@ -214,7 +216,8 @@ impl ArnContext {
 
     /// The ARN of a version or alias of a function.
     pub fn qualified_arn(&self, name: &str, qualifier: &str) -> String {
-        format!("{}:{qualifier}", self.function_arn(name))
+        crate::arn::Arn::lambda_function(&self.region, &self.account_id, name, Some(qualifier))
+            .to_string()
     }
 }
 
@@ -252,37 +255,33 @@ pub struct FunctionRef {
 }
 
 pub fn parse_function_ref(raw: &str) -> Result<FunctionRef, InvalidField> {
-    let parts: Vec<&str> = raw.split(':').collect();
-    let (name, qualifier, account, region) = match parts.as_slice() {
-        [name] => (*name, None, None, None),
-        [name, qualifier] if !is_account_id(name) => (*name, Some(*qualifier), None, None),
-        [account, name] => (*name, None, Some(*account), None),
-        [account, "function", name] => (*name, None, Some(*account), None),
-        [account, "function", name, qualifier] => (*name, Some(*qualifier), Some(*account), None),
-        [
-            "arn",
-            _partition,
-            "lambda",
-            region,
-            account,
-            "function",
-            name,
-        ] => (*name, None, Some(*account), Some(*region)),
-        [
-            "arn",
-            _partition,
-            "lambda",
-            region,
-            account,
-            "function",
+    let invalid = || {
+        InvalidField(format!(
+            "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: \
+             Member must be a function name or a function ARN"
+        ))
+    };
+    let arn;
+    let (name, qualifier, account, region) = if raw.starts_with("arn:") {
+        arn = crate::arn::Arn::parse(raw).map_err(|_| invalid())?;
+        let (name, qualifier) = arn.function_parts().map_err(|_| invalid())?;
+        (
             name,
             qualifier,
-        ] => (*name, Some(*qualifier), Some(*account), Some(*region)),
-        _ => {
-            return Err(InvalidField(format!(
-                "1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy constraint: \
-                 Member must be a function name or a function ARN"
-            )));
+            Some(arn.account.as_str()),
+            Some(arn.region.as_str()),
+        )
+    } else {
+        let parts: Vec<&str> = raw.split(':').collect();
+        match parts.as_slice() {
+            [name] => (*name, None, None, None),
+            [name, qualifier] if !is_account_id(name) => (*name, Some(*qualifier), None, None),
+            [account, name] => (*name, None, Some(*account), None),
+            [account, "function", name] => (*name, None, Some(*account), None),
+            [account, "function", name, qualifier] => {
+                (*name, Some(*qualifier), Some(*account), None)
+            }
+            _ => return Err(invalid()),
         }
     };
     if account.is_some_and(|a| !is_account_id(a)) {

@@ -4,10 +4,12 @@
 //! talks to a server over its public API.
 
 mod api;
+mod arn;
 mod bench;
 mod cli;
 mod code;
 mod config;
+mod delivery;
 mod disk;
 mod dispatcher;
 mod document;
@@ -23,6 +25,7 @@ mod scheduler;
 mod server;
 mod shutdown;
 mod sigv4;
+mod sources;
 mod store;
 mod timefmt;
 

@@ -237,11 +237,13 @@ impl RedrivePolicy {
             .ok_or_else(|| {
                 invalid("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
             })?;
-        let parts: Vec<&str> = target_arn.splitn(6, ':').collect();
-        let target = match parts.as_slice() {
-            ["arn", _, "sqs", _, _, name] if validate_name(name).is_ok() => name.to_string(),
-            _ => return Err(invalid("Invalid value for deadLetterTargetArn.")),
-        };
+        let target = crate::arn::Arn::parse(target_arn)
+            .ok()
+            .and_then(|arn| {
+                let name = arn.queue_name().ok()?;
+                validate_name(name).is_ok().then(|| name.to_string())
+            })
+            .ok_or_else(|| invalid("Invalid value for deadLetterTargetArn."))?;
         let count = match map.get("maxReceiveCount") {
             Some(serde_json::Value::Number(n)) => n.as_i64(),
             Some(serde_json::Value::String(s)) => s.parse::<i64>().ok(),

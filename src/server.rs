@@ -23,13 +23,14 @@ use crate::environment::Launcher;
 use crate::environment::isolation::{IsolationSettings, NamespaceSandbox, TmpStorage};
 use crate::environment::sandbox::{ProcessSandbox, Sandbox};
 use crate::function::ArnContext;
-use crate::invoke::Invoker;
+use crate::invoke::{InvokeDoor, LocalInvoker, Runner};
 use crate::logs::LogSink;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::runtimes::{InterpreterSettings, RuntimeCatalog};
 use crate::scheduler::{Limits, Scheduler};
 use crate::shutdown::Shutdown;
+use crate::sources::{SourceContext, Sources};
 use crate::store::sqlite::SqliteStore;
 
 /// After the shutdown timeout: how long the invocations that were ended get to answer
@@ -152,14 +153,6 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         scheduler.set_reserved(document.name(), document.reserved_concurrency);
         crate::api::sync_provisioned(&scheduler, &document);
     }
-    let invoker = Arc::new(Invoker::new(
-        registry.clone(),
-        scheduler.clone(),
-        arns.clone(),
-        settings.init_timeout,
-        metrics.clone(),
-        shutdown.signal(),
-    ));
     let events = Arc::new(
         crate::store::events::SqliteEventStore::open(&data_dir.join("shoal.db"))
             .context("opening the async queue")?,
@@ -168,11 +161,36 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::queues::QueueService::open(&data_dir.join("shoal.db"))
             .context("opening the queues")?,
     );
-    let dispatcher = crate::dispatcher::Dispatcher::start(
+    // The doors: invoke (run, queue or validate an invocation) and delivery (a payload to
+    // an ARN). Every producer of invocations uses them.
+    let runner = Arc::new(Runner::new(
+        scheduler.clone(),
+        settings.init_timeout,
+        metrics.clone(),
+        shutdown.signal(),
+    ));
+    let event_queue = crate::dispatcher::EventQueue::start(events.clone(), metrics.clone());
+    let invoke: Arc<dyn InvokeDoor> = Arc::new(LocalInvoker::new(
+        registry.clone(),
+        runner,
+        event_queue.clone(),
+        disk.clone(),
+        arns.clone(),
+    ));
+    let mut targets = crate::delivery::Targets::new(arns.clone());
+    targets.register(Arc::new(crate::delivery::lambda::FunctionTarget::new(
+        invoke.clone(),
+        registry.clone(),
+    )));
+    targets.register(Arc::new(crate::delivery::queue::QueueTarget::new(
+        queues.clone(),
+    )));
+    let targets = Arc::new(targets);
+    // The event sources: the async queue's consumer is the first.
+    let dispatcher = crate::dispatcher::Dispatcher::new(
         crate::dispatcher::Services {
             store: events,
-            queues: queues.clone(),
-            invoker: invoker.clone(),
+            queue: event_queue,
             registry: registry.clone(),
             arns: arns.clone(),
             metrics: metrics.clone(),
@@ -181,16 +199,23 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::dispatcher::AsyncSettings {
             retry_base_delay: settings.retry_base_delay,
             concurrency: settings.async_concurrency,
+            init_timeout: settings.init_timeout,
         },
-        shutdown.signal(),
     );
+    let mut sources = Sources::new(SourceContext {
+        invoke: invoke.clone(),
+        delivery: targets.clone(),
+        shutdown: shutdown.signal(),
+    });
+    sources.start(dispatcher.clone());
     let state = Arc::new(AppState {
         registry,
         scheduler: scheduler.clone(),
-        invoker,
+        invoke,
+        targets,
         logs: sink,
         metrics,
-        dispatcher,
+        dispatcher: dispatcher.clone(),
         queues,
         disk,
         async_payload_max: settings.async_payload_limit,
@@ -224,7 +249,6 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             "--max-connections lowered to half the open-file limit"
         );
     }
-    let dispatcher = state.dispatcher.clone();
     let app = api::router(state);
     let serve_until = shutdown.signal();
     let serve = tokio::spawn(async move {
@@ -244,10 +268,9 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             "shutting down: no new connections or async events; invocations in flight may finish"
         );
         let began = std::time::Instant::now();
-        let drain_dispatcher = dispatcher.clone();
         let mut drained = tokio::spawn(async move {
             let served = serve.await;
-            drain_dispatcher.drain().await;
+            sources.stopped().await;
             served
         });
         let mut finished = tokio::time::timeout(timeout, &mut drained).await.ok();

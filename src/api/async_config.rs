@@ -65,18 +65,11 @@ fn check_destination(state: &SharedState, arn: &str) -> Result<(), RegistryError
     if arn.is_empty() {
         return Ok(());
     }
-    let exists = match crate::dispatcher::Destination::parse(arn).map_err(RegistryError::Invalid)? {
-        crate::dispatcher::Destination::Function(reference) => {
-            state.registry.get(&reference.name).is_some()
-        }
-        crate::dispatcher::Destination::Queue(name) => state.queues.info(&name).is_ok(),
-    };
-    if !exists {
-        return Err(RegistryError::Invalid(format!(
-            "The destination ARN {arn} is invalid: it does not exist"
-        )));
-    }
-    Ok(())
+    state
+        .targets
+        .check(arn)
+        .map(|_| ())
+        .map_err(|e| RegistryError::Invalid(e.to_string()))
 }
 
 /// Applies `input` onto `config` (all of it for Put, only what is given for Update).

@@ -50,6 +50,28 @@ impl From<crate::disk::DiskFull> for ApiError {
     }
 }
 
+impl From<crate::invoke::InvokeError> for ApiError {
+    fn from(e: crate::invoke::InvokeError) -> Self {
+        use crate::invoke::InvokeError as E;
+        match e {
+            E::NotFound(arn) => Self::ResourceNotFound(format!("Function not found: {arn}")),
+            E::InvalidPayload(_) => Self::InvalidRequestContent(e.to_string()),
+            E::Throttled(throttle) => Self::TooManyRequests {
+                reason: throttle.reason(),
+                message: throttle.message().to_string(),
+            },
+            // A full store is the disk's fault too: a clear 503 that clients retry.
+            E::DiskFull(_)
+            | E::ShuttingDown
+            | E::Queue(crate::dispatcher::AcceptError::Stopped) => Self::Unavailable(e.to_string()),
+            E::Queue(crate::dispatcher::AcceptError::Store(ref store)) if store.is_disk_full() => {
+                Self::Unavailable(e.to_string())
+            }
+            E::Start(_) | E::Task(_) | E::Queue(_) => Self::Service(e.to_string()),
+        }
+    }
+}
+
 impl ApiError {
     /// Lambda's exception name, sent as `X-Amzn-ErrorType`.
     pub fn code(&self) -> &'static str {

@@ -58,13 +58,12 @@ fn dead_letter_target(
     if arn.is_empty() {
         return Ok(Some(arn));
     }
-    match crate::dispatcher::Destination::parse(&arn) {
-        Ok(crate::dispatcher::Destination::Queue(name)) if state.queues.info(&name).is_ok() => {
-            Ok(Some(arn))
-        }
-        _ => Err(ApiError::InvalidParameterValue(format!(
+    if state.targets.is_service(&arn, "sqs") && state.targets.check(&arn).is_ok() {
+        Ok(Some(arn))
+    } else {
+        Err(ApiError::InvalidParameterValue(format!(
             "The provided target arn {arn} is invalid: the dead-letter target must be an existing queue (arn:aws:sqs:...:NAME)"
-        ))),
+        )))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Invoke operation (`POST /2015-03-31/functions/{name}/invocations`): headers and
-//! payload checked here, the invocation itself delegated to the invoke service.
+//! payload checked here, the invocation itself (sync, async or dry run) handed to the
+//! invoke door.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -9,7 +10,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::{ApiError, SharedState, read_body};
-use crate::invoke::{InvokeError, InvokeRequest};
+use crate::invoke::{Invocation, InvokeOutcome, Mode, Origin};
 
 /// Lambda's quota for a synchronous request payload.
 pub const PAYLOAD_MAX_BYTES: usize = 6 * 1024 * 1024;
@@ -22,22 +23,17 @@ pub struct InvokeQuery {
     qualifier: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InvocationType {
-    RequestResponse,
-    Event,
-    DryRun,
-}
-
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn invocation_type(headers: &HeaderMap) -> Result<InvocationType, ApiError> {
+/// The mode `X-Amz-Invocation-Type` and `X-Amz-Log-Type` ask for.
+fn mode(headers: &HeaderMap) -> Result<Mode, ApiError> {
+    let log_tail = wants_tail(headers)?;
     match header(headers, "x-amz-invocation-type") {
-        None | Some("RequestResponse") => Ok(InvocationType::RequestResponse),
-        Some("Event") => Ok(InvocationType::Event),
-        Some("DryRun") => Ok(InvocationType::DryRun),
+        None | Some("RequestResponse") => Ok(Mode::Sync { log_tail }),
+        Some("Event") => Ok(Mode::Async),
+        Some("DryRun") => Ok(Mode::DryRun),
         Some(other) => Err(ApiError::InvalidParameterValue(format!(
             "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: \
              Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
@@ -97,11 +93,10 @@ pub async fn invoke(
     if let Some(q) = qualifier.as_deref() {
         crate::function::validate_qualifier(q)?;
     }
-    let kind = invocation_type(&headers)?;
-    let tail = wants_tail(&headers)?;
+    let mode = mode(&headers)?;
     let client_context = client_context(&headers)?;
-    let (limit, operation) = match kind {
-        InvocationType::Event => (state.async_payload_max, "InvokeAsync"),
+    let (limit, operation) = match mode {
+        Mode::Async => (state.async_payload_max, "InvokeAsync"),
         _ => (PAYLOAD_MAX_BYTES, "InvokeFunction"),
     };
     let payload = read_body(body, limit, || {
@@ -110,71 +105,20 @@ pub async fn invoke(
         ))
     })
     .await?;
-    super::functions::resolve_version(&state, &raw, qualifier.clone())?;
-    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
-        bytes::Bytes::from_static(b"{}")
-    } else {
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
-            return Err(ApiError::InvalidRequestContent(format!(
-                "Could not parse request body into json: Could not parse payload into json: {e}"
-            )));
-        }
-        payload
-    };
-    match kind {
-        InvocationType::DryRun => return Ok(StatusCode::NO_CONTENT.into_response()),
-        InvocationType::Event => {
-            // A full disk answers a clear 503 rather than SQLite's failure to write.
-            state.disk.check(payload.len() as u64, "an async event")?;
-            let request_id = uuid::Uuid::new_v4().to_string();
-            state
-                .dispatcher
-                .accept(crate::store::events::NewEvent {
-                    request_id: request_id.clone(),
-                    function: name,
-                    qualifier: qualifier.filter(|q| q != crate::function::LATEST),
-                    payload: payload.to_vec(),
-                    trace_id: header(&headers, "x-amzn-trace-id").map(str::to_string),
-                    received_ms: crate::timefmt::now_ms(),
-                })
-                .await
-                .map_err(ApiError::Service)?;
+    let invocation = Invocation::new(name, payload, mode, Origin::Api)
+        .qualifier(qualifier)
+        .trace_id(header(&headers, "x-amzn-trace-id").map(str::to_string))
+        .client_context(client_context);
+    let response = match state.invoke.invoke(invocation).await? {
+        InvokeOutcome::Completed(response) => response,
+        InvokeOutcome::Queued { request_id } => {
             let mut accepted = StatusCode::ACCEPTED.into_response();
             if let Ok(id) = HeaderValue::from_str(&request_id) {
                 accepted.headers_mut().insert("x-amzn-requestid", id);
             }
             return Ok(accepted);
         }
-        InvocationType::RequestResponse => {}
-    }
-    let result = state
-        .invoker
-        .invoke(InvokeRequest {
-            function_name: name,
-            qualifier,
-            payload,
-            client_context,
-            trace_id: header(&headers, "x-amzn-trace-id").map(str::to_string),
-            want_log_tail: tail,
-            request_id: None,
-        })
-        .await;
-    let response = match result {
-        Ok(response) => response,
-        Err(InvokeError::NotFound(arn)) => {
-            return Err(ApiError::ResourceNotFound(format!(
-                "Function not found: {arn}"
-            )));
-        }
-        Err(InvokeError::Throttled(throttle)) => {
-            return Err(ApiError::TooManyRequests {
-                reason: throttle.reason(),
-                message: throttle.message().to_string(),
-            });
-        }
-        Err(InvokeError::Internal(message)) => return Err(ApiError::Service(message)),
-        Err(InvokeError::DiskFull(message)) => return Err(ApiError::Unavailable(message)),
-        Err(e @ InvokeError::ShuttingDown) => return Err(ApiError::Unavailable(e.to_string())),
+        InvokeOutcome::Validated => return Ok(StatusCode::NO_CONTENT.into_response()),
     };
     let mut http = (StatusCode::OK, response.payload).into_response();
     let out = http.headers_mut();

@@ -41,7 +41,7 @@ pub use concurrency::sync_provisioned;
 pub use error::ApiError;
 
 use crate::function::ArnContext;
-use crate::invoke::Invoker;
+use crate::invoke::InvokeDoor;
 use crate::registry::{Registry, RegistryError};
 use crate::scheduler::Scheduler;
 
@@ -49,7 +49,10 @@ use crate::scheduler::Scheduler;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub scheduler: Arc<Scheduler>,
-    pub invoker: Arc<Invoker>,
+    /// The invoke door: every invocation the API asks for goes through it.
+    pub invoke: Arc<dyn InvokeDoor>,
+    /// The delivery door (destinations are checked against it when configured).
+    pub targets: Arc<crate::delivery::Targets>,
     pub logs: crate::logs::LogSink,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub dispatcher: Arc<crate::dispatcher::Dispatcher>,

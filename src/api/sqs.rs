@@ -684,13 +684,7 @@ async fn dispatch(
                 "LastModifiedTimestamp".into(),
                 (info.created_ms / 1000).to_string(),
             );
-            all.insert(
-                "QueueArn".into(),
-                format!(
-                    "arn:aws:sqs:{}:{}:{name}",
-                    state.arns.region, state.arns.account_id
-                ),
-            );
+            all.insert("QueueArn".into(), state.arns.queue_arn(&name));
             let names = req.attribute_names.unwrap_or_default();
             let chosen: BTreeMap<String, String> = all
                 .into_iter()

@@ -65,7 +65,7 @@ pub struct SqliteEventStore {
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::from_sqlite(e)
 }
 
 const SCHEMA: &str = "
@@ -235,19 +235,25 @@ impl EventStore for SqliteEventStore {
     }
 }
 
+/// An event of function `f` for tests: request id `r<n>`, received at `received_ms`.
+#[cfg(test)]
+pub fn sample_event(n: u64, received_ms: u64) -> NewEvent {
+    NewEvent {
+        request_id: format!("r{n}"),
+        function: "f".into(),
+        qualifier: None,
+        payload: b"{}".to_vec(),
+        trace_id: None,
+        received_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn event(n: u64) -> NewEvent {
-        NewEvent {
-            request_id: format!("r{n}"),
-            function: "f".into(),
-            qualifier: None,
-            payload: b"{}".to_vec(),
-            trace_id: None,
-            received_ms: n,
-        }
+        sample_event(n, n)
     }
 
     #[test]

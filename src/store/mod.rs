@@ -9,7 +9,7 @@ pub mod sqlite;
 
 use crate::document::FunctionDocument;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("function {0} already exists")]
     AlreadyExists(String),
@@ -17,8 +17,26 @@ pub enum StoreError {
     NotFound(String),
     #[error("store failure: {0}")]
     Backend(String),
+    /// The disk is full: nothing more can be written until space is freed.
+    #[error("store failure: {0}")]
+    DiskFull(String),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the store failed for want of disk space.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::DiskFull(_))
+    }
+
+    /// A SQLite failure: [`StoreError::DiskFull`] when the disk is full (`SQLITE_FULL`).
+    pub fn from_sqlite(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull(e.to_string()),
+            _ => Self::Backend(e.to_string()),
+        }
+    }
 }
 
 pub trait FunctionStore: Send + Sync {

@@ -22,7 +22,7 @@ pub struct SqliteStore {
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::from_sqlite(e)
 }
 
 const SCHEMA: &str = "

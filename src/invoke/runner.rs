@@ -1,11 +1,11 @@
-//! The invoke service: the one interface every producer of invocations calls.
+//! The runner: one synchronous invocation of a resolved function version, from
+//! admission to its result.
 //!
-//! The HTTP API calls it today; the async dispatcher, event-source pollers, workflows and
-//! the event bus will call the same [`Invoker::invoke`]. It resolves the function, asks
-//! the scheduler for an environment, runs the init phase on a cold start, hands the event
-//! over, and turns every ending (response, function error, timeout, crash, init failure)
-//! into Lambda's result shape, with START/END/REPORT lines in the function's log.
-//! An invocation runs to its end in its own task even if the caller goes away.
+//! It asks the scheduler for an environment, runs the init phase on a cold start, hands
+//! the event over, and turns every ending (response, function error, timeout, crash,
+//! init failure) into Lambda's result shape, with START/END/REPORT lines in the
+//! function's log. An invocation runs to its end in its own task even if the caller
+//! goes away. Producers never call it directly: they go through the invoke door.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,24 +15,13 @@ use bytes::Bytes;
 use crate::environment::runtime_api::{RESPONSE_MAX_BYTES, RuntimeOutcome};
 use crate::environment::sandbox::SandboxError;
 use crate::environment::{EventSpec, InitFailure, InvokeFailure, StartError};
-use crate::function::{ArnContext, FunctionRecord, LATEST};
+use crate::function::FunctionRecord;
 use crate::logs::lines;
 use crate::metrics::{Metrics, names};
-use crate::registry::Registry;
-use crate::scheduler::{AcquireError, Scheduler, Throttle};
+use crate::scheduler::{AcquireError, Scheduler};
 use crate::shutdown::ShutdownSignal;
 
-pub struct InvokeRequest {
-    pub function_name: String,
-    /// A version number, `$LATEST` or an alias; `None` is `$LATEST`.
-    pub qualifier: Option<String>,
-    pub payload: Bytes,
-    pub client_context: Option<String>,
-    pub trace_id: Option<String>,
-    pub want_log_tail: bool,
-    /// The request id to use (an asynchronous event keeps the one its 202 announced).
-    pub request_id: Option<String>,
-}
+use super::{Invocation, InvokeError};
 
 #[derive(Debug)]
 pub struct InvokeResponse {
@@ -48,26 +37,8 @@ pub struct InvokeResponse {
     pub stopped_by_shutdown: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum InvokeError {
-    #[error("Function not found: {0}")]
-    NotFound(String),
-    #[error("{}", .0.message())]
-    Throttled(Throttle),
-    #[error("{0}")]
-    Internal(String),
-    /// The data disk has no room for the environment a cold start needs (its `/tmp`).
-    #[error("{0}")]
-    DiskFull(String),
-    /// The server is shutting down and starts no invocation.
-    #[error("the server is shutting down")]
-    ShuttingDown,
-}
-
-pub struct Invoker {
-    registry: Arc<Registry>,
+pub struct Runner {
     scheduler: Arc<Scheduler>,
-    arns: ArnContext,
     init_timeout: Duration,
     metrics: Arc<Metrics>,
     shutdown: ShutdownSignal,
@@ -121,49 +92,34 @@ fn new_trace_id() -> String {
     )
 }
 
-impl Invoker {
+impl Runner {
     pub fn new(
-        registry: Arc<Registry>,
         scheduler: Arc<Scheduler>,
-        arns: ArnContext,
         init_timeout: Duration,
         metrics: Arc<Metrics>,
         shutdown: ShutdownSignal,
     ) -> Self {
         Self {
-            registry,
             scheduler,
-            arns,
             init_timeout,
             metrics,
             shutdown,
         }
     }
 
-    pub async fn invoke(
+    /// Runs `invocation` in `function` (the version it resolved to; `invoked_arn` is the
+    /// ARN it was called by) in a task of its own, and waits for its result.
+    pub async fn run(
         self: &Arc<Self>,
-        request: InvokeRequest,
+        function: Arc<FunctionRecord>,
+        invoked_arn: String,
+        invocation: Invocation,
+        log_tail: bool,
     ) -> Result<InvokeResponse, InvokeError> {
         if self.shutdown.is_ended() {
             return Err(InvokeError::ShuttingDown);
         }
-        let name = &request.function_name;
-        let document = self
-            .registry
-            .get(name)
-            .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(name)))?;
-        let qualifier = request.qualifier.as_deref().filter(|q| *q != LATEST);
-        let function = document
-            .resolve(qualifier, fastrand::f64())
-            .cloned()
-            .ok_or_else(|| {
-                InvokeError::NotFound(self.arns.qualified_arn(name, qualifier.unwrap_or(LATEST)))
-            })?;
-        let invoked_arn = match qualifier {
-            Some(q) => self.arns.qualified_arn(name, q),
-            None => self.arns.function_arn(name),
-        };
-        let request_id = request
+        let request_id = invocation
             .request_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -172,22 +128,26 @@ impl Invoker {
             "invoke",
             function = %function.spec.name,
             version = %function.version,
-            request_id = %request_id
+            request_id = %request_id,
+            origin = invocation.origin.kind(),
         );
         let task = tokio::spawn(tracing::Instrument::instrument(
-            async move { this.run(function, invoked_arn, request_id, request).await },
+            async move {
+                this.run_to_end(function, invoked_arn, request_id, invocation, log_tail)
+                    .await
+            },
             span,
         ));
-        task.await
-            .map_err(|e| InvokeError::Internal(format!("invocation task failed: {e}")))?
+        task.await?
     }
 
-    async fn run(
+    async fn run_to_end(
         &self,
         function: Arc<FunctionRecord>,
         invoked_arn: String,
         request_id: String,
-        request: InvokeRequest,
+        request: Invocation,
+        log_tail: bool,
     ) -> Result<InvokeResponse, InvokeError> {
         let name = function.spec.name.as_str();
         let version = function.version.clone();
@@ -215,7 +175,7 @@ impl Invoker {
             Err(AcquireError::Start(StartError::Sandbox(SandboxError::DiskFull(message)))) => {
                 return Err(InvokeError::DiskFull(message));
             }
-            Err(AcquireError::Start(e)) => return Err(InvokeError::Internal(e.to_string())),
+            Err(AcquireError::Start(e)) => return Err(InvokeError::Start(e)),
         };
         if self.shutdown.is_ended() {
             // Started while the server was ending: never handed an event.
@@ -224,7 +184,7 @@ impl Invoker {
         }
         self.metrics.inc(names::INVOCATIONS, &[("function", name)]);
         let env = lease.env().clone();
-        if request.want_log_tail {
+        if log_tail {
             env.begin_tail();
         }
 
@@ -311,7 +271,7 @@ impl Invoker {
             status: ending.status,
         };
         env.log(report.line()).await;
-        let log_tail = if request.want_log_tail {
+        let log_tail = if log_tail {
             env.take_tail().map(|t| t.text())
         } else {
             None

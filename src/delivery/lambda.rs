@@ -1,0 +1,50 @@
+//! Deliveries to functions: an asynchronous invocation through the invoke door.
+
+use std::sync::Arc;
+
+use super::{Delivered, Delivery, DeliveryError, Target};
+use crate::arn::Arn;
+use crate::invoke::{Invocation, InvokeDoor, Mode, Origin};
+use crate::registry::Registry;
+
+pub struct FunctionTarget {
+    door: Arc<dyn InvokeDoor>,
+    registry: Arc<Registry>,
+}
+
+impl FunctionTarget {
+    pub fn new(door: Arc<dyn InvokeDoor>, registry: Arc<Registry>) -> Self {
+        Self { door, registry }
+    }
+}
+
+impl Target for FunctionTarget {
+    fn service(&self) -> &'static str {
+        "lambda"
+    }
+
+    fn check(&self, arn: &Arn) -> Result<(), DeliveryError> {
+        let (name, _) = arn.function_parts()?;
+        match self.registry.get(name) {
+            Some(_) => Ok(()),
+            None => Err(DeliveryError::NotFound(arn.to_string())),
+        }
+    }
+
+    fn deliver<'a>(&'a self, arn: &'a Arn, delivery: Delivery) -> Delivered<'a> {
+        Box::pin(async move {
+            let (name, qualifier) = arn.function_parts()?;
+            let invocation = Invocation::new(name, delivery.body, Mode::Async, Origin::Destination)
+                .qualifier(qualifier.map(str::to_string))
+                .trace_id(delivery.trace_id);
+            self.door
+                .invoke(invocation)
+                .await
+                .map(|_| ())
+                .map_err(|e| DeliveryError::Failed {
+                    arn: arn.to_string(),
+                    reason: e.to_string(),
+                })
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! Deliveries to the built-in queues: one message, with its attributes.
+
+use std::sync::Arc;
+
+use super::{Delivered, Delivery, DeliveryError, Target};
+use crate::arn::Arn;
+use crate::queues::QueueService;
+
+pub struct QueueTarget {
+    queues: Arc<QueueService>,
+}
+
+impl QueueTarget {
+    pub fn new(queues: Arc<QueueService>) -> Self {
+        Self { queues }
+    }
+}
+
+impl Target for QueueTarget {
+    fn service(&self) -> &'static str {
+        "sqs"
+    }
+
+    fn check(&self, arn: &Arn) -> Result<(), DeliveryError> {
+        let name = arn.queue_name()?;
+        self.queues
+            .info(name)
+            .map(|_| ())
+            .map_err(|_| DeliveryError::NotFound(arn.to_string()))
+    }
+
+    fn deliver<'a>(&'a self, arn: &'a Arn, delivery: Delivery) -> Delivered<'a> {
+        Box::pin(async move {
+            let name = arn.queue_name()?.to_string();
+            let queues = self.queues.clone();
+            let body = String::from_utf8_lossy(&delivery.body).into_owned();
+            let message = (body, delivery.attributes, None);
+            let failed = |reason: String| DeliveryError::Failed {
+                arn: arn.to_string(),
+                reason,
+            };
+            tokio::task::spawn_blocking(move || queues.send(&name, &[message]))
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .map(|_| ())
+                .map_err(|e| failed(e.to_string()))
+        })
+    }
+}

@@ -488,3 +488,26 @@ impl Registry {
         &self.code
     }
 }
+
+/// A registry over a fresh store in `dir` holding `documents`, for tests of its readers.
+#[cfg(test)]
+pub fn test_registry(
+    dir: &std::path::Path,
+    documents: &[crate::document::FunctionDocument],
+) -> Arc<Registry> {
+    let store = Arc::new(crate::store::sqlite::SqliteStore::open(&dir.join("shoal.db")).unwrap());
+    for document in documents {
+        store.insert_function(document).unwrap();
+    }
+    let runtimes = crate::runtimes::RuntimeCatalog::prepare(
+        &dir.join("runtimes"),
+        &crate::runtimes::InterpreterSettings {
+            python: "python3".into(),
+            node: "node".into(),
+            overrides: Default::default(),
+        },
+    )
+    .unwrap();
+    let code = CodeStore::open(dir.join("code")).unwrap();
+    Arc::new(Registry::open(store.clone(), store, code, Arc::new(runtimes)).unwrap())
+}

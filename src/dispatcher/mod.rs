@@ -23,6 +23,9 @@ mod policy;
 mod record;
 mod write_back;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

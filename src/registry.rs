@@ -484,6 +484,11 @@ impl Registry {
         self.logs.clone()
     }
 
+    /// The runtimes this host can run.
+    pub fn runtimes(&self) -> &RuntimeCatalog {
+        &self.runtimes
+    }
+
     pub fn code_store(&self) -> &CodeStore {
         &self.code
     }

@@ -116,6 +116,18 @@ pub struct InterpreterSettings {
     pub overrides: HashMap<String, String>,
 }
 
+/// What runs the functions of one runtime on this host (`GET /shoal/v1/runtimes/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RuntimeReport {
+    pub runtime: String,
+    /// The interpreter's path (none for `provided` runtimes).
+    pub interpreter: Option<String>,
+    pub version: Option<String>,
+    /// Whether the interpreter is of the runtime's version.
+    pub matches: bool,
+}
+
 pub struct RuntimeCatalog {
     runtimes_dir: PathBuf,
     python: Option<Interpreter>,
@@ -249,6 +261,19 @@ impl RuntimeCatalog {
             );
         }
         Ok(family)
+    }
+
+    /// What runs functions of `runtime` on this host: the interpreter and its version,
+    /// and whether that version is the runtime's (`python3.12` on a host's 3.11 is not).
+    pub fn report(&self, runtime: &str) -> Result<RuntimeReport, RuntimeError> {
+        let family = self.check(runtime)?;
+        let interpreter = self.interpreter(runtime, family);
+        Ok(RuntimeReport {
+            runtime: runtime.to_string(),
+            interpreter: interpreter.map(|i| i.path.to_string_lossy().into_owned()),
+            version: interpreter.map(|i| i.version.clone()),
+            matches: interpreter.is_none_or(|i| version_matches(runtime, family, &i.version)),
+        })
     }
 
     /// The program an environment of `runtime` runs, given the function's task root.

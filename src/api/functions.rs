@@ -670,3 +670,17 @@ pub async fn account_settings(State(state): State<SharedState>) -> Json<serde_js
         },
     }))
 }
+
+/// `GET /shoal/v1/runtimes/{runtime}`: what runs that runtime's functions here (the
+/// interpreter and whether its version is the runtime's), so that deploy tools can say so.
+pub async fn runtime_report(
+    State(state): State<SharedState>,
+    Path(runtime): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let report = state
+        .registry
+        .runtimes()
+        .report(&runtime)
+        .map_err(|e| ApiError::InvalidParameterValue(e.to_string()))?;
+    Ok(Json(serde_json::json!(report)))
+}

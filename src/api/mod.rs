@@ -170,6 +170,10 @@ pub fn router(state: SharedState) -> Router {
             "/shoal/v1/functions/{name}/code.zip",
             get(functions::download_code),
         )
+        .route(
+            "/shoal/v1/runtimes/{runtime}",
+            get(functions::runtime_report),
+        )
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))

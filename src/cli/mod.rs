@@ -200,7 +200,26 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         client.send_json(Method::POST, FUNCTIONS, &create).await?
     };
     print_json(&result);
+    warn_of_interpreter(&client, &args.runtime).await;
     Ok(())
+}
+
+/// Says on stderr when the server runs `runtime` on an interpreter of another version
+/// (e.g. `python3.12` functions on the host's Python 3.11).
+async fn warn_of_interpreter(client: &Client, runtime: &str) {
+    let Ok(report) = client
+        .get_json(&format!("/shoal/v1/runtimes/{runtime}"))
+        .await
+    else {
+        return;
+    };
+    if report["Matches"] == json!(false) {
+        eprintln!(
+            "warning: {runtime} functions run on this server's interpreter {} (version {}), not on {runtime}",
+            report["Interpreter"].as_str().unwrap_or("?"),
+            report["Version"].as_str().unwrap_or("?"),
+        );
+    }
 }
 
 pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {

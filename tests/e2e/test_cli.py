@@ -303,3 +303,29 @@ def test_deploy_network_sets_the_functions_network_tag(cli, lam, hello):
     assert lam.list_tags(Resource=arn)["Tags"] == {"shoal:network": "none"}
     bad = deploy(cli, hello, str(HELLO), "--network", "host")
     assert bad.returncode != 0 and "none" in bad.stderr
+
+
+def _host_python() -> tuple[int, int]:
+    """The version of the `python3` the server runs Python functions with."""
+    out = subprocess.run(["python3", "-c", "import sys; print(*sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def test_deploy_says_when_the_interpreter_is_not_the_runtimes_version(server, cli, lam, hello):
+    major, minor = _host_python()
+    same = f"python{major}.{minor}"
+    other = f"python{major}.{minor + 1 if minor < 13 else minor - 1}"
+    out = ok(cli("deploy", str(HELLO), "--name", hello, "--runtime", same,
+                 "--handler", "app.handler"))
+    assert "warning" not in out.stderr, out.stderr
+    out = ok(cli("deploy", str(HELLO), "--name", hello, "--runtime", other,
+                 "--handler", "app.handler"))
+    assert json.loads(out.stdout)["Runtime"] == other
+    assert f"warning: {other} functions run on this server's interpreter" in out.stderr
+    assert f"(version {major}.{minor})" in out.stderr, out.stderr
+    # A provided runtime has no interpreter to differ.
+    r = support.http(server.endpoint, "GET", "/shoal/v1/runtimes/provided.al2023")
+    assert r.status == 200, r.body
+    assert r.json() == {"Runtime": "provided.al2023", "Interpreter": None, "Version": None,
+                      "Matches": True}

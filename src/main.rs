@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod code;
 mod config;
+mod control;
 mod disk;
 mod dispatcher;
 mod document;

@@ -1,7 +1,8 @@
 //! `shoal server`: wires the parts together, serves the API, and shuts down cleanly.
 //!
 //! Start-up order: data directory, store, code store, runtimes, log writer, launcher and
-//! scheduler, registry, invoke service, HTTP listener.
+//! scheduler, registry, the control door (which reconciles every stored function with
+//! the scheduler), invoke service, HTTP listener.
 //!
 //! Shutdown (SIGINT/SIGTERM, or [`RunningServer::stop`]) goes through one
 //! [`Shutdown`]: the listener stops accepting, the dispatcher stops claiming, the
@@ -19,6 +20,7 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::code::CodeStore;
 use crate::config::ServerSettings;
+use crate::control::Control;
 use crate::environment::Launcher;
 use crate::environment::isolation::{IsolationSettings, NamespaceSandbox, TmpStorage};
 use crate::environment::sandbox::{ProcessSandbox, Sandbox};
@@ -148,9 +150,9 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         code,
         runtimes,
     )?);
+    let control = Arc::new(Control::new(registry.clone(), scheduler.clone()));
     for document in registry.all() {
-        scheduler.set_reserved(document.name(), document.reserved_concurrency);
-        crate::api::sync_provisioned(&scheduler, &document);
+        control.reconcile(&document);
     }
     let invoker = Arc::new(Invoker::new(
         registry.clone(),
@@ -186,7 +188,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     );
     let state = Arc::new(AppState {
         registry,
-        scheduler: scheduler.clone(),
+        control,
         invoker,
         logs: sink,
         metrics,

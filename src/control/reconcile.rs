@@ -244,6 +244,26 @@ mod tests {
         (version.into(), revision.into(), n)
     }
 
+    /// The calls reconciling `before` changed by `change` makes, once `before` is applied.
+    fn calls_for(
+        before: &FunctionDocument,
+        change: impl FnOnce(&mut FunctionDocument),
+    ) -> Vec<Call> {
+        let (mut reconciler, recorder) = applied(before);
+        let mut after = before.clone();
+        change(&mut after);
+        reconciler.reconcile(&after);
+        recorder.take()
+    }
+
+    /// `document()` with alias `live` on version 1 and two provisioned environments on it.
+    fn live_provisioned() -> FunctionDocument {
+        let mut doc = document();
+        doc.aliases.insert("live".into(), alias("live", "1"));
+        provision(&mut doc, "live", 2);
+        doc
+    }
+
     /// A reconciler that has already applied `before`, and its recorder emptied.
     fn applied(before: &FunctionDocument) -> (Reconciler<Arc<Recorder>>, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::default());
@@ -280,49 +300,35 @@ mod tests {
 
     #[test]
     fn the_same_document_again_changes_nothing() {
-        let mut doc = document();
+        let mut doc = live_provisioned();
         doc.reserved_concurrency = Some(7);
-        doc.aliases.insert("live".into(), alias("live", "1"));
-        provision(&mut doc, "live", 2);
-        let (mut reconciler, recorder) = applied(&doc);
-        reconciler.reconcile(&doc);
-        assert_eq!(recorder.take(), []);
+        assert_eq!(calls_for(&doc, |_| {}), []);
     }
 
     #[test]
     fn an_update_of_latest_retires_latest_only() {
-        let before = document();
-        let (mut reconciler, recorder) = applied(&before);
-        let mut after = before.clone();
-        set_revision(&mut after, LATEST, "l1");
-        reconciler.reconcile(&after);
-        assert_eq!(recorder.take(), [Call::Retire(Some(LATEST.into()))]);
+        let calls = calls_for(&document(), |doc| set_revision(doc, LATEST, "l1"));
+        assert_eq!(calls, [Call::Retire(Some(LATEST.into()))]);
     }
 
     #[test]
     fn publishing_and_aliases_without_provisioned_settings_retire_nothing() {
-        let before = document();
-        let (mut reconciler, recorder) = applied(&before);
-        let mut after = before.clone();
-        after.versions.push(record("3", "r3"));
-        after.aliases.insert("live".into(), alias("live", "3"));
-        reconciler.reconcile(&after);
-        assert_eq!(recorder.take(), []);
+        let calls = calls_for(&document(), |doc| {
+            doc.versions.push(record("3", "r3"));
+            doc.aliases.insert("live".into(), alias("live", "3"));
+        });
+        assert_eq!(calls, []);
     }
 
     #[test]
     fn a_network_change_retires_every_version_and_replaces_provisioned_ones() {
-        let mut before = document();
-        before.aliases.insert("live".into(), alias("live", "1"));
-        provision(&mut before, "live", 2);
-        let (mut reconciler, recorder) = applied(&before);
-        let mut after = before.clone();
-        for (version, revision) in [(LATEST, "l1"), ("1", "r1b"), ("2", "r2b")] {
-            set_revision(&mut after, version, revision);
-        }
-        reconciler.reconcile(&after);
+        let calls = calls_for(&live_provisioned(), |doc| {
+            for (version, revision) in [(LATEST, "l1"), ("1", "r1b"), ("2", "r2b")] {
+                set_revision(doc, version, revision);
+            }
+        });
         assert_eq!(
-            recorder.take(),
+            calls,
             [
                 Call::Retire(Some("$LATEST".into())),
                 Call::Retire(Some("1".into())),
@@ -336,62 +342,43 @@ mod tests {
     fn a_deleted_version_is_retired_and_its_provisioned_pool_emptied() {
         let mut before = document();
         provision(&mut before, "2", 1);
-        let (mut reconciler, recorder) = applied(&before);
-        let mut after = before.clone();
-        after.versions.retain(|r| r.version != "2");
-        after.provisioned.remove("2");
-        reconciler.reconcile(&after);
+        let calls = calls_for(&before, |doc| {
+            doc.versions.retain(|r| r.version != "2");
+            doc.provisioned.remove("2");
+        });
         assert_eq!(
-            recorder.take(),
+            calls,
             [Call::Retire(Some("2".into())), Call::Provisioned(vec![])]
         );
     }
 
     #[test]
     fn moving_an_alias_moves_its_provisioned_environments() {
-        let mut before = document();
-        before.aliases.insert("live".into(), alias("live", "1"));
-        provision(&mut before, "live", 2);
-        let (mut reconciler, recorder) = applied(&before);
-        let mut after = before.clone();
-        after.aliases.insert("live".into(), alias("live", "2"));
-        reconciler.reconcile(&after);
-        assert_eq!(
-            recorder.take(),
-            [Call::Provisioned(vec![target("2", "r2", 2)])]
-        );
+        let calls = calls_for(&live_provisioned(), |doc| {
+            doc.aliases.insert("live".into(), alias("live", "2"));
+        });
+        assert_eq!(calls, [Call::Provisioned(vec![target("2", "r2", 2)])]);
     }
 
     #[test]
     fn deleting_an_alias_removes_its_provisioned_environments() {
-        let mut before = document();
-        before.aliases.insert("live".into(), alias("live", "1"));
-        provision(&mut before, "live", 2);
+        let mut before = live_provisioned();
         provision(&mut before, "2", 1);
-        let (mut reconciler, recorder) = applied(&before);
-        let mut after = before.clone();
-        after.aliases.remove("live");
-        after.provisioned.remove("live");
-        reconciler.reconcile(&after);
-        assert_eq!(
-            recorder.take(),
-            [Call::Provisioned(vec![target("2", "r2", 1)])]
-        );
+        let calls = calls_for(&before, |doc| {
+            doc.aliases.remove("live");
+            doc.provisioned.remove("live");
+        });
+        assert_eq!(calls, [Call::Provisioned(vec![target("2", "r2", 1)])]);
     }
 
     #[test]
     fn settings_on_an_alias_and_its_version_add_up() {
-        let before = document();
-        let (mut reconciler, recorder) = applied(&before);
-        let mut after = before.clone();
-        after.aliases.insert("live".into(), alias("live", "1"));
-        provision(&mut after, "live", 2);
-        provision(&mut after, "1", 3);
-        reconciler.reconcile(&after);
-        assert_eq!(
-            recorder.take(),
-            [Call::Provisioned(vec![target("1", "r1", 5)])]
-        );
+        let calls = calls_for(&document(), |doc| {
+            doc.aliases.insert("live".into(), alias("live", "1"));
+            provision(doc, "live", 2);
+            provision(doc, "1", 3);
+        });
+        assert_eq!(calls, [Call::Provisioned(vec![target("1", "r1", 5)])]);
     }
 
     #[test]

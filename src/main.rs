@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod code;
 mod config;
+mod control;
 mod delivery;
 mod disk;
 mod dispatcher;

@@ -1,7 +1,8 @@
 //! `shoal server`: wires the parts together, serves the API, and shuts down cleanly.
 //!
 //! Start-up order: data directory, store, code store, runtimes, log writer, launcher and
-//! scheduler, registry, invoke service, HTTP listener.
+//! scheduler, registry, the control door (which reconciles every stored function with
+//! the scheduler), invoke service, HTTP listener.
 //!
 //! Shutdown (SIGINT/SIGTERM, or [`RunningServer::stop`]) goes through one
 //! [`Shutdown`]: the listener stops accepting, the dispatcher stops claiming, the
@@ -19,6 +20,7 @@ use anyhow::Context;
 use crate::api::{self, AppState};
 use crate::code::CodeStore;
 use crate::config::ServerSettings;
+use crate::control::Control;
 use crate::environment::Launcher;
 use crate::environment::isolation::{IsolationSettings, NamespaceSandbox, TmpStorage};
 use crate::environment::sandbox::{ProcessSandbox, Sandbox};
@@ -149,9 +151,9 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         code,
         runtimes,
     )?);
+    let control = Arc::new(Control::new(registry.clone(), scheduler.clone()));
     for document in registry.all() {
-        scheduler.set_reserved(document.name(), document.reserved_concurrency);
-        crate::api::sync_provisioned(&scheduler, &document);
+        control.reconcile(&document);
     }
     let events = Arc::new(
         crate::store::events::SqliteEventStore::open(&data_dir.join("shoal.db"))
@@ -210,7 +212,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     sources.start(dispatcher.clone());
     let state = Arc::new(AppState {
         registry,
-        scheduler: scheduler.clone(),
+        control,
         invoke,
         targets,
         logs: sink,

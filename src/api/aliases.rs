@@ -155,6 +155,7 @@ pub async fn create(
             Ok(alias)
         })
         .await?;
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, alias = %alias.name, version = %alias.function_version, "alias created");
     Ok((
         StatusCode::CREATED,
@@ -197,7 +198,7 @@ pub async fn update(
         function::validate_description(description)?;
     }
     let missing = alias_not_found(&state, &name, &alias_name).to_string();
-    let (document, alias) = state
+    let (_, alias) = state
         .registry
         .modify(&name, state.arns.function_arn(&name), |doc| {
             let mut alias = doc
@@ -229,7 +230,7 @@ pub async fn update(
             Ok(alias)
         })
         .await?;
-    super::concurrency::sync_provisioned(&state.scheduler, &document);
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, alias = %alias.name, version = %alias.function_version, "alias updated");
     Ok(Json(alias.configuration(&name, &state.arns)))
 }
@@ -239,7 +240,7 @@ pub async fn delete(
     Path((raw, alias_name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let name = function_name(&state, &raw)?;
-    let (document, ()) = state
+    state
         .registry
         .modify(&name, state.arns.function_arn(&name), |doc| {
             // Deleting an alias that does not exist succeeds, as on Lambda.
@@ -248,7 +249,7 @@ pub async fn delete(
             Ok(())
         })
         .await?;
-    super::concurrency::sync_provisioned(&state.scheduler, &document);
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, alias = %alias_name, "alias deleted");
     Ok(StatusCode::NO_CONTENT)
 }

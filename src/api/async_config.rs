@@ -176,6 +176,7 @@ async fn store(
             Ok(config)
         })
         .await?;
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, %qualifier, "event invoke config stored");
     Ok(Json(render(&state, &name, &qualifier, &config)))
 }
@@ -239,6 +240,7 @@ pub async fn delete(
                 })
         })
         .await?;
+    state.control.reconcile_current(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 

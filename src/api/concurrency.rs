@@ -1,7 +1,7 @@
 //! Concurrency settings: reserved concurrency (PutFunctionConcurrency,
 //! GetFunctionConcurrency, DeleteFunctionConcurrency) and provisioned concurrency
-//! (Put/Get/DeleteProvisionedConcurrencyConfig). Stored in the function's document,
-//! enforced by the scheduler.
+//! (Put/Get/DeleteProvisionedConcurrencyConfig). Stored in the function's document and
+//! applied to the running environments through the control door.
 
 use axum::Json;
 use axum::body::Body;
@@ -12,14 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, SharedState, parse_json, read_body};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use crate::document::{FunctionDocument, ProvisionedConfig};
 use crate::function::LATEST;
 use crate::registry::RegistryError;
-use crate::scheduler::PoolKey;
-use crate::scheduler::Scheduler;
 
 /// Lambda keeps at least this much of the account limit unreserved.
 pub const UNRESERVED_MINIMUM: u64 = 100;
@@ -58,7 +53,7 @@ pub async fn put_reserved(
              Member must have value greater than or equal to 0"
         )));
     }
-    let limit = state.scheduler.limits().concurrency as u64;
+    let limit = state.control.concurrency_limit() as u64;
     let (_, reserved) = state
         .registry
         .modify(&name, state.arns.function_arn(&name), |doc| {
@@ -74,7 +69,7 @@ pub async fn put_reserved(
             Ok(reserved as u32)
         })
         .await?;
-    state.scheduler.set_reserved(&name, Some(reserved));
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, reserved, "reserved concurrency set");
     Ok(Json(json!({ "ReservedConcurrentExecutions": reserved })))
 }
@@ -102,7 +97,7 @@ pub async fn delete_reserved(
             Ok(())
         })
         .await?;
-    state.scheduler.set_reserved(&name, None);
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, "reserved concurrency removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -133,26 +128,6 @@ fn required_qualifier(query: ProvisionedQuery) -> Result<String, ApiError> {
     Ok(qualifier)
 }
 
-/// Points the scheduler's provisioned pools of a function at what its document says
-/// (settings on an alias and on its version add up).
-pub fn sync_provisioned(scheduler: &Arc<Scheduler>, document: &FunctionDocument) {
-    let mut targets: BTreeMap<String, (Arc<crate::function::FunctionRecord>, usize)> =
-        BTreeMap::new();
-    for (qualifier, config) in &document.provisioned {
-        let Some(version) = document.primary_version(qualifier) else {
-            continue;
-        };
-        let Some(record) = document.version(&version) else {
-            continue;
-        };
-        targets
-            .entry(version)
-            .or_insert_with(|| (record.clone(), 0))
-            .1 += config.requested as usize;
-    }
-    scheduler.sync_provisioned(document.name(), targets.into_values().collect());
-}
-
 /// The memory (MB) a function's provisioned environments take, all configs but `skip`.
 fn provisioned_memory_mb(document: &FunctionDocument, skip: Option<&str>) -> u64 {
     document
@@ -175,11 +150,9 @@ fn status_body(
     let allocated = document
         .primary_version(qualifier)
         .map(|version| {
-            let key = PoolKey {
-                function: document.name().to_string(),
-                version,
-            };
-            state.scheduler.provisioned_status(&key).1
+            state
+                .control
+                .provisioned_allocated(document.name(), &version)
         })
         .unwrap_or(0)
         .min(config.requested as usize);
@@ -215,8 +188,8 @@ pub async fn put_provisioned(
             )));
         }
     };
-    let limit = state.scheduler.limits().concurrency as u64;
-    let capacity_mb = state.scheduler.limits().memory_capacity_mb;
+    let limit = state.control.concurrency_limit() as u64;
+    let capacity_mb = state.control.memory_capacity_mb();
     // What other functions' provisioned environments take of the memory capacity.
     let others_mb: u64 = state
         .registry
@@ -279,7 +252,7 @@ pub async fn put_provisioned(
             Ok(config)
         })
         .await?;
-    sync_provisioned(&state.scheduler, &document);
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, %qualifier, requested, "provisioned concurrency set");
     Ok((
         StatusCode::ACCEPTED,
@@ -314,14 +287,14 @@ pub async fn delete_provisioned(
 ) -> Result<StatusCode, ApiError> {
     let name = function_name(&state, &raw)?;
     let qualifier = required_qualifier(query)?;
-    let (document, ()) = state
+    state
         .registry
         .modify(&name, state.arns.function_arn(&name), |doc| {
             doc.provisioned.remove(&qualifier);
             Ok(())
         })
         .await?;
-    sync_provisioned(&state.scheduler, &document);
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, %qualifier, "provisioned concurrency removed");
     Ok(StatusCode::NO_CONTENT)
 }

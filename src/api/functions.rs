@@ -338,7 +338,9 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
     let name = spec.name.clone();
     let document = state.registry.create(spec, tags, zip).await?;
     tracing::info!(function = %name, runtime = %document.latest.spec.runtime, "function created");
-    let record = publish_if(&state, &name, request.publish, &document).await?;
+    let published = publish_if(&state, &name, request.publish, &document).await;
+    state.control.reconcile_current(&name);
+    let record = published?;
     Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
 }
 
@@ -482,9 +484,11 @@ pub async fn update_code(
         .registry
         .update_code(&name, zip, state.arns.function_arn(&name))
         .await?;
-    state.scheduler.retire(&name, Some(LATEST));
     tracing::info!(function = %name, code_sha256 = %document.latest.code.sha256_b64, "function code updated");
-    let record = publish_if(&state, &name, request.publish, &document).await?;
+    // The environments of the old code are retired even when publishing fails.
+    let published = publish_if(&state, &name, request.publish, &document).await;
+    state.control.reconcile_current(&name);
+    let record = published?;
     Ok(Json(configuration(&state, &record)))
 }
 
@@ -528,7 +532,7 @@ pub async fn update_configuration(
         .registry
         .update_configuration(&name, patch, state.arns.function_arn(&name))
         .await?;
-    state.scheduler.retire(&name, Some(LATEST));
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, "function configuration updated");
     Ok(Json(configuration(&state, &document.latest)))
 }
@@ -546,7 +550,7 @@ pub async fn delete(
                 .registry
                 .delete(&name, state.arns.function_arn(&name))
                 .await?;
-            state.scheduler.retire(&name, None);
+            state.control.reconcile_current(&name);
             tracing::info!(function = %name, "function deleted");
         }
         Some(LATEST) => {
@@ -556,10 +560,7 @@ pub async fn delete(
         }
         Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
             state.registry.delete_version(&name, q, &state.arns).await?;
-            state.scheduler.retire(&name, Some(q));
-            if let Some(document) = state.registry.get(&name) {
-                super::concurrency::sync_provisioned(&state.scheduler, &document);
-            }
+            state.control.reconcile_current(&name);
             tracing::info!(function = %name, version = %q, "function version deleted");
         }
         Some(q) => {
@@ -606,6 +607,7 @@ pub async fn publish_version(
         .registry
         .publish_version(&name, request.description, state.arns.function_arn(&name))
         .await?;
+    state.control.reconcile_current(&name);
     tracing::info!(function = %name, version = %record.version, "version published");
     Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
 }
@@ -660,8 +662,8 @@ pub async fn account_settings(State(state): State<SharedState>) -> Json<serde_js
             "TotalCodeSize": 80_530_636_800u64,
             "CodeSizeUnzipped": crate::code::UNZIPPED_MAX_BYTES,
             "CodeSizeZipped": ZIP_MAX_BYTES,
-            "ConcurrentExecutions": state.scheduler.limits().concurrency,
-            "UnreservedConcurrentExecutions": (state.scheduler.limits().concurrency as u64)
+            "ConcurrentExecutions": state.control.concurrency_limit(),
+            "UnreservedConcurrentExecutions": (state.control.concurrency_limit() as u64)
                 .saturating_sub(state.registry.reserved_total()),
         },
         "AccountUsage": {

@@ -1,8 +1,10 @@
 //! The public HTTP surface: Lambda's REST API (2015-03-31 and friends), Shoal's own
 //! `/shoal/v1` endpoints (logs, code download) and `/health`.
 //!
-//! This layer only translates: it parses requests into typed values, calls the registry
-//! or the invoke service, and renders results and [`ApiError`]s in Lambda's wire format.
+//! This layer only translates: it parses requests into typed values, calls the registry,
+//! the control door (after every change to a function, and for what environments are
+//! running) or the invoke service, and renders results and [`ApiError`]s in Lambda's wire
+//! format.
 //! Every request is admitted before anything of its body is read: its route sets the
 //! largest body it may have ([`body_limit`]), code uploads wait for one of a few upload
 //! slots, and on a keyed server the signature is checked (over the declared
@@ -37,18 +39,18 @@ use axum::routing::{get, post, put};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
-pub use concurrency::sync_provisioned;
 pub use error::ApiError;
 
+use crate::control::Control;
 use crate::function::ArnContext;
 use crate::invoke::InvokeDoor;
 use crate::registry::{Registry, RegistryError};
-use crate::scheduler::Scheduler;
 
 /// What every handler can reach.
 pub struct AppState {
     pub registry: Arc<Registry>,
-    pub scheduler: Arc<Scheduler>,
+    /// The door for changes to functions and reads of their environments.
+    pub control: Arc<Control>,
     /// The invoke door: every invocation the API asks for goes through it.
     pub invoke: Arc<dyn InvokeDoor>,
     /// The delivery door (destinations are checked against it when configured).
@@ -184,7 +186,7 @@ pub fn router(state: SharedState) -> Router {
 async fn metrics(
     axum::extract::State(state): axum::extract::State<SharedState>,
 ) -> impl axum::response::IntoResponse {
-    let mut gauges = state.scheduler.gauges();
+    let mut gauges = state.control.gauges();
     for (function, depth, oldest_age_ms) in state.dispatcher.depth().await {
         let labels = vec![("function", function)];
         gauges.push(crate::metrics::Gauge {

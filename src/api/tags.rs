@@ -67,13 +67,11 @@ async fn retag(
         .registry
         .retag(name, state.arns.function_arn(name), add, remove)
         .await?;
+    // A new network mode gave every version a new revision: reconciling retires the
+    // environments of the old mode (idle ones now, busy ones when they are released)
+    // and replaces provisioned ones.
+    state.control.reconcile_current(name);
     if network_changed {
-        // Every record got a new revision: idle environments of the old mode go now,
-        // busy ones when they are released, provisioned ones are replaced.
-        for record in std::iter::once(&document.latest).chain(document.versions.iter()) {
-            state.scheduler.retire(name, Some(&record.version));
-        }
-        super::concurrency::sync_provisioned(&state.scheduler, &document);
         tracing::info!(function = %name, network = document.latest.spec.network.as_str(), "network mode changed");
     }
     Ok(())

@@ -164,3 +164,30 @@ def test_lost_store_refuses_to_start_and_keeps_the_code(own_server, client_for, 
 def base64_to_hex(b64: str) -> str:
     import base64
     return base64.b64decode(b64).hex()
+
+
+def test_concurrency_settings_apply_again_after_restart(own_server, client_for, unique_name):
+    """At start every stored function is reconciled: reserved concurrency throttles and
+    provisioned environments are started again without any API call."""
+    lam = client_for(own_server)
+    held = support.create_scaling_fn(lam, unique_name("reserved"))
+    lam.put_function_concurrency(FunctionName=held, ReservedConcurrentExecutions=0)
+    warm = support.create_scaling_fn(lam, unique_name("provisioned"))
+    lam.publish_version(FunctionName=warm)
+    lam.create_alias(FunctionName=warm, Name="live", FunctionVersion="1")
+    lam.put_provisioned_concurrency_config(FunctionName=warm, Qualifier="live",
+                                           ProvisionedConcurrentExecutions=2)
+
+    own_server.restart()
+    lam = client_for(own_server)
+    r = support.invoke_http(own_server.endpoint, held, {})
+    assert r.status == 429, r
+    assert r.json().get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded", r
+    cfg = support.wait_for(
+        lambda: lam.get_provisioned_concurrency_config(FunctionName=warm, Qualifier="live"),
+        lambda c: c["Status"] == "READY", timeout=10, interval=0.1,
+        what="provisioned concurrency READY after the restart")
+    assert cfg["AllocatedProvisionedConcurrentExecutions"] == 2
+    assert len(support.function_pids(warm)) == 2
+    resp = invoke(lam, warm, {}, Qualifier="live")
+    assert resp["json"]["initType"] == "provisioned-concurrency", resp["raw"]

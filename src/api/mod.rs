@@ -1,5 +1,6 @@
 //! The public HTTP surface: Lambda's REST API (2015-03-31 and friends), Shoal's own
-//! `/shoal/v1` endpoints (logs, code download) and `/health`.
+//! `/shoal/v1` endpoints (logs, code download), `/health`, and the wire fronts of other
+//! AWS services on `POST /` (see [`fronts`]).
 //!
 //! This layer only translates: it parses requests into typed values, calls the registry
 //! or the invoke service, and renders results and [`ApiError`]s in Lambda's wire format.

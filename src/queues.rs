@@ -4,7 +4,7 @@
 //! Owns the `queues` and `queue_messages` tables. Every send is committed before it is
 //! acknowledged; a received message is hidden until its visibility timeout ends and is
 //! gone only when deleted with its latest receipt handle. The wire protocol (SQS JSON)
-//! lives in `api/sqs.rs`; destinations and dead-letter targets use [`QueueService::send`].
+//! lives in `api/sqs/`; destinations and dead-letter targets use [`QueueService::send`].
 //!
 //! Also owns `queue_tags` (a queue's cost-allocation tags, SQS's limits) and the
 //! redrive policy: a message received `maxReceiveCount` times moves to the queue's

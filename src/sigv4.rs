@@ -229,6 +229,22 @@ struct Authorization {
     signature: String,
 }
 
+impl Authorization {
+    /// The service the credential scope (`<date>/<region>/<service>/aws4_request`) names.
+    fn service(&self) -> Option<&str> {
+        self.scope.split('/').nth(2)
+    }
+}
+
+/// The service a well-formed `Authorization` header's credential scope names (what the
+/// request was signed for), before anything is verified.
+pub fn signed_service(authorization: &str) -> Option<String> {
+    parse_authorization(authorization)
+        .ok()?
+        .service()
+        .map(str::to_string)
+}
+
 fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
     let rest = value.strip_prefix(ALGORITHM).ok_or(AuthError::Malformed)?;
     let mut credential = None;
@@ -294,7 +310,7 @@ fn authorize<'a>(
     };
     let authorization = header("authorization").ok_or(AuthError::Missing)?;
     let auth = parse_authorization(authorization)?;
-    if auth.scope.split('/').nth(2) != Some(service) {
+    if auth.service() != Some(service) {
         return Err(AuthError::Mismatch);
     }
     let secret = keys.get(&auth.access_key).ok_or(AuthError::UnknownKey)?;
@@ -352,6 +368,20 @@ mod tests {
         )]
         .into_iter()
         .collect()
+    }
+
+    #[test]
+    fn the_signed_service_is_read_from_the_credential_scope() {
+        let header = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/sqs/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(signed_service(header).as_deref(), Some("sqs"));
+        for malformed in [
+            "",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/sqs, SignedHeaders=host, Signature=abc",
+            "AWS4-HMAC-SHA256 SignedHeaders=host, Signature=abc",
+            "Basic dXNlcjpwYXNz",
+        ] {
+            assert_eq!(signed_service(malformed), None, "{malformed}");
+        }
     }
 
     /// AWS's published example (get-vanilla-query-order-key-case, service "service").

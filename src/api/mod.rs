@@ -1,5 +1,6 @@
 //! The public HTTP surface: Lambda's REST API (2015-03-31 and friends), Shoal's own
-//! `/shoal/v1` endpoints (logs, code download) and `/health`.
+//! `/shoal/v1` endpoints (logs, code download), `/health`, and the wire fronts of other
+//! AWS services on `POST /` (see [`fronts`]).
 //!
 //! This layer only translates: it parses requests into typed values, calls the registry,
 //! the control door (after every change to a function, and for what environments are
@@ -18,6 +19,7 @@ mod async_config;
 mod concurrency;
 pub mod connections;
 pub mod error;
+mod fronts;
 mod functions;
 mod invoke;
 mod logs;
@@ -154,7 +156,7 @@ pub fn router(state: SharedState) -> Router {
             get(unconfigured::code_signing_config),
         )
         .route("/metrics", get(metrics))
-        .route("/", post(sqs::handle))
+        .route("/", post(fronts::handle))
         .route(
             "/2016-08-19/account-settings",
             get(functions::account_settings),
@@ -222,9 +224,9 @@ async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         request_id = %request_id,
     );
-    let sqs = is_sqs(request.method(), request.uri().path(), request.headers());
+    let front = fronts::front_of(request.method(), request.uri().path(), request.headers());
     let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
-    let mut response = in_service_format(response, sqs).await;
+    let mut response = in_service_format(response, front).await;
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
     if let (false, Ok(value)) = (
         response.headers().contains_key("x-amzn-requestid"),
@@ -235,27 +237,19 @@ async fn request_context(request: Request, next: Next) -> Response {
     response
 }
 
-/// A request of the SQS JSON protocol (answered in SQS's error format).
-fn is_sqs(method: &Method, path: &str, headers: &HeaderMap) -> bool {
-    method == Method::POST
-        && path == "/"
-        && headers
-            .get("x-amz-target")
-            .is_some_and(|t| t.as_bytes().starts_with(b"AmazonSQS."))
-}
-
 /// The most of an error body read to reformat it.
 const ERROR_BODY_MAX: usize = 64 * 1024;
 
 /// An error answer in the service's format: those axum gives by itself (a path that is
-/// not UTF-8, a bad query string, 405, 413) become [`ApiError`]s, and on SQS requests
-/// Lambda-format errors become SQS ones. Everything else is returned as it is.
-async fn in_service_format(response: Response, sqs: bool) -> Response {
+/// not UTF-8, a bad query string, 405, 413) become [`ApiError`]s, and on a wire front's
+/// requests Lambda-format errors become that service's. Everything else is returned as it
+/// is.
+async fn in_service_format(response: Response, front: Option<&fronts::Front>) -> Response {
     let status = response.status();
     let headers = response.headers();
     if !(status.is_client_error() || status.is_server_error())
         || headers.contains_key("x-amzn-query-error")
-        || (!sqs && headers.contains_key("x-amzn-errortype"))
+        || (front.is_none() && headers.contains_key("x-amzn-errortype"))
     {
         return response;
     }
@@ -266,6 +260,11 @@ async fn in_service_format(response: Response, sqs: bool) -> Response {
     let text = axum::body::to_bytes(response.into_body(), ERROR_BODY_MAX)
         .await
         .unwrap_or_default();
+    let Some(front) = front else {
+        // A Lambda request: only answers not yet in Lambda's format get here.
+        let error = ApiError::from_bare_answer(status, &String::from_utf8_lossy(&text));
+        return axum::response::IntoResponse::into_response(error);
+    };
     match lambda_code {
         Some(code) => {
             let doc: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
@@ -274,15 +273,11 @@ async fn in_service_format(response: Response, sqs: bool) -> Response {
                 .or_else(|| doc.get("Message"))
                 .and_then(|m| m.as_str())
                 .unwrap_or_default();
-            sqs::foreign_error_response(status, &code, message)
+            (front.error)(status, &code, message)
         }
         None => {
             let error = ApiError::from_bare_answer(status, &String::from_utf8_lossy(&text));
-            if sqs {
-                sqs::foreign_error_response(error.status(), error.code(), &error.to_string())
-            } else {
-                axum::response::IntoResponse::into_response(error)
-            }
+            (front.error)(error.status(), error.code(), &error.to_string())
         }
     }
 }
@@ -291,8 +286,6 @@ async fn in_service_format(response: Response, sqs: bool) -> Response {
 pub(crate) const SMALL_BODY_MAX: usize = 1024 * 1024;
 /// The largest body of a code upload: a 50 MB zip, base64-encoded, with room for the rest.
 pub(crate) const UPLOAD_BODY_MAX: usize = 70 * 1024 * 1024;
-/// The service name requests are signed for.
-const SIGNING_SERVICE: &str = "lambda";
 
 /// The largest body one operation accepts, known from its route before anything is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +306,8 @@ impl BodyLimit {
 }
 
 /// The body limit of a request: code uploads 70 MB, synchronous invokes 6 MB,
-/// asynchronous ones `async_max`, SQS requests 4 MB, everything else 1 MB.
+/// asynchronous ones `async_max`, a wire front's requests its own limit (SQS 4 MB),
+/// everything else 1 MB.
 fn body_limit(method: &Method, path: &str, headers: &HeaderMap, async_max: usize) -> BodyLimit {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let limit = |max, operation| BodyLimit {
@@ -340,7 +334,10 @@ fn body_limit(method: &Method, path: &str, headers: &HeaderMap, async_max: usize
                 limit(invoke::PAYLOAD_MAX_BYTES, "InvokeFunction")
             }
         }
-        ("POST", []) => limit(sqs::BODY_MAX, "SQS"),
+        ("POST", []) => match fronts::front_of(method, path, headers) {
+            Some(front) => limit(front.body_max, front.name),
+            None => limit(SMALL_BODY_MAX, "this"),
+        },
         _ => limit(SMALL_BODY_MAX, "this"),
     }
 }
@@ -508,12 +505,9 @@ async fn authenticate(
             message: e.to_string(),
         })
     };
-    // Queue requests are signed for SQS, everything else for Lambda.
-    let service = if is_sqs(&parts.method, signed.path, &parts.headers) {
-        "sqs"
-    } else {
-        SIGNING_SERVICE
-    };
+    // A wire front's requests are signed for its service, everything else for Lambda.
+    let service =
+        fronts::signing_service(fronts::front_of(&parts.method, signed.path, &parts.headers));
     // Everything that needs no body is checked before any of it is read.
     if let Err(e) = crate::sigv4::check_headers(&signed, keys, now, service) {
         return refuse(e);
@@ -749,7 +743,13 @@ mod tests {
             &[("x-amz-invocation-type", "Event")],
         );
         assert_eq!(event.max, 256 * 1024);
-        assert_eq!(limit_of(Method::POST, "/", &[]).max, sqs::BODY_MAX);
+        let queue = limit_of(
+            Method::POST,
+            "/",
+            &[("x-amz-target", "AmazonSQS.SendMessageBatch")],
+        );
+        assert_eq!((queue.max, queue.operation), (sqs::BODY_MAX, "SQS"));
+        assert_eq!(limit_of(Method::POST, "/", &[]).max, SMALL_BODY_MAX);
         for (method, path) in [
             (Method::GET, "/2015-03-31/functions"),
             (Method::PUT, "/2015-03-31/functions/f/configuration"),
@@ -787,17 +787,5 @@ mod tests {
             declared_payload_hash(&headers).as_deref(),
             Some(crate::sigv4::sha256_hex(b"").as_str())
         );
-    }
-
-    #[test]
-    fn sqs_requests_are_told_apart() {
-        let mut headers = HeaderMap::new();
-        assert!(!is_sqs(&Method::POST, "/", &headers));
-        headers.insert(
-            "x-amz-target",
-            HeaderValue::from_static("AmazonSQS.ListQueues"),
-        );
-        assert!(is_sqs(&Method::POST, "/", &headers));
-        assert!(!is_sqs(&Method::POST, "/2015-03-31/functions", &headers));
     }
 }

@@ -430,6 +430,45 @@ def test_signature_for_another_service_is_refused(keyed):
     assert r.status == 403, f"a SigV4 signature scoped to service s3 was accepted: {r}"
 
 
+SQS_HEADERS = {"X-Amz-Target": "AmazonSQS.ListQueues",
+               "Content-Type": "application/x-amz-json-1.0"}
+
+
+def test_queue_requests_are_signed_for_sqs(keyed):
+    """`POST /` with an `AmazonSQS.` target must be signed for `sqs`, and the Lambda API
+    for `lambda`: a signature for the other service is refused, in each service's format."""
+    r = signed(keyed.endpoint, "POST", "/", "{}", headers=SQS_HEADERS, service="sqs")
+    assert r.status == 200, r
+    assert isinstance(r.json().get("QueueUrls"), list), r
+    r = signed(keyed.endpoint, "POST", "/", "{}", headers=SQS_HEADERS, service="lambda")
+    assert r.status == 403, r
+    assert r.headers.get("x-amzn-query-error") == "InvalidSignatureException;Sender", r
+    assert r.json()["__type"].endswith("#InvalidSignatureException"), r
+    assert_lambda_error(signed(keyed.endpoint, "GET", "/2015-03-31/functions", service="sqs"),
+                        403, "InvalidSignatureException")
+
+
+def test_boto3_sqs_with_the_right_and_wrong_keys(keyed):
+    def sqs(key):
+        return boto3.client(
+            "sqs", endpoint_url=keyed.endpoint, region_name=support.REGION,
+            aws_access_key_id=key[0], aws_secret_access_key=key[1],
+            config=Config(retries={"max_attempts": 0}, read_timeout=30, connect_timeout=5))
+    client = sqs((AKID, SECRET))
+    name = support.unique_name("auth-q")
+    url = client.create_queue(QueueName=name)["QueueUrl"]
+    try:
+        client.send_message(QueueUrl=url, MessageBody="signed")
+        got = client.receive_message(QueueUrl=url)["Messages"]
+        assert [m["Body"] for m in got] == ["signed"], got
+        with pytest.raises(ClientError) as e:
+            sqs((AKID, "not-the-secret")).list_queues()
+        assert e.value.response["Error"]["Code"] == "InvalidSignatureException", e.value.response
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    finally:
+        client.delete_queue(QueueUrl=url)
+
+
 def test_unknown_access_key(keyed):
     r = signed(keyed.endpoint, "GET", "/2015-03-31/functions", key=("AKIDNOTCONFIGURED000", SECRET))
     assert_lambda_error(r, 403, "UnrecognizedClientException")

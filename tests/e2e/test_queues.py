@@ -220,6 +220,31 @@ def test_nonexistent_queue_on_the_wire(endpoint):
     assert body.get("__type", "").endswith("QueueDoesNotExist"), body
 
 
+@pytest.mark.parametrize("action", ["ChangeMessageVisibilityBatch", "listqueues", ""])
+def test_unknown_action_is_an_unsupported_operation(endpoint, action):
+    r = support.http(endpoint, "POST", "/", body=b"{}",
+                     headers={"X-Amz-Target": f"AmazonSQS.{action}",
+                              "Content-Type": "application/x-amz-json-1.0"})
+    assert r.status == 400, r
+    assert r.headers.get("x-amzn-query-error") == (
+        "AWS.SimpleQueueService.UnsupportedOperation;Sender"), r
+    body = r.json()
+    assert body["__type"] == "com.amazonaws.sqs#UnsupportedOperation", body
+    assert body["message"] == f"The action {action} is not supported by this server", body
+
+
+@pytest.mark.parametrize("target", [None, "AmazonSQSX.ListQueues", "AWSEvents.PutEvents"])
+def test_post_root_without_a_known_target_is_an_unknown_lambda_operation(endpoint, target):
+    headers = {"Content-Type": "application/x-amz-json-1.0"}
+    if target is not None:
+        headers["X-Amz-Target"] = target
+    r = support.http(endpoint, "POST", "/", body=b"{}", headers=headers)
+    assert r.status == 404, r
+    assert r.headers.get("x-amzn-errortype", "").startswith("UnknownOperationException"), r
+    assert "x-amzn-query-error" not in r.headers, r
+    assert "AmazonSQS.<Action>" in r.json()["message"], r
+
+
 @pytest.mark.parametrize("attribute,value", [
     ("VisibilityTimeout", "-1"), ("VisibilityTimeout", "43201"), ("VisibilityTimeout", "abc"),
     ("MessageRetentionPeriod", "59"), ("MessageRetentionPeriod", "1209601"),

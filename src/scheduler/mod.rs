@@ -240,6 +240,12 @@ impl<L: Launch> Scheduler<L> {
                     pool.begin_start(Kind::OnDemand);
                     Ok(None)
                 }
+                Err(Throttle::MemoryCapacity) => {
+                    // Past the concurrency checks the version has its pool, as it would
+                    // with room for a cold start (it shows in the gauges until reaped).
+                    state.pools.entry(&key).adopt(&record.revision_id);
+                    Err(Throttle::MemoryCapacity)
+                }
                 Err(throttle) => Err(throttle),
             };
             if admitted.is_ok() {

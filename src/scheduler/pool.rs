@@ -356,3 +356,133 @@ impl<E> Pools<E> {
         evicted
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::function::sample_record;
+
+    /// Environments are plain numbers here; odd ones are dead.
+    fn alive(env: &u32) -> bool {
+        env % 2 == 0
+    }
+
+    fn member(env: u32, revision: &str, kind: Kind) -> Member<u32> {
+        let mut record = sample_record("f", "$LATEST", "code");
+        record.spec.memory_mb = 100;
+        record.revision_id = revision.into();
+        Member::new(Arc::new(env), &record, kind)
+    }
+
+    /// A pool at `r1` with the environments `envs` idle, in order of use.
+    fn pool_with(envs: &[(u32, Kind)], at: Instant) -> Pool<u32> {
+        let mut pool = Pool::default();
+        pool.adopt("r1");
+        for (i, (env, kind)) in envs.iter().enumerate() {
+            pool.begin_start(*kind);
+            let back = pool.settle(
+                member(*env, "r1", *kind),
+                Phase::Starting,
+                true,
+                at + Duration::from_secs(i as u64),
+            );
+            assert!(back.is_none());
+        }
+        pool
+    }
+
+    fn ids(members: &[Member<u32>]) -> Vec<u32> {
+        members.iter().map(|m| *m.env).collect()
+    }
+
+    #[test]
+    fn provisioned_idle_environments_are_taken_first_then_the_most_recent() {
+        let now = Instant::now();
+        let mut pool = pool_with(
+            &[
+                (2, Kind::OnDemand),
+                (4, Kind::Provisioned),
+                (6, Kind::OnDemand),
+            ],
+            now,
+        );
+        let order: Vec<u32> = std::iter::from_fn(|| pool.take_warm().map(|m| *m.env)).collect();
+        assert_eq!(order, vec![4, 6, 2]);
+        assert_eq!(pool.census(), (0, 0, 3));
+    }
+
+    #[test]
+    fn refresh_drops_dead_environments_on_top_and_other_revisions() {
+        let now = Instant::now();
+        let mut pool = pool_with(&[(2, Kind::OnDemand), (3, Kind::OnDemand)], now);
+        assert_eq!(ids(&pool.refresh("r1", alive)), vec![3]);
+        assert!(pool.has_warm());
+        assert_eq!(ids(&pool.refresh("r2", alive)), vec![2]);
+        assert!(!pool.has_warm());
+        // An environment of the old revision is gone when released.
+        pool.begin_start(Kind::OnDemand);
+        let back = pool.settle(member(8, "r1", Kind::OnDemand), Phase::Starting, true, now);
+        assert_eq!(back.map(|m| *m.env), Some(8));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn eviction_takes_the_least_recently_used_on_demand_environment_of_any_pool() {
+        let now = Instant::now();
+        let mut pools = Pools::default();
+        let key = |v: &str| PoolKey {
+            function: "f".into(),
+            version: v.into(),
+        };
+        *pools.entry(&key("1")) = pool_with(&[(10, Kind::Provisioned), (12, Kind::OnDemand)], now);
+        *pools.entry(&key("2")) = pool_with(
+            &[(20, Kind::OnDemand), (22, Kind::OnDemand)],
+            now - Duration::from_millis(500),
+        );
+        assert_eq!(pools.evictable_mb(), 300);
+        // 20 was idle since now - 0.5 s, 12 since now + 1 s, 22 since now + 0.5 s.
+        assert_eq!(ids(&pools.evict(1)), vec![20]);
+        assert_eq!(ids(&pools.evict(150)), vec![22, 12]);
+        assert_eq!(pools.evictable_mb(), 0);
+        assert!(
+            pools.evict(100).is_empty(),
+            "provisioned ones are never evicted"
+        );
+    }
+
+    #[test]
+    fn reaping_keeps_provisioned_and_recent_environments() {
+        let now = Instant::now();
+        let keep_alive = Duration::from_secs(60);
+        let mut pool = pool_with(
+            &[
+                (2, Kind::OnDemand),
+                (4, Kind::OnDemand),
+                (6, Kind::Provisioned),
+                (7, Kind::Provisioned),
+            ],
+            now,
+        );
+        // 2 went idle at now, 4 at now + 1 s.
+        let gone = pool.reap(now + keep_alive, keep_alive, alive);
+        assert_eq!(ids(&gone), vec![2, 7]);
+        assert_eq!(pool.live_provisioned(), 1);
+        assert_eq!(pool.census(), (0, 2, 0));
+    }
+
+    #[test]
+    fn the_provisioned_surplus_and_the_missing_follow_the_target() {
+        let now = Instant::now();
+        let mut pool = pool_with(&[(2, Kind::Provisioned), (4, Kind::Provisioned)], now);
+        pool.provisioned.target = 1;
+        assert_eq!(ids(&pool.surplus()), vec![4]);
+        pool.provisioned.target = 3;
+        assert_eq!(pool.missing_provisioned(), 2);
+        pool.begin_start(Kind::Provisioned);
+        assert_eq!(pool.missing_provisioned(), 1);
+        // Ready without a current record: not wanted.
+        let back = pool.provisioned_ready(member(6, "r1", Kind::Provisioned), now);
+        assert_eq!(back.map(|m| *m.env), Some(6));
+        assert_eq!(pool.live_provisioned(), 1);
+    }
+}

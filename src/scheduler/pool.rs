@@ -364,7 +364,7 @@ mod tests {
 
     /// Environments are plain numbers here; odd ones are dead.
     fn alive(env: &u32) -> bool {
-        env % 2 == 0
+        env.is_multiple_of(2)
     }
 
     fn member(env: u32, revision: &str, kind: Kind) -> Member<u32> {

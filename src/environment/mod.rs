@@ -1,7 +1,7 @@
 //! Execution environments: one function's process tree plus its own Runtime API endpoint.
 //!
-//! An [`Environment`] moves through `Starting → Idle ⇄ Busy → Gone`; the scheduler
-//! owns that lifecycle (`scheduler::lifecycle`), this module everything inside one environment:
+//! An [`Environment`] moves through `Starting → Idle ⇄ Busy → Gone`; the scheduler owns
+//! that lifecycle (`scheduler::lifecycle`), this module everything inside one environment:
 //! starting it through the [`Sandbox`], serving its Runtime API, capturing its output,
 //! handing it one invocation at a time, noticing when it exits, and destroying it.
 //! The [`Launcher`] holds what every environment needs (sandbox, runtimes, code store,

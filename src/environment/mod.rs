@@ -1,7 +1,7 @@
 //! Execution environments: one function's process tree plus its own Runtime API endpoint.
 //!
-//! An [`Environment`] moves through `Starting → Ready ⇄ Busy → Gone`; the scheduler
-//! owns the Ready/Busy bookkeeping, this module owns everything inside one environment:
+//! An [`Environment`] moves through `Starting → Idle ⇄ Busy → Gone`; the scheduler owns
+//! that lifecycle (`scheduler::lifecycle`), this module everything inside one environment:
 //! starting it through the [`Sandbox`], serving its Runtime API, capturing its output,
 //! handing it one invocation at a time, noticing when it exits, and destroying it.
 //! The [`Launcher`] holds what every environment needs (sandbox, runtimes, code store,
@@ -265,9 +265,6 @@ impl Launcher {
         Ok(Arc::new(Environment {
             id,
             function_name: spec.name.clone(),
-            revision_id: function.revision_id.clone(),
-            memory_mb: spec.memory_mb,
-            provisioned,
             started_at,
             api,
             inbox: inbox_tx,
@@ -276,7 +273,6 @@ impl Launcher {
             output,
             target,
             dir,
-            last_used: Mutex::new(Instant::now()),
             _server: server,
         }))
     }
@@ -409,10 +405,6 @@ async fn until_exit(mut exit: watch::Receiver<Option<ExitReason>>) {
 pub struct Environment {
     pub id: String,
     pub function_name: String,
-    pub revision_id: String,
-    pub memory_mb: u32,
-    /// Started ahead of traffic for provisioned concurrency (never reaped).
-    pub provisioned: bool,
     started_at: Instant,
     api: Arc<RuntimeApiState>,
     inbox: mpsc::Sender<Dispatch>,
@@ -421,7 +413,6 @@ pub struct Environment {
     output: OutputCapture,
     target: LogTarget,
     dir: PathBuf,
-    last_used: Mutex<Instant>,
     _server: AbortOnDrop,
 }
 
@@ -443,17 +434,6 @@ impl Environment {
     /// Time since the process tree was started.
     pub fn age(&self) -> Duration {
         self.started_at.elapsed()
-    }
-
-    pub fn touch(&self) {
-        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    }
-
-    pub fn idle_for(&self) -> Duration {
-        self.last_used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
     }
 
     /// Waits for the end of the init phase: the runtime's first `/next` call.

@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod code;
 mod config;
+mod credentials;
 mod disk;
 mod dispatcher;
 mod document;

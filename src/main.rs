@@ -10,6 +10,7 @@ mod cli;
 mod code;
 mod config;
 mod control;
+mod credentials;
 mod delivery;
 mod disk;
 mod dispatcher;

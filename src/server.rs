@@ -119,6 +119,14 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let instance =
         crate::sigv4::sha256_hex(data_dir.to_string_lossy().as_bytes())[..12].to_string();
     let sandbox = choose_sandbox(&settings, &runtimes, &instance, &envs_dir, &disk)?;
+    // Environments reach the whole API from inside, with credentials of their own; the
+    // router they are served is the public listener's, built below.
+    let credentials = crate::credentials::CredentialRegistry::new();
+    let platform = crate::environment::platform_api::PlatformApi::new(
+        credentials.clone(),
+        settings.header_timeout,
+        settings.max_header_bytes,
+    );
     let launcher = Arc::new(Launcher {
         sandbox: sandbox.clone(),
         runtimes: runtimes.clone(),
@@ -127,6 +135,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         arns: arns.clone(),
         envs_dir,
         path: path_dirs.join(":"),
+        platform: platform.clone(),
     });
     let metrics = Arc::new(Metrics::default());
     let limits = Limits {
@@ -223,6 +232,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         async_payload_max: settings.async_payload_limit,
         arns,
         keys,
+        credentials,
         egress_unavailable: sandbox.egress_unavailable(),
         uploads: Arc::new(tokio::sync::Semaphore::new(
             settings.upload_concurrency as usize,
@@ -252,6 +262,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         );
     }
     let app = api::router(state);
+    platform.route_to(app.clone());
     let serve_until = shutdown.signal();
     let serve = tokio::spawn(async move {
         // The serve loop's only hook into shutdown: a future that resolves when it starts.
@@ -293,6 +304,8 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             tracing::error!(error = %e, "serving the API failed");
         }
         scheduler.shutdown().await;
+        // The router holds the state that holds the launcher that holds the router.
+        platform.stop_routing();
         sandbox.shutdown();
         drop(scheduler);
         // Everything logged so far is written before the process ends.

@@ -276,13 +276,60 @@ fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
     })
 }
 
-/// Verifies a signed request against the configured keys (access key id -> secret).
-/// The checks that need no body: a well-formed `Authorization` for `service`, a known
-/// key, a date within the skew window. Run before a body is read, so that an
-/// unauthenticated client cannot make the server buffer anything.
+/// A key's secret, and the session token a temporary key must be presented with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub secret: String,
+    /// Set for temporary credentials: the request's `x-amz-security-token` must equal it.
+    pub session_token: Option<String>,
+}
+
+/// Where verification finds the secret of an access key id.
+pub trait Keyring {
+    fn credential(&self, access_key: &str) -> Option<Credential>;
+}
+
+/// Configured keys: access key id -> secret, no session token.
+impl Keyring for std::collections::HashMap<String, String> {
+    fn credential(&self, access_key: &str) -> Option<Credential> {
+        self.get(access_key).map(|secret| Credential {
+            secret: secret.clone(),
+            session_token: None,
+        })
+    }
+}
+
+impl<K: Keyring + ?Sized> Keyring for &K {
+    fn credential(&self, access_key: &str) -> Option<Credential> {
+        (**self).credential(access_key)
+    }
+}
+
+/// Two keyrings in turn: the first one's keys, then the second one's.
+impl<A: Keyring, B: Keyring> Keyring for (A, B) {
+    fn credential(&self, access_key: &str) -> Option<Credential> {
+        self.0
+            .credential(access_key)
+            .or_else(|| self.1.credential(access_key))
+    }
+}
+
+/// Compares two strings in time that depends on their lengths only.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Verifies a signed request against a keyring. The checks that need no body: a
+/// well-formed `Authorization` for `service`, a known key (with its session token, for
+/// a temporary one), a date within the skew window. Run before a body is read, so that
+/// an unauthenticated client cannot make the server buffer anything.
 pub fn check_headers(
     parts: &RequestParts<'_>,
-    keys: &std::collections::HashMap<String, String>,
+    keys: &impl Keyring,
     now_epoch_secs: u64,
     service: &str,
 ) -> Result<(), AuthError> {
@@ -291,13 +338,13 @@ pub fn check_headers(
 
 struct Authorized<'a> {
     auth: Authorization,
-    secret: &'a str,
+    secret: String,
     date_time: &'a str,
 }
 
 fn authorize<'a>(
     parts: &'a RequestParts<'_>,
-    keys: &'a std::collections::HashMap<String, String>,
+    keys: &impl Keyring,
     now_epoch_secs: u64,
     service: &str,
 ) -> Result<Authorized<'a>, AuthError> {
@@ -313,7 +360,14 @@ fn authorize<'a>(
     if auth.service() != Some(service) {
         return Err(AuthError::Mismatch);
     }
-    let secret = keys.get(&auth.access_key).ok_or(AuthError::UnknownKey)?;
+    let credential = keys
+        .credential(&auth.access_key)
+        .ok_or(AuthError::UnknownKey)?;
+    if let Some(token) = &credential.session_token
+        && !header("x-amz-security-token").is_some_and(|sent| constant_time_eq(sent, token))
+    {
+        return Err(AuthError::UnknownKey);
+    }
     let date_time = header("x-amz-date").ok_or(AuthError::Malformed)?;
     let signed_at = crate::timefmt::parse_amz_date(date_time).ok_or(AuthError::Malformed)?;
     if (signed_at as i64 - now_epoch_secs as i64).abs() > MAX_SKEW_SECS {
@@ -324,16 +378,15 @@ fn authorize<'a>(
     }
     Ok(Authorized {
         auth,
-        secret,
+        secret: credential.secret,
         date_time,
     })
 }
 
-/// Verifies a signed request for `service` against the configured keys (access key id
-/// -> secret); returns the access key id.
+/// Verifies a signed request for `service` against a keyring; returns the access key id.
 pub fn verify(
     parts: &RequestParts<'_>,
-    keys: &std::collections::HashMap<String, String>,
+    keys: &impl Keyring,
     now_epoch_secs: u64,
     service: &str,
 ) -> Result<String, AuthError> {
@@ -343,14 +396,8 @@ pub fn verify(
         date_time,
     } = authorize(parts, keys, now_epoch_secs, service)?;
     let canonical = canonical_request(parts, &auth.signed_headers);
-    let expected = signature(secret, date_time, &auth.scope, &canonical);
-    let matches: bool = expected.len() == auth.signature.len()
-        && expected
-            .bytes()
-            .zip(auth.signature.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if matches {
+    let expected = signature(&secret, date_time, &auth.scope, &canonical);
+    if constant_time_eq(&expected, &auth.signature) {
         Ok(auth.access_key)
     } else {
         Err(AuthError::Mismatch)
@@ -467,6 +514,61 @@ mod tests {
         assert_eq!(
             verify(&unsigned, &keys(), now, "lambda"),
             Err(AuthError::Missing)
+        );
+    }
+
+    #[test]
+    fn a_temporary_key_needs_its_session_token() {
+        struct Temporary;
+        impl Keyring for Temporary {
+            fn credential(&self, access_key: &str) -> Option<Credential> {
+                (access_key == "ASIATEMPORARY").then(|| Credential {
+                    secret: "temporary-secret".into(),
+                    session_token: Some("the-token".into()),
+                })
+            }
+        }
+        let now = 1_700_000_000;
+        let signed_with = |token: Option<&str>| {
+            let mut headers = vec![("host".to_string(), "127.0.0.1:9002".to_string())];
+            if let Some(token) = token {
+                headers.push(("x-amz-security-token".into(), token.into()));
+            }
+            let base = RequestParts {
+                method: "GET",
+                path: "/2015-03-31/functions",
+                query: "",
+                headers: headers.clone(),
+                payload_sha256: sha256_hex(b""),
+            };
+            let added = sign(
+                &base,
+                "ASIATEMPORARY",
+                "temporary-secret",
+                "us-east-1",
+                "lambda",
+                now,
+            );
+            headers.extend(added.into_iter().map(|(k, v)| (k.to_string(), v)));
+            RequestParts { headers, ..base }
+        };
+        // Configured keys first, then the temporary ones.
+        let keyring = (keys(), Temporary);
+        assert_eq!(
+            verify(&signed_with(Some("the-token")), &keyring, now, "lambda"),
+            Ok("ASIATEMPORARY".to_string())
+        );
+        assert_eq!(
+            verify(&signed_with(None), &keyring, now, "lambda"),
+            Err(AuthError::UnknownKey)
+        );
+        assert_eq!(
+            verify(&signed_with(Some("another-token")), &keyring, now, "lambda"),
+            Err(AuthError::UnknownKey)
+        );
+        assert_eq!(
+            verify(&signed_with(Some("the-token")), &keys(), now, "lambda"),
+            Err(AuthError::UnknownKey)
         );
     }
 }

@@ -69,6 +69,8 @@ pub struct AppState {
     pub arns: ArnContext,
     /// Access key id -> secret; `None` runs the API open (loopback only).
     pub keys: Option<std::collections::HashMap<String, String>>,
+    /// Temporary credentials of live environments, accepted besides `keys`.
+    pub credentials: Arc<crate::credentials::CredentialRegistry>,
     /// Why environments cannot be given network egress here (`None`: they can).
     pub egress_unavailable: Option<String>,
     /// Slots for code uploads (the operations of [`BodyLimit::upload`]): held from before
@@ -223,7 +225,16 @@ async fn request_context(request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
+        caller = tracing::field::Empty,
+        principal = tracing::field::Empty,
     );
+    // Requests from inside an environment (its platform API endpoint) name it.
+    if let Some(caller) = request
+        .extensions()
+        .get::<Arc<crate::credentials::Caller>>()
+    {
+        span.record("caller", tracing::field::display(caller));
+    }
     let front = fronts::front_of(request.method(), request.uri().path(), request.headers());
     let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let mut response = in_service_format(response, front).await;
@@ -476,9 +487,11 @@ async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(keys) = &state.keys else {
+    let Some(configured) = &state.keys else {
         return next.run(request).await;
     };
+    // The configured keys, then the temporary credentials of live environments.
+    let keys = &(configured, &*state.credentials);
     let (parts, body) = request.into_parts();
     let headers: Vec<(String, String)> = parts
         .headers
@@ -513,10 +526,12 @@ async fn authenticate(
         return refuse(e);
     }
     let declared_hash = declared_payload_hash(&parts.headers);
+    let mut early_key = None;
     if let Some(hash) = &declared_hash {
         signed.payload_sha256 = hash.clone();
-        if let Err(e) = crate::sigv4::verify(&signed, keys, now, service) {
-            return refuse(e);
+        match crate::sigv4::verify(&signed, keys, now, service) {
+            Ok(access_key) => early_key = Some(access_key),
+            Err(e) => return refuse(e),
         }
     }
     if declared_length(&body) > limit.max as u64 {
@@ -536,16 +551,21 @@ async fn authenticate(
         Some(declared) if declared != payload_sha256 => {
             Err(crate::sigv4::AuthError::PayloadHashMismatch)
         }
-        Some(_) => Ok(()),
+        Some(_) => early_key.ok_or(crate::sigv4::AuthError::Missing),
         None => {
             signed.payload_sha256 = payload_sha256;
-            crate::sigv4::verify(&signed, keys, now, service).map(|access_key| {
-                tracing::trace!(%access_key, "request authenticated");
-            })
+            crate::sigv4::verify(&signed, keys, now, service)
         }
     };
+    if let Ok(access_key) = &verified {
+        tracing::trace!(%access_key, "request authenticated");
+        // Signed with an environment's credentials: the request names whose.
+        if let Some(principal) = state.credentials.caller(access_key) {
+            tracing::Span::current().record("principal", tracing::field::display(&principal));
+        }
+    }
     match verified {
-        Ok(()) => {
+        Ok(_) => {
             drop(signed);
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

@@ -8,8 +8,10 @@
 //! log sink) so that the scheduler only asks "start one for this function".
 
 pub mod isolation;
+pub mod listener;
 pub mod output;
 pub mod peer;
+pub mod platform_api;
 pub mod runtime_api;
 pub mod sandbox;
 pub mod watchdog;
@@ -19,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 
 use crate::code::CodeStore;
@@ -94,6 +95,9 @@ pub struct Launcher {
     pub envs_dir: PathBuf,
     /// `PATH` given to functions.
     pub path: String,
+    /// The platform API every environment reaches from inside, and the credentials it
+    /// is issued for it.
+    pub platform: Arc<platform_api::PlatformApi>,
 }
 
 impl Launcher {
@@ -122,6 +126,7 @@ impl Launcher {
             runtimes_root: self.runtimes.runtimes_dir().to_path_buf(),
             tmp: host_tmp,
             runtime_api: None,
+            platform_api: None,
         };
         let layout = self.sandbox.layout(&host);
         let task_root = layout.task_root.clone();
@@ -132,17 +137,28 @@ impl Launcher {
 
         let (inbox_tx, inbox_rx) = mpsc::channel(1);
         let api = Arc::new(RuntimeApiState::new(inbox_rx));
-        // The Runtime API listens on the host's loopback unless the sandbox binds it
-        // itself (inside the environment's network namespace).
-        let host_listener = match &layout.runtime_api {
-            Some(_) => None,
-            None => Some(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?),
-        };
-        let api_addr = match (&layout.runtime_api, &host_listener) {
-            (Some(addr), _) => addr.clone(),
-            (None, Some(listener)) => listener.local_addr()?.to_string(),
-            (None, None) => unreachable!("a listener is bound when the sandbox binds none"),
-        };
+        // The Runtime API and the platform API listen on the host's loopback unless the
+        // sandbox binds them itself (inside the environment's network namespace).
+        let (host_listeners, api_addr, platform_addr) =
+            match (&layout.runtime_api, &layout.platform_api) {
+                (Some(api), Some(platform)) => (None, api.clone(), platform.clone()),
+                _ => {
+                    let bind = || tokio::net::TcpListener::bind(("127.0.0.1", 0));
+                    let (runtime_api, platform_api) = (bind().await?, bind().await?);
+                    let api_addr = runtime_api.local_addr()?.to_string();
+                    let platform_addr = platform_api.local_addr()?.to_string();
+                    (Some((runtime_api, platform_api)), api_addr, platform_addr)
+                }
+            };
+        // The environment's own credentials (its execution role's session), in force
+        // until it ends; the server's keys are never among them.
+        let caller = Arc::new(crate::credentials::Caller {
+            function: spec.name.clone(),
+            version: function.version.clone(),
+            environment: id.clone(),
+            role: spec.role.clone(),
+        });
+        let credentials = self.platform.credentials.issue((*caller).clone());
 
         let mut env: Vec<(String, String)> = spec
             .environment
@@ -183,8 +199,27 @@ impl Launcher {
             ("LANG", "en_US.UTF-8".to_string()),
             ("TMPDIR", layout.tmp.display().to_string()),
             ("PATH", self.path.clone()),
+            (
+                "AWS_ACCESS_KEY_ID",
+                credentials.credentials().access_key_id.clone(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                credentials.credentials().secret_access_key.clone(),
+            ),
+            (
+                "AWS_SESSION_TOKEN",
+                credentials.credentials().session_token.clone(),
+            ),
         ];
         env.extend(platform.into_iter().map(|(k, v)| (k.to_string(), v)));
+        // The function's own AWS_ENDPOINT_URL, if it sets one, wins.
+        if !spec.environment.contains_key(ENDPOINT_VARIABLE) {
+            env.push((
+                ENDPOINT_VARIABLE.to_string(),
+                format!("http://{platform_addr}"),
+            ));
+        }
         if let Some(execution_env) = &launch.execution_env {
             env.push(("AWS_EXECUTION_ENV".to_string(), execution_env.clone()));
         }
@@ -222,9 +257,12 @@ impl Launcher {
                 return Err(e.into());
             }
         };
-        let listener = match (host_listener, started.runtime_api) {
-            (Some(listener), _) => listener,
-            (None, Some(listener)) => tokio::net::TcpListener::from_std(listener)?,
+        let (listener, platform_listener) = match (host_listeners, started.listeners) {
+            (Some(listeners), _) => listeners,
+            (None, Some(bound)) => (
+                tokio::net::TcpListener::from_std(bound.runtime_api)?,
+                tokio::net::TcpListener::from_std(bound.platform_api)?,
+            ),
             (None, None) => {
                 started.control.kill();
                 return Err(StartError::Io(std::io::Error::other(
@@ -246,6 +284,11 @@ impl Launcher {
                 )));
             }
         };
+        let platform_server = AbortOnDrop(tokio::spawn(self.platform.serve(
+            platform_listener,
+            peers.clone(),
+            caller,
+        )));
         let server = AbortOnDrop(tokio::spawn(serve_runtime_api(
             listener,
             api.clone(),
@@ -261,7 +304,7 @@ impl Launcher {
             };
             let _ = exit_tx.send(Some(reason));
         });
-        tracing::debug!(env = %id, function = %spec.name, runtime_api = %api_addr, sandbox = self.sandbox.name(), "environment started");
+        tracing::debug!(env = %id, function = %spec.name, runtime_api = %api_addr, platform_api = %platform_addr, access_key = %credentials.credentials().access_key_id, sandbox = self.sandbox.name(), "environment started");
         Ok(Arc::new(Environment {
             id,
             function_name: spec.name.clone(),
@@ -273,10 +316,15 @@ impl Launcher {
             output,
             target,
             dir,
+            credentials,
             _server: server,
+            _platform_server: platform_server,
         }))
     }
 }
+
+/// The variable naming the platform API endpoint (read by the AWS SDKs and CLI).
+const ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL";
 
 /// Connections one environment's Runtime API serves at once. A runtime needs one or two
 /// (the `/next` long poll and its response, on one keep-alive connection); further ones
@@ -293,10 +341,6 @@ const RUNTIME_API_BUFFER_MAX: usize = 1024 * 1024 + 16 * 1024;
 /// one (new, or idle after a response); else the connection is closed. Runtimes send a
 /// head in one write, and reconnect when an idle keep-alive connection was closed.
 const RUNTIME_API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Pause after a failed `accept` (no file descriptor left, ...), so that a listener whose
-/// pending connection cannot be taken does not spin a worker.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -315,77 +359,13 @@ async fn serve_runtime_api(
     peers: Option<Arc<peer::PeerCheck>>,
     env: Arc<str>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(RUNTIME_API_MAX_CONNECTIONS));
-    let mut over_cap: u64 = 0;
-    let mut accept_failing = false;
-    // Connection tasks live in the set, so aborting this task ends them all.
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => {
-                        accept_failing = false;
-                        accepted
-                    }
-                    Err(error) => {
-                        if !accept_failing {
-                            tracing::warn!(env = %env, %error, "Runtime API accept failed; retrying after a pause");
-                            accept_failing = true;
-                        }
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    // Closed at once: the function holds every slot already.
-                    drop(stream);
-                    if over_cap == 0 {
-                        tracing::warn!(env = %env, limit = RUNTIME_API_MAX_CONNECTIONS, "Runtime API connection limit reached; closing further connections");
-                    }
-                    over_cap += 1;
-                    continue;
-                };
-                let api = api.clone();
-                let peers = peers.clone();
-                let env = env.clone();
-                connections.spawn(async move {
-                    let _slot = slot;
-                    if let Some(peers) = peers {
-                        let local = match stream.local_addr() {
-                            Ok(local) => local,
-                            Err(_) => return,
-                        };
-                        let checked_at = Instant::now();
-                        let verdict = tokio::task::spawn_blocking(move || peers.check(local, peer)).await;
-                        match verdict {
-                            Ok(Ok(verdict)) if verdict.admitted() => {
-                                tracing::debug!(env = %env, peer_port = peer.port(), ?verdict, check_us = checked_at.elapsed().as_micros() as u64, "admitted a Runtime API connection");
-                            }
-                            Ok(Ok(verdict)) => {
-                                tracing::warn!(env = %env, peer_port = peer.port(), ?verdict, "refused a Runtime API connection from outside the environment");
-                                return;
-                            }
-                            Ok(Err(error)) => {
-                                tracing::warn!(env = %env, peer_port = peer.port(), %error, "refused a Runtime API connection whose peer could not be identified");
-                                return;
-                            }
-                            Err(_) => return,
-                        }
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let service = hyper::service::service_fn(move |req| runtime_api::handle(api.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(RUNTIME_API_HEADER_TIMEOUT)
-                        .max_buf_size(RUNTIME_API_BUFFER_MAX)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+    let limits = listener::ListenerLimits {
+        max_connections: RUNTIME_API_MAX_CONNECTIONS,
+        header_timeout: RUNTIME_API_HEADER_TIMEOUT,
+        max_buf: RUNTIME_API_BUFFER_MAX,
+    };
+    let service = hyper::service::service_fn(move |req| runtime_api::handle(api.clone(), req));
+    listener::serve(listener, limits, peers, env, "Runtime API", service).await
 }
 
 /// Resolves once the process tree has exited.
@@ -413,7 +393,10 @@ pub struct Environment {
     output: OutputCapture,
     target: LogTarget,
     dir: PathBuf,
+    /// Its credentials: revoked when it is destroyed (or dropped).
+    credentials: crate::credentials::Lease,
     _server: AbortOnDrop,
+    _platform_server: AbortOnDrop,
 }
 
 /// One event for [`Environment::invoke`].
@@ -558,6 +541,7 @@ impl Environment {
 
     /// Kills the tree and waits until its cgroup and folder are removed.
     pub async fn destroy_now(&self) {
+        self.credentials.revoke();
         self.tree.kill();
         let dir = self.dir.clone();
         let tree = self.tree.clone();
@@ -575,6 +559,7 @@ impl Environment {
 
     /// Kills the process tree and removes the environment's scratch folder.
     pub fn destroy(&self) {
+        self.credentials.revoke();
         self.tree.kill();
         let dir = self.dir.clone();
         let tree = self.tree.clone();

@@ -46,6 +46,9 @@ pub struct Layout {
     pub tmp: PathBuf,
     /// `AWS_LAMBDA_RUNTIME_API` when the sandbox provides the listener itself.
     pub runtime_api: Option<String>,
+    /// The platform API endpoint's address (`AWS_ENDPOINT_URL`'s) when the sandbox
+    /// provides the listener itself.
+    pub platform_api: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +84,15 @@ pub trait TreeControl: Send + Sync {
 pub struct StartedTree {
     pub child: tokio::process::Child,
     pub control: Arc<dyn TreeControl>,
-    /// The Runtime API listener, when the sandbox bound it (inside its network namespace).
-    pub runtime_api: Option<std::net::TcpListener>,
+    /// The environment's listeners, when the sandbox bound them (inside its network
+    /// namespace).
+    pub listeners: Option<BoundListeners>,
+}
+
+/// An environment's two listeners: its Runtime API and its platform API endpoint.
+pub struct BoundListeners {
+    pub runtime_api: std::net::TcpListener,
+    pub platform_api: std::net::TcpListener,
 }
 
 pub trait Sandbox: Send + Sync {
@@ -228,7 +238,7 @@ impl Sandbox for ProcessSandbox {
                 pgid,
                 watchdog: self.watchdog.clone(),
             }),
-            runtime_api: None,
+            listeners: None,
         })
     }
 }

@@ -526,10 +526,12 @@ def test_network_is_loopback_only_and_the_host_is_unreachable(iso, ilam, hostile
             for port in (iso.port, aport):
                 targets[f"{host_ip}:{port}"] = ("ENETUNREACH", "EHOSTUNREACH",
                                                 "TimeoutError: timed out")
-        got = probe(ilam, name, "connect", targets=[*targets, "127.0.0.1:9001"])
+        got = probe(ilam, name, "connect",
+                    targets=[*targets, "127.0.0.1:9001", "127.0.0.1:9002"])
         for target, allowed in targets.items():
             assert got[target].get("error") in allowed, f"{target}: {got[target]}"
         assert got["127.0.0.1:9001"] == {"ok": True}, got  # its own Runtime API
+        assert got["127.0.0.1:9002"] == {"ok": True}, got  # its own platform API endpoint
         # The listeners work from the host (so the refusals above are the sandbox's doing).
         for addr in (("127.0.0.1", lport), ("127.0.0.1", aport)):
             socket.create_connection(addr, timeout=2).close()
@@ -541,12 +543,14 @@ def test_network_is_loopback_only_and_the_host_is_unreachable(iso, ilam, hostile
 
     me = probe(ilam, name, "identity")
     assert me["interfaces"] == ["lo"], me["interfaces"]
-    # The only listening socket it sees is its own Runtime API (127.0.0.1:9001)...
-    assert me["listening"] == ["0100007F:2329"], me["listening"]
-    # ...which is not in the host's network namespace (where nothing else should be on
-    # 127.0.0.1:9001 either).
-    assert not _listening_on_host("0100007F:2329"), \
-        "something listens on 127.0.0.1:9001 in the host's network namespace"
+    # The only listening sockets it sees are its own Runtime API (127.0.0.1:9001) and
+    # platform API endpoint (127.0.0.1:9002)...
+    assert sorted(me["listening"]) == ["0100007F:2329", "0100007F:232A"], me["listening"]
+    # ...which are not in the host's network namespace (where nothing else should be on
+    # 127.0.0.1:9001 or 9002 either).
+    for address in ("0100007F:2329", "0100007F:232A"):
+        assert not _listening_on_host(address), \
+            f"something listens on {address} in the host's network namespace"
 
 
 def test_another_environments_invocation_cannot_be_answered(iso, ilam, hostile):

@@ -128,13 +128,16 @@ def test_egress_never_reaches_the_hosts_loopback(net, nlam, make_fn):
             f"10.0.2.2:{net.port}": UNREACHABLE + ("ECONNREFUSED",),
             f"10.0.2.2:{port}": UNREACHABLE + ("ECONNREFUSED",),
             "10.0.2.2:9001": UNREACHABLE + ("ECONNREFUSED",),
+            "10.0.2.2:9002": UNREACHABLE + ("ECONNREFUSED",),
             f"127.0.0.1:{net.port}": ("ECONNREFUSED",),
             f"127.0.0.1:{port}": ("ECONNREFUSED",),
         }
-        got = probe(nlam, fn, "connect", targets=[*targets, "127.0.0.1:9001"])
+        got = probe(nlam, fn, "connect",
+                    targets=[*targets, "127.0.0.1:9001", "127.0.0.1:9002"])
         for target, allowed in targets.items():
             assert got[target].get("error") in allowed, f"{target}: {got[target]}"
         assert got["127.0.0.1:9001"] == {"ok": True}, got  # its own Runtime API
+        assert got["127.0.0.1:9002"] == {"ok": True}, got  # its own platform API endpoint
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:
         listener.close()

@@ -258,6 +258,7 @@ impl Sandbox for NamespaceSandbox {
             runtimes_root: plan::RUNTIMES_ROOT.into(),
             tmp: plan::TMP.into(),
             runtime_api: Some(plan::RUNTIME_API_ADDR.into()),
+            platform_api: Some(plan::PLATFORM_API_ADDR.into()),
         }
     }
 
@@ -315,7 +316,7 @@ impl Sandbox for NamespaceSandbox {
         let pid = spare.pid;
         let cgroup = spare.cgroup.take();
         let egress = spare.egress.take();
-        let (child, ours, listener, folder) = spare.into_parts();
+        let (child, ours, listeners, folder) = spare.into_parts();
         let tree = Arc::new(IsolatedTree {
             pgid: pid as i32,
             cgroup,
@@ -348,7 +349,7 @@ impl Sandbox for NamespaceSandbox {
                 Ok(StartedTree {
                     child,
                     control: tree,
-                    runtime_api: listener,
+                    listeners,
                 })
             }
             Err(e) => {

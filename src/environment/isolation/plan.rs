@@ -52,3 +52,5 @@ pub const RUNTIMES_ROOT: &str = "/var/runtime";
 pub const TMP: &str = "/tmp";
 /// Every environment's Runtime API, inside its own network namespace.
 pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
+/// Every environment's platform API endpoint (`AWS_ENDPOINT_URL`), beside its Runtime API.
+pub const PLATFORM_API_ADDR: &str = "127.0.0.1:9002";

@@ -1,5 +1,5 @@
 //! Spare sandboxes: sandbox inits started ahead of need, each with its namespaces made,
-//! loopback up and its Runtime API listener bound inside, waiting for an environment.
+//! loopback up and its Runtime API and platform API listeners bound inside, waiting for an environment.
 //!
 //! The slow parts of a sandbox are moving its first process into its cgroups (the kernel
 //! waits for an RCU grace period: up to ~15 ms here) and making its network namespace, and
@@ -26,7 +26,7 @@ use super::init;
 use super::network::{Egress, EgressLink};
 use super::plan;
 use super::tmp_disk::TmpDisks;
-use crate::environment::sandbox::SandboxError;
+use crate::environment::sandbox::{BoundListeners, SandboxError};
 use crate::function::NetworkMode;
 
 /// How long a new sandbox init may take to make its namespaces.
@@ -38,8 +38,9 @@ pub struct Spare {
     pub pid: u32,
     /// Its end of the control socket.
     pub control: UnixStream,
-    /// The Runtime API listener, bound inside its network namespace (once it is made).
-    listener: Option<TcpListener>,
+    /// The Runtime API and platform API listeners, bound inside its network namespace
+    /// (once it is made).
+    listeners: Option<BoundListeners>,
     /// Its own cgroup, which it is already in (taken by the environment).
     pub cgroup: Option<EnvCgroup>,
     /// Its folder (removed with it) and the size of the `/tmp` it mounted there, if any.
@@ -62,17 +63,17 @@ impl Spare {
         self.folder.join(TMP_IMAGE)
     }
 
-    /// The process, its control socket, its Runtime API listener and its folder (to
+    /// The process, its control socket, its listeners and its folder (to
     /// remove once the environment is gone), for the environment that takes them.
     pub fn into_parts(
         self,
     ) -> (
         tokio::process::Child,
         UnixStream,
-        Option<TcpListener>,
+        Option<BoundListeners>,
         PathBuf,
     ) {
-        (self.child, self.control, self.listener, self.folder)
+        (self.child, self.control, self.listeners, self.folder)
     }
 
     /// Ends a spare that will have no environment, and removes its cgroup and folder.
@@ -285,7 +286,7 @@ impl SparePool {
                 pid: child.id().unwrap_or(0),
                 child,
                 control: ours,
-                listener: None,
+                listeners: None,
                 cgroup,
                 folder,
                 tmp_mb,
@@ -313,7 +314,7 @@ impl SparePool {
 }
 
 /// Waits for the new sandbox init's namespaces, moves it into its cgroup, binds the
-/// Runtime API listener inside its network namespace and, for network mode `egress`,
+/// Runtime API and platform API listeners inside its network namespace and, for network mode `egress`,
 /// attaches the NAT helper.
 fn ready(spare: &mut Spare, egress: Option<&Egress>) -> Result<(), SandboxError> {
     if spare.pid == 0 {
@@ -331,11 +332,7 @@ fn ready(spare: &mut Spare, egress: Option<&Egress>) -> Result<(), SandboxError>
             .join(spare.pid)
             .map_err(setup("moving the sandbox into its cgroup"))?;
     }
-    let listener = bind_in_namespace(spare.pid)?;
-    listener
-        .set_nonblocking(true)
-        .map_err(setup("Runtime API listener"))?;
-    spare.listener = Some(listener);
+    spare.listeners = Some(bind_in_namespace(spare.pid)?);
     if spare.network == NetworkMode::Egress {
         let egress = egress
             .ok_or_else(|| SandboxError::Setup("network mode egress is not available".into()))?;
@@ -362,15 +359,26 @@ pub fn expect_reply(control: &UnixStream, expected: &str) -> Result<(), SandboxE
     }
 }
 
-/// Binds the Runtime API listener inside the network namespace of process `pid`.
-fn bind_in_namespace(pid: u32) -> Result<TcpListener, SandboxError> {
-    std::thread::spawn(move || -> std::io::Result<TcpListener> {
+/// Binds the Runtime API and platform API listeners inside the network namespace of
+/// process `pid` (non-blocking, for tokio).
+fn bind_in_namespace(pid: u32) -> Result<BoundListeners, SandboxError> {
+    std::thread::spawn(move || -> std::io::Result<BoundListeners> {
         let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
         nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET)?;
-        // The socket belongs to the namespace it was created in; this thread ends here.
-        TcpListener::bind(plan::RUNTIME_API_ADDR)
+        // The sockets belong to the namespace they were created in; this thread ends here.
+        let bind = |addr: &str| {
+            let listener = TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(listener)
+        };
+        Ok(BoundListeners {
+            runtime_api: bind(plan::RUNTIME_API_ADDR)?,
+            platform_api: bind(plan::PLATFORM_API_ADDR)?,
+        })
     })
     .join()
     .map_err(|_| SandboxError::Setup("the namespace thread panicked".into()))?
-    .map_err(setup("binding the Runtime API in the sandbox"))
+    .map_err(setup(
+        "binding the Runtime API and platform API in the sandbox",
+    ))
 }

@@ -238,12 +238,14 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             settings.upload_concurrency as usize,
         )),
         body_silence: settings.idle_timeout,
+        public_addr: std::sync::OnceLock::new(),
     });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let _ = state.public_addr.set(public_host(addr));
     tracing::info!(%addr, data_dir = %data_dir.display(), "shoal is serving the Lambda API on http://{addr}");
 
     let connection_limits = api::connections::ConnectionLimits {
@@ -319,6 +321,15 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         shutdown,
         done,
     })
+}
+
+/// The `host:port` clients reach a listener bound to `addr` by: loopback for an
+/// unspecified address (what local clients and functions' queue URLs use).
+fn public_host(addr: std::net::SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        _ => addr.to_string(),
+    }
 }
 
 /// Raises the soft limit of open files to the hard one: every connection, environment

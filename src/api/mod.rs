@@ -79,6 +79,9 @@ pub struct AppState {
     /// How long a request's body may stop arriving before reading it fails (so that a
     /// stalled upload does not keep its upload slot).
     pub body_silence: std::time::Duration,
+    /// The public listener's address (`host:port`), once bound: queue URLs naming it are
+    /// this server's on every listener (a function's own endpoint included).
+    pub public_addr: std::sync::OnceLock<String>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -108,6 +108,12 @@ def _sends_and_invokes(srv: support.ShoalServer, lam, sqs) -> str:
     received = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"]
     assert [(m["MessageId"], m["Body"]) for m in received] == [(sent["MessageId"], "from inside")]
 
+    # The queue URL the public listener made, given to the function, works inside too.
+    sent = _call(lam, sender, {"op": "send", "url": url, "body": "by its public URL"})
+    assert sent["QueueUrl"] == url
+    received = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"]
+    assert [m["Body"] for m in received] == ["by its public URL"]
+
     answer = _call(lam, sender, {"op": "invoke", "target": target,
                                  "payload": {"n": 7}})
     assert answer == {"status": 200, "payload": {"echo": {"n": 7}, "from": target}}

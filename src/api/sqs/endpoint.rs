@@ -9,6 +9,9 @@ use super::error::SqsError;
 /// to and this server's account.
 pub(super) struct Endpoint {
     pub host: String,
+    /// The public listener's `host:port`: queue URLs naming it are ours on every
+    /// listener (a function given a queue URL from outside uses it on its own endpoint).
+    pub public: Option<String>,
     pub account: String,
 }
 
@@ -38,7 +41,10 @@ impl Endpoint {
         if name.is_empty() || account.is_empty() {
             return Err(invalid());
         }
-        if let Some(host) = host.filter(|h| !same_host(h, &self.host)) {
+        let ours = |h: &str| {
+            same_host(h, &self.host) || self.public.as_deref().is_some_and(|p| same_host(h, p))
+        };
+        if let Some(host) = host.filter(|h| !ours(h)) {
             return Err(SqsError {
                 status: StatusCode::NOT_FOUND,
                 shape: "InvalidAddress",
@@ -91,8 +97,28 @@ mod tests {
     fn ours() -> Endpoint {
         Endpoint {
             host: "127.0.0.1:9600".into(),
+            public: None,
             account: "000000000000".into(),
         }
+    }
+
+    #[test]
+    fn queue_urls_of_the_public_listener_are_ours_on_a_functions_endpoint() {
+        // A function's own endpoint (127.0.0.1:9002 inside its namespace) is given a URL
+        // made by the public listener.
+        let inside = Endpoint {
+            host: "127.0.0.1:9002".into(),
+            public: Some("127.0.0.1:9600".into()),
+            account: "000000000000".into(),
+        };
+        let public = "http://127.0.0.1:9600/000000000000/jobs";
+        assert_eq!(inside.queue_name(public).unwrap(), "jobs");
+        assert_eq!(inside.queue_name(&inside.url("jobs")).unwrap(), "jobs");
+        let other_port = inside
+            .queue_name("http://127.0.0.1:9700/000000000000/jobs")
+            .unwrap_err();
+        assert_eq!(other_port.code, "InvalidAddress");
+        assert_eq!(ours().queue_name(public).unwrap(), "jobs");
     }
 
     #[test]

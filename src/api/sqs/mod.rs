@@ -114,6 +114,7 @@ async fn handle(state: SharedState, headers: HeaderMap, body: Body) -> Response 
         state: &state,
         endpoint: Endpoint {
             host,
+            public: state.public_addr.get().cloned(),
             account: state.arns.account_id.clone(),
         },
         body: &body,

@@ -24,6 +24,7 @@ mod queues;
 mod registry;
 mod runtimes;
 mod scheduler;
+mod sdk;
 mod server;
 mod shutdown;
 mod sigv4;
@@ -63,6 +64,8 @@ enum Command {
     Pending(cli::NameArgs),
     /// Measure the invoke path against a plain HTTP baseline, in one run.
     Bench(bench::BenchArgs),
+    /// The AWS SDKs functions import without bundling them.
+    Sdk(sdk::SdkArgs),
 }
 
 fn init_tracing() {
@@ -128,6 +131,9 @@ fn main() -> std::process::ExitCode {
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
             Command::Pending(args) => cli::pending(args).await.map(|()| true),
             Command::Bench(args) => bench::run(args).await.map(|()| true),
+            Command::Sdk(args) => match args.command {
+                sdk::SdkCommand::Install(install) => sdk::install(&install).map(|()| true),
+            },
         }
     });
     match result {

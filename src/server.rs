@@ -93,6 +93,17 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         &data_dir.join("runtimes"),
         &interpreters,
     )?);
+    let sdks = crate::sdk::installed(runtimes.runtimes_dir());
+    if sdks.is_empty() {
+        tracing::info!(
+            "no runtime SDKs installed: functions bundle their own (`shoal sdk install` provides boto3 and @aws-sdk v3)"
+        );
+    } else {
+        tracing::info!(sdks = ?sdks, "runtime SDKs functions can import");
+    }
+    if let Err(e) = crate::sdk::link_for_unisolated(&data_dir, runtimes.runtimes_dir()) {
+        tracing::warn!(error = %e, "cannot make the Node SDK visible to unisolated functions");
+    }
     let (sink, log_writer) = LogSink::start(
         store.clone(),
         crate::logs::LogBudget {

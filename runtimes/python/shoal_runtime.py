@@ -104,6 +104,11 @@ def _add_site_packages():
                 dirs.append(path.join(prefix, "lib/python3/dist-packages"))
                 dirs.append(path.join(prefix, "lib", version, "dist-packages"))
     syspath = sys.path
+    # The SDKs `shoal sdk install` provides (boto3): after the function's own code,
+    # before the interpreter's packages, as Lambda's runtime has them.
+    sdk = path.join(path.dirname(path.dirname(path.abspath(__file__))), "sdk", "python")
+    if path.isdir(sdk):
+        syspath.append(sdk)
     for d in dirs:
         if d not in syspath and path.isdir(d):
             syspath.append(d)

@@ -201,6 +201,14 @@ impl NamespaceSandbox {
             target: plan::RUNTIMES_ROOT.into(),
             writable: false,
         });
+        // The Node SDK, where Node's package lookup from /var/task finds it.
+        if let Some(modules) = crate::sdk::node_modules(&spec.host_runtimes_root) {
+            mounts.push(Mount {
+                source: modules,
+                target: plan::NODE_SDK.into(),
+                writable: false,
+            });
+        }
         if spec.network == NetworkMode::Egress {
             mounts.push(Mount {
                 source: spec.env_dir.join(RESOLV_CONF),

@@ -49,6 +49,8 @@ pub const SYSTEM_PATHS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", 
 /// The sandbox's view of an environment.
 pub const TASK_ROOT: &str = "/var/task";
 pub const RUNTIMES_ROOT: &str = "/var/runtime";
+/// The Node SDK's packages: the `node_modules` folder next to the task root.
+pub const NODE_SDK: &str = "/var/node_modules";
 pub const TMP: &str = "/tmp";
 /// Every environment's Runtime API, inside its own network namespace.
 pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";

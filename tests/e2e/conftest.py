@@ -209,3 +209,16 @@ def server_with(tmp_path):
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime_sdks(tmp_path_factory) -> Path:
+    """The runtime SDKs `shoal sdk install` puts in a data folder (from PyPI and npm), once
+    per test process: a `runtimes/sdk` folder to copy into a server's data folder
+    (`support.with_sdks`)."""
+    data = tmp_path_factory.mktemp("sdk-install") / "data"
+    out = subprocess.run([str(SHOAL_BIN), "sdk", "install", "--data-dir", str(data)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"shoal sdk install failed:\n{out.stdout}\n{out.stderr}"
+    assert "installed boto3" in out.stdout and "@aws-sdk/client-sqs" in out.stdout, out.stdout
+    return data / "runtimes" / "sdk"

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -739,3 +740,10 @@ class NetnsHost:
         if self.folder is not None:
             import shutil
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def with_sdks(sdks: Path, data_dir: Path) -> Path:
+    """Copies installed runtime SDKs (the `runtime_sdks` fixture) into a server's data
+    folder, before it starts; returns the data folder."""
+    shutil.copytree(sdks, data_dir / "runtimes" / "sdk", symlinks=True)
+    return data_dir

@@ -9,9 +9,7 @@ function, on open and keyed servers, isolated (network mode `none`) and not; cre
 taken out of a function stop working once its environment is gone; the server's own keys
 never reach a function.
 
-The runtimes do not ship the AWS SDKs yet: boto3 comes from the host's install, exposed
-read-only to isolated environments (`--sandbox-expose`) and put on the function's
-PYTHONPATH (`SDK_FLAGS`, `SDK_ENV`; drop both once the runtimes provide the SDKs).
+boto3 is the one the runtimes provide (`shoal sdk install`, the `runtime_sdks` fixture).
 """
 
 from __future__ import annotations
@@ -32,10 +30,6 @@ from support import invoke
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="isolated environments need root")
 
-SITE_PACKAGES = str(Path(boto3.__file__).resolve().parents[1])
-SDK_FLAGS = ["--sandbox-expose", SITE_PACKAGES]
-SDK_ENV = {"PYTHONPATH": SITE_PACKAGES}
-
 CODE = support.zip_dir(support.FIXTURES / "py-sdk")
 
 # The server's own key (keyed servers), given through the server's environment so that a
@@ -48,14 +42,14 @@ CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSI
 # --------------------------------------------------------------------------- fixtures
 
 
-def _server(folder: Path, isolation: str = "namespaces", keyed: bool = False,
+def _server(folder: Path, sdks: Path, isolation: str = "namespaces", keyed: bool = False,
             keep_alive: str = "30s") -> support.ShoalServer:
     env = {"SHOAL_LOG": "info,shoal::api=debug"}
     if keyed:
         env.update({"SHOAL_ACCESS_KEY_ID": AKID, "SHOAL_SECRET_ACCESS_KEY": SECRET})
     return support.started(support.ShoalServer(
-        data_dir=folder / "data", log_dir=folder / "logs", keep_alive=keep_alive,
-        extra_args=["--isolation", isolation, *SDK_FLAGS], extra_env=env))
+        data_dir=support.with_sdks(sdks, folder / "data"), log_dir=folder / "logs",
+        keep_alive=keep_alive, extra_args=["--isolation", isolation], extra_env=env))
 
 
 def _clients(srv: support.ShoalServer, key: str = "x", secret: str = "x",
@@ -68,27 +62,28 @@ def _clients(srv: support.ShoalServer, key: str = "x", secret: str = "x",
     return make("lambda"), make("sqs")
 
 
-def _serving(tmp_path_factory, folder: str, **options):
-    srv = _server(tmp_path_factory.mktemp(folder), **options)
+def _serving(tmp_path_factory, sdks: Path, folder: str, **options):
+    srv = _server(tmp_path_factory.mktemp(folder), sdks, **options)
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="module")
-def open_server(tmp_path_factory):
-    yield from _serving(tmp_path_factory, "sdk-open")
+def open_server(tmp_path_factory, runtime_sdks):
+    yield from _serving(tmp_path_factory, runtime_sdks, "sdk-open")
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory):
-    yield from _serving(tmp_path_factory, "sdk-keyed", keyed=True, keep_alive="3s")
+def keyed_server(tmp_path_factory, runtime_sdks):
+    yield from _serving(tmp_path_factory, runtime_sdks, "sdk-keyed", keyed=True,
+                        keep_alive="3s")
 
 
 def _function(lam, **extra) -> str:
     name = support.unique_name("sdk")
     lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME, Handler="app.handler",
                         Role=support.ROLE, Code={"ZipFile": CODE}, Timeout=30,
-                        Environment={"Variables": SDK_ENV}, **extra)
+                        **extra)
     return name
 
 
@@ -199,8 +194,8 @@ def test_network_none_reaches_its_endpoint_and_nothing_else(open_server):
 
 
 def test_unisolated_functions_reach_the_api_and_outsiders_do_not_reach_their_endpoint(
-        tmp_path):
-    srv = _server(tmp_path, isolation="none")
+        tmp_path, runtime_sdks):
+    srv = _server(tmp_path, runtime_sdks, isolation="none")
     try:
         lam, sqs = _clients(srv)
         sender = _sends_and_invokes(srv, lam, sqs)

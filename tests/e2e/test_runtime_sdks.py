@@ -6,8 +6,6 @@ CommonJS) without bundling them, and calls the platform with them: isolated and 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import boto3
@@ -15,36 +13,27 @@ import pytest
 from botocore.config import Config
 
 import support
-from support import SHOAL_BIN, invoke
+from support import invoke
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """A data folder where `shoal sdk install` put the SDKs (from PyPI and npm)."""
-    data = tmp_path_factory.mktemp("sdk-install") / "data"
-    out = subprocess.run([str(SHOAL_BIN), "sdk", "install", "--data-dir", str(data)],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, f"shoal sdk install failed:\n{out.stdout}\n{out.stderr}"
-    assert "installed boto3" in out.stdout and "@aws-sdk/client-sqs" in out.stdout, out.stdout
-    sdk = data / "runtimes" / "sdk"
-    assert (sdk / "python" / "boto3").is_dir()
-    assert (sdk / "node" / "node_modules" / "@aws-sdk" / "client-lambda").is_dir()
-    return data
+def test_the_install_holds_boto3_and_the_sdk_v3_clients(runtime_sdks):
+    assert (runtime_sdks / "python" / "boto3").is_dir()
+    for client in ("lambda", "sqs", "sns", "eventbridge", "sfn", "scheduler"):
+        assert (runtime_sdks / "node" / "node_modules" / "@aws-sdk" / f"client-{client}").is_dir()
 
 
-def _server_with_sdks(installed: Path, folder: Path, isolation: str) -> support.ShoalServer:
-    data = folder / "data"
-    shutil.copytree(installed / "runtimes" / "sdk", data / "runtimes" / "sdk", symlinks=True)
+def _server_with_sdks(sdks: Path, folder: Path, isolation: str) -> support.ShoalServer:
     return support.started(support.ShoalServer(
-        data_dir=data, log_dir=folder / "logs", extra_args=["--isolation", isolation]))
+        data_dir=support.with_sdks(sdks, folder / "data"), log_dir=folder / "logs",
+        extra_args=["--isolation", isolation]))
 
 
 ISOLATIONS = ["none"] + (["namespaces"] if os.geteuid() == 0 else [])
 
 
 @pytest.fixture(scope="module", params=ISOLATIONS)
-def sdk_server(request, installed, tmp_path_factory):
-    srv = _server_with_sdks(installed, tmp_path_factory.mktemp(f"sdk-{request.param}"),
+def sdk_server(request, runtime_sdks, tmp_path_factory):
+    srv = _server_with_sdks(runtime_sdks, tmp_path_factory.mktemp(f"sdk-{request.param}"),
                             request.param)
     srv.isolation = request.param
     yield srv

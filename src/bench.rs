@@ -6,6 +6,11 @@
 //! and cold-start latency (invoke to response with no warm environment) for `provided`,
 //! Python and Node. The no-op `provided` function is this binary itself, run as a minimal
 //! Runtime API client (see [`noop_runtime`]).
+//!
+//! CPU per request (`cpu us/req`) is this process's CPU time (user + system) over the
+//! sequential run divided by its requests: the client's and the servers' (the echo's, or
+//! Shoal's; the runtimes are other processes). Less the echo baseline's, it is what a warm
+//! invoke costs Shoal beyond one HTTP exchange.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,11 +54,24 @@ pub struct BenchArgs {
     pub isolation: Vec<String>,
 }
 
-struct Latencies(Vec<Duration>);
+struct Latencies {
+    samples: Vec<Duration>,
+    /// This process's CPU time (user + system) per request over the run: the client's and,
+    /// for invokes, the server's (the runtimes are other processes).
+    cpu_per_request: Duration,
+}
 
 impl Latencies {
+    /// Samples with no CPU figure (cold starts, async latencies).
+    fn of(samples: Vec<Duration>) -> Self {
+        Self {
+            samples,
+            cpu_per_request: Duration::ZERO,
+        }
+    }
+
     fn percentile(&self, p: f64) -> Duration {
-        let mut sorted = self.0.clone();
+        let mut sorted = self.samples.clone();
         sorted.sort();
         if sorted.is_empty() {
             return Duration::ZERO;
@@ -67,8 +85,26 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
+/// CPU time (user + system) this process has used so far.
+fn own_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let tv = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+            };
+            tv(u.user_time()) + tv(u.system_time())
+        })
+        .unwrap_or_default()
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
 async fn sequential(client: &Client, path: &str, n: usize) -> anyhow::Result<Latencies> {
     let mut samples = Vec::with_capacity(n);
+    let cpu_before = own_cpu();
     let body = Bytes::from_static(b"{\"bench\":true}");
     for _ in 0..n {
         let start = Instant::now();
@@ -82,7 +118,11 @@ async fn sequential(client: &Client, path: &str, n: usize) -> anyhow::Result<Lat
             reply.body
         );
     }
-    Ok(Latencies(samples))
+    let cpu_per_request = (own_cpu().saturating_sub(cpu_before)) / n.max(1) as u32;
+    Ok(Latencies {
+        samples,
+        cpu_per_request,
+    })
 }
 
 async fn throughput(
@@ -199,7 +239,7 @@ async fn cold_starts(client: &Client, name: &str, n: usize) -> anyhow::Result<La
             .await?;
         samples.push(start.elapsed());
     }
-    Ok(Latencies(samples))
+    Ok(Latencies::of(samples))
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -291,17 +331,18 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
     );
     println!();
     println!(
-        "{:<34} {:>10} {:>10} {:>12}",
-        "warm path", "p50 ms", "p99 ms", "req/s"
+        "{:<34} {:>10} {:>10} {:>12} {:>12}",
+        "warm path", "p50 ms", "p99 ms", "req/s", "cpu us/req"
     );
     let echo_lat = sequential(&echo, "/echo", args.requests).await?;
     let echo_tput = throughput(&echo, "/echo", args.concurrency, args.duration).await?;
     println!(
-        "{:<34} {:>10} {:>10} {:>12.0}",
+        "{:<34} {:>10} {:>10} {:>12.0} {:>12}",
         "baseline: hyper echo (loopback)",
         ms(echo_lat.percentile(0.5)),
         ms(echo_lat.percentile(0.99)),
-        echo_tput
+        echo_tput,
+        micros(echo_lat.cpu_per_request)
     );
     let mut warm = Vec::new();
     for name in ["noop-provided", "noop-python"] {
@@ -310,18 +351,22 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         let lat = sequential(&client, &path, args.requests).await?;
         let tput = throughput(&client, &path, args.concurrency, args.duration).await?;
         println!(
-            "{:<34} {:>10} {:>10} {:>12.0}",
+            "{:<34} {:>10} {:>10} {:>12.0} {:>12}",
             format!("invoke {name}"),
             ms(lat.percentile(0.5)),
             ms(lat.percentile(0.99)),
-            tput
+            tput,
+            micros(lat.cpu_per_request)
         );
-        warm.push((name, lat.percentile(0.5)));
+        warm.push((name, lat.percentile(0.5), lat.cpu_per_request));
     }
-    for (name, p50) in &warm {
+    for (name, p50, cpu) in &warm {
         println!(
-            "  {name}: warm p50 = {:.1}x the echo baseline",
-            p50.as_secs_f64() / echo_lat.percentile(0.5).as_secs_f64()
+            "  {name}: warm p50 = {:.1}x the echo baseline; shoal's CPU per warm invoke ~ {} us \
+             (this process's CPU per request, less the echo baseline's: the client and one \
+             HTTP exchange)",
+            p50.as_secs_f64() / echo_lat.percentile(0.5).as_secs_f64(),
+            micros(cpu.saturating_sub(echo_lat.cpu_per_request))
         );
     }
     println!();
@@ -553,7 +598,7 @@ async fn async_queue(
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    let latency = Latencies(samples);
+    let latency = Latencies::of(samples);
     println!(
         "  request to START (idle, ms resolution): p50 {} ms, p99 {} ms",
         ms(latency.percentile(0.5)),

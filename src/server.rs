@@ -194,7 +194,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let event_queue = crate::dispatcher::EventQueue::start(events.clone(), metrics.clone());
     let invoke: Arc<dyn InvokeDoor> = Arc::new(LocalInvoker::new(
         registry.clone(),
-        runner,
+        Arc::new(runner),
         event_queue.clone(),
         disk.clone(),
         arns.clone(),

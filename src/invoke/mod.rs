@@ -173,6 +173,18 @@ impl From<crate::disk::DiskFull> for InvokeError {
     }
 }
 
+/// Runs one synchronous invocation of a resolved version: the [`Runner`], or a fake in
+/// tests of the door.
+pub trait Run: Send + Sync {
+    fn run(
+        &self,
+        function: std::sync::Arc<crate::function::FunctionRecord>,
+        invoked_arn: String,
+        invocation: Invocation,
+        log_tail: bool,
+    ) -> BoxFuture<'_, Result<InvokeResponse, InvokeError>>;
+}
+
 /// The one interface every producer of invocations calls.
 pub trait InvokeDoor: Send + Sync {
     fn invoke(&self, invocation: Invocation) -> BoxFuture<'_, Result<InvokeOutcome, InvokeError>>;

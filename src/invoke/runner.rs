@@ -396,3 +396,21 @@ impl Runner {
         }
     }
 }
+
+impl super::Run for Arc<Runner> {
+    fn run(
+        &self,
+        function: Arc<FunctionRecord>,
+        invoked_arn: String,
+        invocation: Invocation,
+        log_tail: bool,
+    ) -> super::BoxFuture<'_, Result<InvokeResponse, InvokeError>> {
+        Box::pin(Runner::run(
+            self,
+            function,
+            invoked_arn,
+            invocation,
+            log_tail,
+        ))
+    }
+}

@@ -7,8 +7,8 @@
 //! Python and Node. The no-op `provided` function is this binary itself, run as a minimal
 //! Runtime API client (see [`noop_runtime`]).
 //!
-//! CPU per request (`cpu us/req`) is this process's CPU time (user + system) over the
-//! sequential run divided by its requests: the client's and the servers' (the echo's, or
+//! CPU per request (`cpu us/req` over the sequential run, `busy cpu us` over the
+//! throughput run) is this process's CPU time (user + system) divided by the requests: the client's and the servers' (the echo's, or
 //! Shoal's; the runtimes are other processes). Less the echo baseline's, it is what a warm
 //! invoke costs Shoal beyond one HTTP exchange.
 
@@ -130,7 +130,8 @@ async fn throughput(
     path: &str,
     concurrency: usize,
     duration: Duration,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Duration)> {
+    let cpu_before = own_cpu();
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -153,7 +154,11 @@ async fn throughput(
     for task in tasks {
         total += task.await??;
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    let cpu = own_cpu().saturating_sub(cpu_before);
+    Ok((
+        total as f64 / start.elapsed().as_secs_f64(),
+        cpu / total.max(1) as u32,
+    ))
 }
 
 async fn start_echo_server() -> anyhow::Result<SocketAddr> {
@@ -331,42 +336,47 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
     );
     println!();
     println!(
-        "{:<34} {:>10} {:>10} {:>12} {:>12}",
-        "warm path", "p50 ms", "p99 ms", "req/s", "cpu us/req"
+        "{:<34} {:>10} {:>10} {:>12} {:>12} {:>12}",
+        "warm path", "p50 ms", "p99 ms", "req/s", "cpu us/req", "busy cpu us"
     );
     let echo_lat = sequential(&echo, "/echo", args.requests).await?;
-    let echo_tput = throughput(&echo, "/echo", args.concurrency, args.duration).await?;
+    let (echo_tput, echo_busy_cpu) =
+        throughput(&echo, "/echo", args.concurrency, args.duration).await?;
     println!(
-        "{:<34} {:>10} {:>10} {:>12.0} {:>12}",
+        "{:<34} {:>10} {:>10} {:>12.0} {:>12} {:>12}",
         "baseline: hyper echo (loopback)",
         ms(echo_lat.percentile(0.5)),
         ms(echo_lat.percentile(0.99)),
         echo_tput,
-        micros(echo_lat.cpu_per_request)
+        micros(echo_lat.cpu_per_request),
+        micros(echo_busy_cpu)
     );
     let mut warm = Vec::new();
     for name in ["noop-provided", "noop-python"] {
         let path = format!("/2015-03-31/functions/{name}/invocations");
         sequential(&client, &path, 50).await?; // warm up
         let lat = sequential(&client, &path, args.requests).await?;
-        let tput = throughput(&client, &path, args.concurrency, args.duration).await?;
+        let (tput, busy_cpu) = throughput(&client, &path, args.concurrency, args.duration).await?;
         println!(
-            "{:<34} {:>10} {:>10} {:>12.0} {:>12}",
+            "{:<34} {:>10} {:>10} {:>12.0} {:>12} {:>12}",
             format!("invoke {name}"),
             ms(lat.percentile(0.5)),
             ms(lat.percentile(0.99)),
             tput,
-            micros(lat.cpu_per_request)
+            micros(lat.cpu_per_request),
+            micros(busy_cpu)
         );
-        warm.push((name, lat.percentile(0.5), lat.cpu_per_request));
+        warm.push((name, lat.percentile(0.5), lat.cpu_per_request, busy_cpu));
     }
-    for (name, p50, cpu) in &warm {
+    for (name, p50, cpu, busy_cpu) in &warm {
         println!(
             "  {name}: warm p50 = {:.1}x the echo baseline; shoal's CPU per warm invoke ~ {} us \
-             (this process's CPU per request, less the echo baseline's: the client and one \
-             HTTP exchange)",
+             sequential, {} us with {} clients (this process's CPU per request, less the echo \
+             baseline's: the client and one HTTP exchange)",
             p50.as_secs_f64() / echo_lat.percentile(0.5).as_secs_f64(),
-            micros(cpu.saturating_sub(echo_lat.cpu_per_request))
+            micros(cpu.saturating_sub(echo_lat.cpu_per_request)),
+            micros(busy_cpu.saturating_sub(echo_busy_cpu)),
+            args.concurrency
         );
     }
     println!();

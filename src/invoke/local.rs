@@ -54,17 +54,15 @@ impl LocalInvoker {
             })
     }
 
-    async fn invoke_here(&self, invocation: Invocation) -> Result<InvokeOutcome, InvokeError> {
-        let name = invocation.function.clone();
-        let name = name.as_str();
+    async fn invoke_here(&self, mut invocation: Invocation) -> Result<InvokeOutcome, InvokeError> {
+        if invocation.qualifier.as_deref() == Some(LATEST) {
+            invocation.qualifier = None;
+        }
         let document = self
             .registry
-            .get(name)
-            .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(name)))?;
-        let qualifier = invocation.qualifier.clone().filter(|q| q != LATEST);
-        let qualifier = qualifier.as_deref();
-        let function = self.resolve(&document, qualifier)?;
-        let mut invocation = invocation;
+            .get(&invocation.function)
+            .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(&invocation.function)))?;
+        let function = self.resolve(&document, invocation.qualifier.as_deref())?;
         // An event of the async queue was checked when the queue took it.
         if invocation.origin != Origin::AsyncQueue {
             invocation.payload = json_payload(std::mem::take(&mut invocation.payload))?;
@@ -82,7 +80,7 @@ impl LocalInvoker {
                     .accept(NewEvent {
                         request_id: request_id.clone(),
                         function: invocation.function,
-                        qualifier: qualifier.map(str::to_string),
+                        qualifier: invocation.qualifier,
                         payload: invocation.payload.to_vec(),
                         trace_id: invocation.trace_id,
                         received_ms: crate::timefmt::now_ms(),
@@ -91,7 +89,8 @@ impl LocalInvoker {
                 Ok(InvokeOutcome::Queued { request_id })
             }
             Mode::Sync { log_tail } => {
-                let invoked_arn = match qualifier {
+                let name = &invocation.function;
+                let invoked_arn = match invocation.qualifier.as_deref() {
                     Some(q) => self.arns.qualified_arn(name, q),
                     None => self.arns.function_arn(name),
                 };

@@ -105,6 +105,11 @@ impl FunctionDocument {
         }
     }
 
+    /// The function's key in the registry and the stores (see `crate::region`).
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
+        self.latest.spec.key()
+    }
+
     pub fn name(&self) -> &str {
         &self.latest.spec.name
     }

@@ -72,6 +72,20 @@ pub struct FunctionSpec {
     /// What the function's environments reach over the network (the `shoal:network` tag).
     #[serde(default)]
     pub network: NetworkMode,
+    /// The region the function lives in; `None` is the data directory's home region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl FunctionSpec {
+    /// The function's key in the registry and the stores (see `crate::region`): its name
+    /// in the home region, `region/name` in any other.
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
+        match &self.region {
+            None => std::borrow::Cow::Borrowed(&self.name),
+            Some(region) => std::borrow::Cow::Owned(format!("{region}/{}", self.name)),
+        }
+    }
 }
 
 /// What an isolated environment's network reaches. Set per function with the tag
@@ -180,44 +194,19 @@ pub enum Foreign {
     Region(String),
 }
 
-/// Region and account that ARNs are built from.
-#[derive(Debug, Clone)]
-pub struct ArnContext {
-    pub region: String,
-    pub account_id: String,
-}
+pub use crate::region::ArnContext;
 
-impl ArnContext {
-    pub fn function_arn(&self, name: &str) -> String {
-        crate::arn::Arn::lambda_function(&self.region, &self.account_id, name, None).to_string()
-    }
-
-    /// The ARN of a queue of this server's.
-    pub fn queue_arn(&self, name: &str) -> String {
-        crate::arn::Arn::sqs_queue(&self.region, &self.account_id, name).to_string()
-    }
-
-    /// Why a reference to a function cannot name one of this server's functions (another
+impl FunctionRef {
+    /// Why this reference cannot name a function of `arns`' account and region (another
     /// account's, or another region's), if it cannot.
-    pub fn foreign(&self, reference: &FunctionRef) -> Option<Foreign> {
-        if let Some(account) = reference
-            .account
-            .as_deref()
-            .filter(|a| *a != self.account_id)
-        {
+    pub fn foreign(&self, arns: &ArnContext) -> Option<Foreign> {
+        if let Some(account) = self.account.as_deref().filter(|a| *a != arns.account_id) {
             return Some(Foreign::Account(account.to_string()));
         }
-        reference
-            .region
+        self.region
             .as_deref()
-            .filter(|r| *r != self.region)
+            .filter(|r| *r != arns.region)
             .map(|r| Foreign::Region(r.to_string()))
-    }
-
-    /// The ARN of a version or alias of a function.
-    pub fn qualified_arn(&self, name: &str, qualifier: &str) -> String {
-        crate::arn::Arn::lambda_function(&self.region, &self.account_id, name, Some(qualifier))
-            .to_string()
     }
 }
 
@@ -494,6 +483,7 @@ pub fn sample_record(name: &str, version: &str, code: &str) -> FunctionRecord {
             architecture: "x86_64".into(),
             dead_letter_target: None,
             network: NetworkMode::None,
+            region: None,
         },
         code: CodeRef {
             sha256_hex: code.into(),
@@ -528,20 +518,17 @@ mod tests {
         );
         assert_eq!(arn.account.as_deref(), Some("123456789012"));
         assert_eq!(arn.region.as_deref(), Some("us-east-1"));
-        let ours = ArnContext {
-            region: "us-east-1".into(),
-            account_id: "123456789012".into(),
-        };
-        assert_eq!(ours.foreign(&arn), None);
-        assert_eq!(ours.foreign(&parse_function_ref("hello").unwrap()), None);
+        let ours = ArnContext::new("us-east-1", "123456789012");
+        assert_eq!(arn.foreign(&ours), None);
+        assert_eq!(parse_function_ref("hello").unwrap().foreign(&ours), None);
         let other = parse_function_ref("999999999999:function:hello").unwrap();
         assert_eq!(
-            ours.foreign(&other),
+            other.foreign(&ours),
             Some(Foreign::Account("999999999999".into()))
         );
         let west = parse_function_ref("arn:aws:lambda:us-west-2:123456789012:function:x").unwrap();
         assert_eq!(
-            ours.foreign(&west),
+            west.foreign(&ours),
             Some(Foreign::Region("us-west-2".into()))
         );
         assert!(parse_function_ref("arn:aws:lambda:us-east-1:12:function:x").is_err());

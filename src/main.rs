@@ -21,6 +21,7 @@ mod invoke;
 mod logs;
 mod metrics;
 mod queues;
+mod region;
 mod registry;
 mod runtimes;
 mod scheduler;

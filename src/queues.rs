@@ -19,6 +19,7 @@ use md5::{Digest, Md5};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Notify;
 
+use crate::function::ArnContext;
 use crate::timefmt::now_ms;
 
 pub const DEFAULT_VISIBILITY_S: u64 = 30;
@@ -208,6 +209,8 @@ pub const TAG_VALUE_MAX: usize = 256;
 pub struct RedrivePolicy {
     /// The dead-letter queue's name (the last part of its ARN).
     pub target: String,
+    /// The dead-letter queue's region.
+    pub target_region: String,
     pub target_arn: String,
     pub max_receive_count: u32,
 }
@@ -237,11 +240,14 @@ impl RedrivePolicy {
             .ok_or_else(|| {
                 invalid("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
             })?;
-        let target = crate::arn::Arn::parse(target_arn)
+        let (target, target_region) = crate::arn::Arn::parse(target_arn)
             .ok()
             .and_then(|arn| {
                 let name = arn.queue_name().ok()?;
-                validate_name(name).is_ok().then(|| name.to_string())
+                crate::region::validate_region(&arn.region).ok()?;
+                validate_name(name)
+                    .is_ok()
+                    .then(|| (name.to_string(), arn.region.clone()))
             })
             .ok_or_else(|| invalid("Invalid value for deadLetterTargetArn."))?;
         let count = match map.get("maxReceiveCount") {
@@ -264,6 +270,7 @@ impl RedrivePolicy {
             })? as u32;
         Ok(Self {
             target,
+            target_region,
             target_arn: target_arn.to_string(),
             max_receive_count,
         })
@@ -322,6 +329,8 @@ pub fn validate_name(name: &str) -> Result<(), QueueError> {
 
 pub struct QueueService {
     conn: Mutex<Connection>,
+    /// The account in its home region: queues are kept by key (see `crate::region`).
+    arns: ArnContext,
     /// Woken on every send, for long polls.
     arrivals: Notify,
 }
@@ -354,7 +363,7 @@ CREATE TABLE IF NOT EXISTS queue_tags (
 ";
 
 impl QueueService {
-    pub fn open(path: &Path) -> Result<Self, QueueError> {
+    pub fn open(path: &Path, arns: ArnContext) -> Result<Self, QueueError> {
         let conn = Connection::open(path).map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
@@ -364,6 +373,7 @@ impl QueueService {
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            arns,
             arrivals: Notify::new(),
         })
     }
@@ -380,7 +390,17 @@ impl QueueService {
         mut attributes: BTreeMap<String, String>,
         tags: BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
-        validate_name(name)?;
+        // `name` is the queue's key (see `crate::region`): the front checked the name
+        // before making it, and the key's own shape is checked here.
+        let (region, bare) = match name.split_once('/') {
+            Some((region, bare)) => (Some(region), bare),
+            None => (None, name),
+        };
+        validate_name(bare)?;
+        if let Some(region) = region {
+            crate::region::validate_region(region)
+                .map_err(|e| QueueError::InvalidParameter(e.to_string()))?;
+        }
         // An empty policy or key is no setting (as SetQueueAttributes removes one).
         attributes.retain(|key, value| !value.is_empty() || is_numeric_attribute(key));
         validate_tags(&tags)?;
@@ -388,7 +408,7 @@ impl QueueService {
             return Err(too_many_tags(name));
         }
         let mut conn = self.lock();
-        Self::check_redrive_target(&conn, &attributes)?;
+        self.check_redrive_target(&conn, &attributes)?;
         let existing: Option<String> = conn
             .query_row(
                 "SELECT attributes FROM queues WHERE name = ?1",
@@ -429,6 +449,7 @@ impl QueueService {
 
     /// A redrive policy among `attributes` must name a queue that exists.
     fn check_redrive_target(
+        &self,
         conn: &Connection,
         attributes: &BTreeMap<String, String>,
     ) -> Result<(), QueueError> {
@@ -436,7 +457,7 @@ impl QueueService {
             return Ok(());
         };
         let policy = RedrivePolicy::parse(policy)?;
-        match Self::info_locked(conn, &policy.target) {
+        match Self::info_locked(conn, &self.target_key(&policy)) {
             Ok(_) => Ok(()),
             Err(QueueError::NoSuchQueue) => Err(QueueError::InvalidParameter(format!(
                 "Value {} for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist.",
@@ -455,7 +476,7 @@ impl QueueService {
     ) -> Result<(), QueueError> {
         let conn = self.lock();
         let mut info = Self::info_locked(&conn, name)?;
-        Self::check_redrive_target(&conn, &attributes)?;
+        self.check_redrive_target(&conn, &attributes)?;
         for (key, value) in attributes {
             if value.is_empty() && !is_numeric_attribute(&key) {
                 info.attributes.remove(&key);
@@ -547,20 +568,30 @@ impl QueueService {
         .ok_or(QueueError::NoSuchQueue)
     }
 
-    pub fn list(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
+    /// The names of one region's queues that start with `prefix`, in name order.
+    pub fn list(&self, region: &ArnContext, prefix: &str) -> Result<Vec<String>, QueueError> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare("SELECT name FROM queues ORDER BY name")
             .map_err(backend)?;
-        let names = stmt
+        let keys = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        Ok(names
-            .into_iter()
-            .filter(|n| n.starts_with(prefix))
+        Ok(keys
+            .iter()
+            .filter_map(|key| region.name_in_region(key))
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_string)
             .collect())
+    }
+
+    /// The key of a redrive policy's dead-letter queue.
+    fn target_key(&self, policy: &RedrivePolicy) -> String {
+        self.arns
+            .key_of_arn(&policy.target_region, &policy.target)
+            .into_owned()
     }
 
     pub fn delete(&self, name: &str) -> Result<(), QueueError> {
@@ -652,7 +683,8 @@ impl QueueService {
             .attributes
             .get("RedrivePolicy")
             .and_then(|p| RedrivePolicy::parse(p).ok())
-            .filter(|p| p.target != name && Self::info_locked(&tx, &p.target).is_ok());
+            .map(|p| (self.target_key(&p), p))
+            .filter(|(target, _)| target != name && Self::info_locked(&tx, target).is_ok());
         let mut moved = 0usize;
         let rows: Vec<(i64, String, String, String, i64, i64, i64)> = loop {
             let rows: Vec<(i64, String, String, String, i64, i64, i64)> = {
@@ -677,7 +709,7 @@ impl QueueService {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?
             };
-            let Some(policy) = &redrive else {
+            let Some((target, policy)) = &redrive else {
                 break rows;
             };
             let (spent, fresh): (Vec<_>, Vec<_>) = rows
@@ -690,14 +722,14 @@ impl QueueService {
                 tx.execute(
                     "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms)
                      SELECT ?2, message_id, body, attributes, sent_ms, ?3 FROM queue_messages WHERE seq = ?1",
-                    params![seq, policy.target, now as i64],
+                    params![seq, target, now as i64],
                 )
                 .map_err(backend)?;
                 tx.execute("DELETE FROM queue_messages WHERE seq = ?1", params![seq])
                     .map_err(backend)?;
             }
             moved += spent.len();
-            tracing::info!(queue = %name, dead_letter_queue = %policy.target, moved = spent.len(),
+            tracing::info!(queue = %name, dead_letter_queue = %target, moved = spent.len(),
                 "messages past maxReceiveCount moved to the dead-letter queue");
         };
         let mut received = Vec::with_capacity(rows.len());
@@ -856,7 +888,11 @@ mod tests {
     #[test]
     fn send_receive_hide_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let queues = QueueService::open(&dir.path().join("q.db")).unwrap();
+        let queues = QueueService::open(
+            &dir.path().join("q.db"),
+            ArnContext::new("us-east-1", "000000000000"),
+        )
+        .unwrap();
         queues
             .create("q", BTreeMap::new(), BTreeMap::new())
             .unwrap();
@@ -894,7 +930,11 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, QueueService) {
         let dir = tempfile::tempdir().unwrap();
-        let queues = QueueService::open(&dir.path().join("q.db")).unwrap();
+        let queues = QueueService::open(
+            &dir.path().join("q.db"),
+            ArnContext::new("us-east-1", "000000000000"),
+        )
+        .unwrap();
         (dir, queues)
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::code::{CodeError, CodeStore};
 use crate::document::FunctionDocument;
-use crate::function::{FunctionRecord, FunctionSpec, LATEST, NetworkMode, tag_limits};
+use crate::function::{ArnContext, FunctionRecord, FunctionSpec, LATEST, NetworkMode, tag_limits};
 use crate::runtimes::RuntimeCatalog;
 use crate::store::{FunctionStore, LogStore, StoreError};
 use crate::timefmt::now_ms;
@@ -125,7 +125,7 @@ impl Registry {
             .map_err(|e| RegistryError::Internal(e.to_string()))?;
         let cache = documents
             .into_iter()
-            .map(|d| (d.name().to_string(), Arc::new(d)))
+            .map(|d| (d.key().into_owned(), Arc::new(d)))
             .collect();
         Ok(Self {
             functions,
@@ -137,20 +137,22 @@ impl Registry {
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<FunctionDocument>> {
+    /// The function of this key (see `crate::region`: its name in the home region,
+    /// `region/name` elsewhere).
+    pub fn get(&self, key: &str) -> Option<Arc<FunctionDocument>> {
         self.cache
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(name)
+            .get(key)
             .cloned()
     }
 
     pub fn require(
         &self,
-        name: &str,
+        key: &str,
         arn: impl FnOnce() -> String,
     ) -> Result<Arc<FunctionDocument>, RegistryError> {
-        self.get(name).ok_or_else(|| RegistryError::NotFound(arn()))
+        self.get(key).ok_or_else(|| RegistryError::NotFound(arn()))
     }
 
     /// Every function, for start-up reconciliation.
@@ -163,27 +165,25 @@ impl Registry {
             .collect()
     }
 
-    /// Functions in name order, starting after `marker`, at most `limit`; with the next marker.
+    /// The functions of one region in name order, starting after `marker`, at most
+    /// `limit`; with the next marker.
     pub fn list(
         &self,
+        region: &ArnContext,
         marker: Option<&str>,
         limit: usize,
     ) -> (Vec<Arc<FunctionDocument>>, Option<String>) {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        let mut iter: Box<dyn Iterator<Item = &Arc<FunctionDocument>>> = match marker {
-            Some(m) => Box::new(
-                cache
-                    .range::<str, _>((std::ops::Bound::Excluded(m), std::ops::Bound::Unbounded))
-                    .map(|(_, d)| d),
-            ),
-            None => Box::new(cache.values()),
-        };
-        let page: Vec<_> = iter.by_ref().take(limit).cloned().collect();
-        let next = if iter.next().is_some() {
-            page.last().map(|d| d.name().to_string())
-        } else {
-            None
-        };
+        let mut iter = cache
+            .iter()
+            .filter_map(|(key, d)| region.name_in_region(key).map(|name| (name, d)))
+            .filter(|(name, _)| marker.is_none_or(|m| *name > m))
+            .map(|(_, d)| d);
+        let mut page: Vec<_> = iter.by_ref().cloned().collect();
+        // Keys of a region other than the home one sort by region first, then by name.
+        page.sort_by(|a, b| a.name().cmp(b.name()));
+        let next = (page.len() > limit).then(|| page[limit - 1].name().to_string());
+        page.truncate(limit);
         (page, next)
     }
 
@@ -216,7 +216,7 @@ impl Registry {
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(document.name().to_string(), document);
+            .insert(document.key().into_owned(), document);
     }
 
     fn check_runtime(&self, runtime: &str) -> Result<(), RegistryError> {
@@ -242,7 +242,7 @@ impl Registry {
         check_tag_count(&tags)?;
         spec.network = network_of(&tags)?;
         let _guard = self.writes.lock().await;
-        if self.get(&spec.name).is_some() {
+        if self.get(&spec.key()).is_some() {
             return Err(RegistryError::AlreadyExists(spec.name));
         }
         let code = self.store_code(zip).await?;
@@ -271,11 +271,11 @@ impl Registry {
     /// Callers hold the write lock.
     async fn commit<T>(
         &self,
-        name: &str,
+        key: &str,
         arn: String,
         change: impl FnOnce(&mut FunctionDocument) -> Result<T, RegistryError>,
     ) -> Result<(Arc<FunctionDocument>, T), RegistryError> {
-        let current = self.require(name, || arn)?;
+        let current = self.require(key, || arn)?;
         let mut document = (*current).clone();
         let result = change(&mut document)?;
         let store = self.functions.clone();
@@ -294,25 +294,25 @@ impl Registry {
     /// Runs `change` on the function's document as one committed write.
     pub async fn modify<T>(
         &self,
-        name: &str,
+        key: &str,
         arn: String,
         change: impl FnOnce(&mut FunctionDocument) -> Result<T, RegistryError>,
     ) -> Result<(Arc<FunctionDocument>, T), RegistryError> {
         let _guard = self.writes.lock().await;
-        self.commit(name, arn, change).await
+        self.commit(key, arn, change).await
     }
 
     pub async fn update_code(
         &self,
-        name: &str,
+        key: &str,
         zip: Vec<u8>,
         arn: String,
     ) -> Result<Arc<FunctionDocument>, RegistryError> {
         let _guard = self.writes.lock().await;
-        self.require(name, || arn.clone())?;
+        self.require(key, || arn.clone())?;
         let code = self.store_code(zip).await?;
         let (document, ()) = self
-            .commit(name, arn, |doc| {
+            .commit(key, arn, |doc| {
                 let latest = Arc::make_mut(&mut doc.latest);
                 latest.code = code;
                 latest.last_modified_ms = now_ms();
@@ -325,7 +325,7 @@ impl Registry {
 
     pub async fn update_configuration(
         &self,
-        name: &str,
+        key: &str,
         patch: ConfigPatch,
         arn: String,
     ) -> Result<Arc<FunctionDocument>, RegistryError> {
@@ -333,7 +333,7 @@ impl Registry {
             self.check_runtime(runtime)?;
         }
         let (document, ()) = self
-            .modify(name, arn, |doc| {
+            .modify(key, arn, |doc| {
                 let latest = Arc::make_mut(&mut doc.latest);
                 let spec = &mut latest.spec;
                 if let Some(v) = patch.runtime {
@@ -378,12 +378,12 @@ impl Registry {
     /// the network mode changed.
     pub async fn retag(
         &self,
-        name: &str,
+        key: &str,
         arn: String,
         add: BTreeMap<String, String>,
         remove: &[String],
     ) -> Result<(Arc<FunctionDocument>, bool), RegistryError> {
-        self.modify(name, arn, |doc| {
+        self.modify(key, arn, |doc| {
             for key in remove {
                 doc.tags.remove(key);
             }
@@ -407,12 +407,12 @@ impl Registry {
     /// newest version (then that version is returned, as Lambda does).
     pub async fn publish_version(
         &self,
-        name: &str,
+        key: &str,
         description: Option<String>,
         arn: String,
     ) -> Result<Arc<FunctionRecord>, RegistryError> {
         let (_, record) = self
-            .modify(name, arn, |doc| {
+            .modify(key, arn, |doc| {
                 if !doc.latest_changed_since_last_version()
                     && let Some(last) = doc.versions.last()
                 {
@@ -434,12 +434,12 @@ impl Registry {
         Ok(record)
     }
 
-    pub async fn delete(&self, name: &str, arn: String) -> Result<(), RegistryError> {
+    pub async fn delete(&self, key: &str, arn: String) -> Result<(), RegistryError> {
         let _guard = self.writes.lock().await;
-        self.require(name, || arn)?;
+        self.require(key, || arn)?;
         let store = self.functions.clone();
         let logs = self.logs.clone();
-        let owned = name.to_string();
+        let owned = key.to_string();
         blocking(move || {
             store.delete_function(&owned)?;
             logs.delete_logs(&owned)?;
@@ -449,7 +449,7 @@ impl Registry {
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+            .remove(key);
         Ok(())
     }
 
@@ -459,10 +459,10 @@ impl Registry {
         &self,
         name: &str,
         version: &str,
-        arns: &crate::function::ArnContext,
+        arns: &ArnContext,
     ) -> Result<(), RegistryError> {
         let qualified = arns.qualified_arn(name, version);
-        self.modify(name, arns.function_arn(name), |doc| {
+        self.modify(&arns.key(name), arns.function_arn(name), |doc| {
             let Some(index) = doc.versions.iter().position(|v| v.version == version) else {
                 return Err(RegistryError::Missing(format!("Function not found: {qualified}")));
             };

@@ -113,10 +113,20 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         },
     );
     let final_logs = sink.clone();
-    let arns = ArnContext {
-        region: settings.region.clone(),
-        account_id: settings.account_id.clone(),
-    };
+    // Resources live in regions; those of the data directory's home region (the one it
+    // was first started with) keep their bare names as keys.
+    let home_region = store
+        .home_region(&settings.region)
+        .context("reading the home region")?;
+    if home_region != settings.region {
+        tracing::warn!(
+            home_region = %home_region,
+            region = %settings.region,
+            "this data directory's home region is {home_region}: its functions and queues stay there; --region {} is the region of unsigned requests",
+            settings.region
+        );
+    }
+    let arns = ArnContext::new(home_region, settings.account_id.clone());
 
     let mut path_dirs: Vec<String> = runtimes
         .interpreter_dirs()
@@ -180,7 +190,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
             .context("opening the async queue")?,
     );
     let queues = Arc::new(
-        crate::queues::QueueService::open(&data_dir.join("shoal.db"))
+        crate::queues::QueueService::open(&data_dir.join("shoal.db"), arns.clone())
             .context("opening the queues")?,
     );
     // The doors: invoke (run, queue or validate an invocation) and delivery (a payload to
@@ -203,9 +213,11 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     targets.register(Arc::new(crate::delivery::lambda::FunctionTarget::new(
         invoke.clone(),
         registry.clone(),
+        arns.clone(),
     )));
     targets.register(Arc::new(crate::delivery::queue::QueueTarget::new(
         queues.clone(),
+        arns.clone(),
     )));
     let targets = Arc::new(targets);
     // The event sources: the async queue's consumer is the first.
@@ -242,6 +254,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         disk,
         async_payload_max: settings.async_payload_limit,
         arns,
+        default_region: settings.region.clone(),
         keys,
         credentials,
         egress_unavailable: sandbox.egress_unavailable(),

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Scope;
 use super::functions::max_items;
 use super::{ApiError, SharedState, parse_json, read_body};
 use crate::document::{Alias, FunctionDocument, validate_alias_name};
@@ -58,8 +59,8 @@ pub struct ListAliasesQuery {
     max_items: Option<String>,
 }
 
-fn function_name(state: &SharedState, raw: &str) -> Result<String, ApiError> {
-    Ok(super::function_ref(state, raw)?.name)
+fn function_name(scope: &Scope, raw: &str) -> Result<String, ApiError> {
+    Ok(super::function_ref(scope, raw)?.name)
 }
 
 /// Checks an alias's target and routing against the function's versions.
@@ -119,10 +120,11 @@ fn check_version_syntax(version: &str) -> Result<(), ApiError> {
 
 pub async fn create(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: CreateAliasRequest = parse_json(&body)?;
     validate_alias_name(&request.name)?;
@@ -133,14 +135,14 @@ pub async fn create(
         .routing_config
         .map(|r| r.additional_version_weights)
         .unwrap_or_default();
-    let arn = state.arns.function_arn(&name);
+    let arn = scope.function_arn(&name);
     let (_, alias) = state
         .registry
-        .modify(&name, arn, |doc| {
+        .modify(&scope.key(&name), arn, |doc| {
             if doc.aliases.contains_key(&request.name) {
                 return Err(RegistryError::Conflict(format!(
                     "Alias already exists: {}",
-                    state.arns.qualified_arn(&name, &request.name)
+                    scope.qualified_arn(&name, &request.name)
                 )));
             }
             check_routing(doc, &request.function_version, &weights)?;
@@ -155,40 +157,42 @@ pub async fn create(
             Ok(alias)
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, alias = %alias.name, version = %alias.function_version, "alias created");
     Ok((
         StatusCode::CREATED,
-        Json(alias.configuration(&name, &state.arns)),
+        Json(alias.configuration(&name, &scope)),
     )
         .into_response())
 }
 
-fn alias_not_found(state: &SharedState, name: &str, alias: &str) -> ApiError {
+fn alias_not_found(scope: &Scope, name: &str, alias: &str) -> ApiError {
     ApiError::ResourceNotFound(format!(
         "Alias not found: {}",
-        state.arns.qualified_arn(name, alias)
+        scope.qualified_arn(name, alias)
     ))
 }
 
 pub async fn get(
     State(state): State<SharedState>,
+    scope: Scope,
     Path((raw, alias)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (name, document) = super::named_function(&state, &raw)?;
+    let (name, document) = super::named_function(&state, &scope, &raw)?;
     let alias = document
         .aliases
         .get(&alias)
-        .ok_or_else(|| alias_not_found(&state, &name, &alias))?;
-    Ok(Json(alias.configuration(&name, &state.arns)))
+        .ok_or_else(|| alias_not_found(&scope, &name, &alias))?;
+    Ok(Json(alias.configuration(&name, &scope)))
 }
 
 pub async fn update(
     State(state): State<SharedState>,
+    scope: Scope,
     Path((raw, alias_name)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: UpdateAliasRequest = parse_json(&body)?;
     if let Some(version) = &request.function_version {
@@ -197,10 +201,10 @@ pub async fn update(
     if let Some(description) = &request.description {
         function::validate_description(description)?;
     }
-    let missing = alias_not_found(&state, &name, &alias_name).to_string();
+    let missing = alias_not_found(&scope, &name, &alias_name).to_string();
     let (_, alias) = state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             let mut alias = doc
                 .aliases
                 .get(&alias_name)
@@ -230,36 +234,38 @@ pub async fn update(
             Ok(alias)
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, alias = %alias.name, version = %alias.function_version, "alias updated");
-    Ok(Json(alias.configuration(&name, &state.arns)))
+    Ok(Json(alias.configuration(&name, &scope)))
 }
 
 pub async fn delete(
     State(state): State<SharedState>,
+    scope: Scope,
     Path((raw, alias_name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             // Deleting an alias that does not exist succeeds, as on Lambda.
             doc.aliases.remove(&alias_name);
             doc.provisioned.remove(&alias_name);
             Ok(())
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, alias = %alias_name, "alias deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn list(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<ListAliasesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (name, document) = super::named_function(&state, &raw)?;
+    let (name, document) = super::named_function(&state, &scope, &raw)?;
     let limit = max_items(query.max_items.as_deref())?;
     let filter = query.function_version.filter(|v| !v.is_empty());
     let matching: Vec<&Alias> = document
@@ -280,7 +286,7 @@ pub async fn list(
         .collect();
     let page: Vec<_> = matching.iter().take(limit).collect();
     let mut body = json!({
-        "Aliases": page.iter().map(|a| a.configuration(&name, &state.arns)).collect::<Vec<_>>()
+        "Aliases": page.iter().map(|a| a.configuration(&name, &scope)).collect::<Vec<_>>()
     });
     if matching.len() > page.len()
         && let Some(last) = page.last()

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Scope;
 use super::{ApiError, SharedState, parse_json, read_body};
 use crate::document::{EventInvokeConfig, FunctionDocument};
 use crate::function::LATEST;
@@ -47,12 +48,8 @@ fn too_large() -> ApiError {
 }
 
 /// Function name and qualifier (`$LATEST` when none) of a request.
-fn target(
-    state: &SharedState,
-    raw: &str,
-    query: Option<String>,
-) -> Result<(String, String), ApiError> {
-    let reference = super::function_ref(state, raw)?;
+fn target(scope: &Scope, raw: &str, query: Option<String>) -> Result<(String, String), ApiError> {
+    let reference = super::function_ref(scope, raw)?;
     let qualifier = query
         .filter(|q| !q.is_empty())
         .or(reference.qualifier)
@@ -113,7 +110,7 @@ fn apply(
 }
 
 fn render(
-    state: &SharedState,
+    scope: &Scope,
     name: &str,
     qualifier: &str,
     config: &EventInvokeConfig,
@@ -124,7 +121,7 @@ fn render(
     };
     json!({
         "LastModified": config.last_modified_ms as f64 / 1000.0,
-        "FunctionArn": state.arns.qualified_arn(name, qualifier),
+        "FunctionArn": scope.qualified_arn(name, qualifier),
         "MaximumRetryAttempts": config.retries(),
         "MaximumEventAgeInSeconds": config.maximum_event_age_s.unwrap_or(EventInvokeConfig::DEFAULT_MAX_AGE_S),
         "DestinationConfig": {
@@ -149,17 +146,18 @@ fn check_qualifier_exists(
 
 async fn store(
     state: SharedState,
+    scope: Scope,
     raw: String,
     query: Option<String>,
     body: Body,
     replace: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (name, qualifier) = target(&state, &raw, query)?;
+    let (name, qualifier) = target(&scope, &raw, query)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let input: ConfigInput = parse_json(&body)?;
     let (_, config) = state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             check_qualifier_exists(doc, &qualifier)?;
             let mut config = match (replace, doc.event_invoke_configs.get(&qualifier)) {
                 (false, Some(existing)) => existing.clone(),
@@ -176,60 +174,64 @@ async fn store(
             Ok(config)
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, %qualifier, "event invoke config stored");
-    Ok(Json(render(&state, &name, &qualifier, &config)))
+    Ok(Json(render(&scope, &name, &qualifier, &config)))
 }
 
 pub async fn put(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    store(state, raw, query.qualifier, body, true).await
+    store(state, scope, raw, query.qualifier, body, true).await
 }
 
 pub async fn update(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    store(state, raw, query.qualifier, body, false).await
+    store(state, scope, raw, query.qualifier, body, false).await
 }
 
 pub async fn get(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (name, qualifier) = target(&state, &raw, query.qualifier)?;
+    let (name, qualifier) = target(&scope, &raw, query.qualifier)?;
     let document = state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&scope.key(&name), || scope.function_arn(&name))?;
     let config = document
         .event_invoke_configs
         .get(&qualifier)
         .ok_or_else(|| {
             ApiError::ResourceNotFound(format!(
                 "The function {} doesn't have an EventInvokeConfig",
-                state.arns.qualified_arn(&name, &qualifier)
+                scope.qualified_arn(&name, &qualifier)
             ))
         })?;
-    Ok(Json(render(&state, &name, &qualifier, config)))
+    Ok(Json(render(&scope, &name, &qualifier, config)))
 }
 
 pub async fn delete(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let (name, qualifier) = target(&state, &raw, query.qualifier)?;
-    let arn = state.arns.qualified_arn(&name, &qualifier);
+    let (name, qualifier) = target(&scope, &raw, query.qualifier)?;
+    let arn = scope.qualified_arn(&name, &qualifier);
     state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             doc.event_invoke_configs
                 .remove(&qualifier)
                 .map(|_| ())
@@ -240,19 +242,20 @@ pub async fn delete(
                 })
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /shoal/v1/functions/{name}/async-events`: events waiting and the oldest one's age.
 pub async fn pending(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = super::function_ref(&state, &raw)?.name;
+    let name = super::function_ref(&scope, &raw)?.name;
     state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&scope.key(&name), || scope.function_arn(&name))?;
     let (pending, oldest) = state
         .dispatcher
         .depth()
@@ -266,13 +269,14 @@ pub async fn pending(
 
 pub async fn list(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (name, document) = super::named_function(&state, &raw)?;
+    let (name, document) = super::named_function(&state, &scope, &raw)?;
     let configs: Vec<_> = document
         .event_invoke_configs
         .iter()
-        .map(|(qualifier, config)| render(&state, &name, qualifier, config))
+        .map(|(qualifier, config)| render(&scope, &name, qualifier, config))
         .collect();
     Ok(Json(json!({ "FunctionEventInvokeConfigs": configs })))
 }

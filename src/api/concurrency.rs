@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Scope;
 use super::{ApiError, SharedState, parse_json, read_body};
 use crate::document::{FunctionDocument, ProvisionedConfig};
 use crate::function::LATEST;
@@ -24,8 +25,8 @@ fn too_large() -> ApiError {
     ApiError::RequestTooLarge(format!("Request must be smaller than {BODY_MAX} bytes"))
 }
 
-fn function_name(state: &SharedState, raw: &str) -> Result<String, ApiError> {
-    Ok(super::function_ref(state, raw)?.name)
+fn function_name(scope: &Scope, raw: &str) -> Result<String, ApiError> {
+    Ok(super::function_ref(scope, raw)?.name)
 }
 
 #[derive(Deserialize)]
@@ -36,10 +37,11 @@ struct PutReservedRequest {
 
 pub async fn put_reserved(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: PutReservedRequest = parse_json(&body)?;
     let Some(reserved) = request.reserved_concurrent_executions else {
@@ -56,7 +58,7 @@ pub async fn put_reserved(
     let limit = state.control.concurrency_limit() as u64;
     let (_, reserved) = state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             let others = state.registry.reserved_total()
                 - u64::from(doc.reserved_concurrency.unwrap_or(0));
             let unreserved_after = limit as i64 - others as i64 - reserved;
@@ -69,16 +71,17 @@ pub async fn put_reserved(
             Ok(reserved as u32)
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, reserved, "reserved concurrency set");
     Ok(Json(json!({ "ReservedConcurrentExecutions": reserved })))
 }
 
 pub async fn get_reserved(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (_, document) = super::named_function(&state, &raw)?;
+    let (_, document) = super::named_function(&state, &scope, &raw)?;
     Ok(Json(match document.reserved_concurrency {
         Some(reserved) => json!({ "ReservedConcurrentExecutions": reserved }),
         None => json!({}),
@@ -87,17 +90,18 @@ pub async fn get_reserved(
 
 pub async fn delete_reserved(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             doc.reserved_concurrency = None;
             Ok(())
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, "reserved concurrency removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -152,7 +156,7 @@ fn status_body(
         .map(|version| {
             state
                 .control
-                .provisioned_allocated(document.name(), &version)
+                .provisioned_allocated(&document.key(), &version)
         })
         .unwrap_or(0)
         .min(config.requested as usize);
@@ -168,11 +172,12 @@ fn status_body(
 
 pub async fn put_provisioned(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<ProvisionedQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let qualifier = required_qualifier(query)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
     let request: PutProvisionedRequest = parse_json(&body)?;
@@ -195,16 +200,16 @@ pub async fn put_provisioned(
         .registry
         .all()
         .iter()
-        .filter(|d| d.name() != name)
+        .filter(|d| d.key() != scope.key(&name))
         .map(|d| provisioned_memory_mb(d, None))
         .sum();
     let missing = format!(
         "Function not found: {}",
-        state.arns.qualified_arn(&name, &qualifier)
+        scope.qualified_arn(&name, &qualifier)
     );
     let (document, config) = state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             let target = doc
                 .primary_version(&qualifier)
                 .ok_or(RegistryError::Missing(missing))?;
@@ -252,7 +257,7 @@ pub async fn put_provisioned(
             Ok(config)
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, %qualifier, requested, "provisioned concurrency set");
     Ok((
         StatusCode::ACCEPTED,
@@ -263,18 +268,19 @@ pub async fn put_provisioned(
 
 pub async fn get_provisioned(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<ProvisionedQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let qualifier = required_qualifier(query)?;
     let document = state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&scope.key(&name), || scope.function_arn(&name))?;
     let config = document.provisioned.get(&qualifier).ok_or_else(|| {
         ApiError::ProvisionedConcurrencyConfigNotFound(format!(
             "No Provisioned Concurrency Config found for this function: {}",
-            state.arns.qualified_arn(&name, &qualifier)
+            scope.qualified_arn(&name, &qualifier)
         ))
     })?;
     Ok(Json(status_body(&state, &document, &qualifier, config)))
@@ -282,19 +288,20 @@ pub async fn get_provisioned(
 
 pub async fn delete_provisioned(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<ProvisionedQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let qualifier = required_qualifier(query)?;
     state
         .registry
-        .modify(&name, state.arns.function_arn(&name), |doc| {
+        .modify(&scope.key(&name), scope.function_arn(&name), |doc| {
             doc.provisioned.remove(&qualifier);
             Ok(())
         })
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, %qualifier, "provisioned concurrency removed");
     Ok(StatusCode::NO_CONTENT)
 }

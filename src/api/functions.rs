@@ -13,6 +13,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Scope;
 use super::{ApiError, SharedState, parse_json, read_body};
 use std::sync::Arc;
 
@@ -195,8 +196,8 @@ fn environment_of(
     }
 }
 
-fn function_name(state: &SharedState, raw: &str) -> Result<String, ApiError> {
-    let reference = super::function_ref(state, raw)?;
+fn function_name(scope: &Scope, raw: &str) -> Result<String, ApiError> {
+    let reference = super::function_ref(scope, raw)?;
     if let Some(q) = reference.qualifier.as_deref().filter(|q| *q != "$LATEST") {
         return Err(ApiError::InvalidParameterValue(format!(
             "Qualifier {q} is not valid here: only $LATEST exists until versions are published"
@@ -222,15 +223,16 @@ fn qualifier_of(reference: &function::FunctionRef, query: Option<String>) -> Opt
 /// `$LATEST`, a published version, or an alias's version. Unknown ones are a 404.
 pub(super) fn resolve_version(
     state: &SharedState,
+    scope: &Scope,
     raw: &str,
     query_qualifier: Option<String>,
 ) -> Result<(Arc<FunctionDocument>, Arc<FunctionRecord>), ApiError> {
-    let reference = super::function_ref(state, raw)?;
+    let reference = super::function_ref(scope, raw)?;
     let qualifier = qualifier_of(&reference, query_qualifier);
     let name = &reference.name;
     let document = state
         .registry
-        .require(name, || state.arns.function_arn(name))?;
+        .require(&scope.key(name), || scope.function_arn(name))?;
     let record = match qualifier.as_deref() {
         None => Some(document.latest.clone()),
         Some(q) => {
@@ -264,18 +266,22 @@ fn small_too_large() -> ApiError {
     ))
 }
 
-fn configuration(state: &SharedState, record: &FunctionRecord) -> serde_json::Value {
-    record.configuration(&state.arns)
+fn configuration(scope: &Scope, record: &FunctionRecord) -> serde_json::Value {
+    record.configuration(scope)
 }
 
-pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<SharedState>,
+    scope: Scope,
+    body: Body,
+) -> Result<Response, ApiError> {
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: CreateFunctionRequest = parse_json(&body)?;
     // The request holds its own copy of the base64 zip: the body can go before it is decoded.
     drop(body);
     function::validate_name(&request.function_name)
-        .or_else(|_| super::function_ref(&state, &request.function_name).map(|_| ()))?;
-    let name = super::function_ref(&state, &request.function_name)?.name;
+        .or_else(|_| super::function_ref(&scope, &request.function_name).map(|_| ()))?;
+    let name = super::function_ref(&scope, &request.function_name)?.name;
     if request.package_type.as_deref().is_some_and(|p| p != "Zip") {
         return Err(ApiError::InvalidParameterValue(
             "PackageType Image is not supported by this server; use Zip".into(),
@@ -334,30 +340,32 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
         dead_letter_target: dead_letter_target(&state, request.dead_letter_config)?
             .filter(|t| !t.is_empty()),
         network: Default::default(),
+        region: (!scope.is_home()).then(|| scope.region.clone()),
     };
     let name = spec.name.clone();
     let document = state.registry.create(spec, tags, zip).await?;
     tracing::info!(function = %name, runtime = %document.latest.spec.runtime, "function created");
-    let published = publish_if(&state, &name, request.publish, &document).await;
-    state.control.reconcile_current(&name);
+    let published = publish_if(&state, &scope, &name, request.publish, &document).await;
+    state.control.reconcile_current(&scope.key(&name));
     let record = published?;
-    Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
+    Ok((StatusCode::CREATED, Json(configuration(&scope, &record))).into_response())
 }
 
 pub async fn get(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (document, record) = resolve_version(&state, &raw, query.qualifier)?;
+    let (document, record) = resolve_version(&state, &scope, &raw, query.qualifier)?;
     let name = document.name();
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:9600");
     let mut body = json!({
-        "Configuration": configuration(&state, &record),
+        "Configuration": configuration(&scope, &record),
         "Code": {
             "RepositoryType": "S3",
             "Location": format!("http://{host}/shoal/v1/functions/{name}/code.zip?Qualifier={}", record.version),
@@ -374,10 +382,11 @@ pub async fn get(
 
 pub async fn download_code(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<Response, ApiError> {
-    let (_, record) = resolve_version(&state, &raw, query.qualifier)?;
+    let (_, record) = resolve_version(&state, &scope, &raw, query.qualifier)?;
     let path = state
         .registry
         .code_store()
@@ -390,24 +399,28 @@ pub async fn download_code(
 
 pub async fn get_configuration(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (_, record) = resolve_version(&state, &raw, query.qualifier)?;
-    Ok(Json(configuration(&state, &record)))
+    let (_, record) = resolve_version(&state, &scope, &raw, query.qualifier)?;
+    Ok(Json(configuration(&scope, &record)))
 }
 
 pub async fn list(
     State(state): State<SharedState>,
+    scope: Scope,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = max_items(query.max_items.as_deref())?;
-    let (page, next) = state
-        .registry
-        .list(query.marker.as_deref().filter(|m| !m.is_empty()), limit);
+    let (page, next) = state.registry.list(
+        &scope,
+        query.marker.as_deref().filter(|m| !m.is_empty()),
+        limit,
+    );
     let functions: Vec<_> = page
         .iter()
-        .map(|d| configuration(&state, &d.latest))
+        .map(|d| configuration(&scope, &d.latest))
         .collect();
     let mut body = json!({ "Functions": functions });
     if let Some(next) = next {
@@ -419,12 +432,13 @@ pub async fn list(
 /// `$LATEST` of a function about to change, if `expected` (a RevisionId) still matches.
 fn latest_for_update(
     state: &SharedState,
+    scope: &Scope,
     name: &str,
     expected: Option<&str>,
 ) -> Result<Arc<FunctionRecord>, ApiError> {
     let current = state
         .registry
-        .require(name, || state.arns.function_arn(name))?
+        .require(&scope.key(name), || scope.function_arn(name))?
         .latest
         .clone();
     check_revision(expected, &current)?;
@@ -435,6 +449,7 @@ fn latest_for_update(
 /// answer with either way.
 async fn publish_if(
     state: &SharedState,
+    scope: &Scope,
     name: &str,
     publish: Option<bool>,
     document: &FunctionDocument,
@@ -442,7 +457,7 @@ async fn publish_if(
     if publish == Some(true) {
         Ok(state
             .registry
-            .publish_version(name, None, state.arns.function_arn(name))
+            .publish_version(&scope.key(name), None, scope.function_arn(name))
             .await?)
     } else {
         Ok(document.latest.clone())
@@ -460,21 +475,22 @@ fn check_revision(expected: Option<&str>, record: &FunctionRecord) -> Result<(),
 
 pub async fn update_code(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let body = read_body(body, CONTROL_BODY_MAX, too_large).await?;
     let request: UpdateCodeRequest = parse_json(&body)?;
     // The request holds its own copy of the base64 zip: the body can go before it is decoded.
     drop(body);
-    let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
+    let current = latest_for_update(&state, &scope, &name, request.revision_id.as_deref())?;
     if let Some(architectures) = &request.architectures {
         function::validate_architecture(architectures)?;
     }
     let zip = decode_zip(request.zip_file, request.s3_bucket, request.image_uri)?;
     if request.dry_run == Some(true) {
-        return Ok(Json(configuration(&state, &current)));
+        return Ok(Json(configuration(&scope, &current)));
     }
     state.disk.check(
         crate::code::stored_bytes(&zip),
@@ -482,25 +498,26 @@ pub async fn update_code(
     )?;
     let document = state
         .registry
-        .update_code(&name, zip, state.arns.function_arn(&name))
+        .update_code(&scope.key(&name), zip, scope.function_arn(&name))
         .await?;
     tracing::info!(function = %name, code_sha256 = %document.latest.code.sha256_b64, "function code updated");
     // The environments of the old code are retired even when publishing fails.
-    let published = publish_if(&state, &name, request.publish, &document).await;
-    state.control.reconcile_current(&name);
+    let published = publish_if(&state, &scope, &name, request.publish, &document).await;
+    state.control.reconcile_current(&scope.key(&name));
     let record = published?;
-    Ok(Json(configuration(&state, &record)))
+    Ok(Json(configuration(&scope, &record)))
 }
 
 pub async fn update_configuration(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let body = read_body(body, super::SMALL_BODY_MAX, small_too_large).await?;
     let request: UpdateConfigurationRequest = parse_json(&body)?;
-    latest_for_update(&state, &name, request.revision_id.as_deref())?;
+    latest_for_update(&state, &scope, &name, request.revision_id.as_deref())?;
     reject_layers(&request.layers)?;
     if let Some(handler) = &request.handler {
         function::validate_handler(handler)?;
@@ -530,27 +547,28 @@ pub async fn update_configuration(
     };
     let document = state
         .registry
-        .update_configuration(&name, patch, state.arns.function_arn(&name))
+        .update_configuration(&scope.key(&name), patch, scope.function_arn(&name))
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, "function configuration updated");
-    Ok(Json(configuration(&state, &document.latest)))
+    Ok(Json(configuration(&scope, &document.latest)))
 }
 
 pub async fn delete(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<QualifierQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let reference = super::function_ref(&state, &raw)?;
+    let reference = super::function_ref(&scope, &raw)?;
     let name = reference.name.clone();
     match qualifier_of(&reference, query.qualifier).as_deref() {
         None => {
             state
                 .registry
-                .delete(&name, state.arns.function_arn(&name))
+                .delete(&scope.key(&name), scope.function_arn(&name))
                 .await?;
-            state.control.reconcile_current(&name);
+            state.control.reconcile_current(&scope.key(&name));
             tracing::info!(function = %name, "function deleted");
         }
         Some(LATEST) => {
@@ -559,8 +577,8 @@ pub async fn delete(
             ));
         }
         Some(q) if q.bytes().all(|b| b.is_ascii_digit()) => {
-            state.registry.delete_version(&name, q, &state.arns).await?;
-            state.control.reconcile_current(&name);
+            state.registry.delete_version(&name, q, &scope).await?;
+            state.control.reconcile_current(&scope.key(&name));
             tracing::info!(function = %name, version = %q, "function version deleted");
         }
         Some(q) => {
@@ -576,6 +594,7 @@ pub async fn delete(
 /// PublishVersion: `$LATEST` becomes an immutable numbered version.
 pub async fn publish_version(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -586,10 +605,10 @@ pub async fn publish_version(
         description: Option<String>,
         revision_id: Option<String>,
     }
-    let name = function_name(&state, &raw)?;
+    let name = function_name(&scope, &raw)?;
     let body = read_body(body, super::SMALL_BODY_MAX, small_too_large).await?;
     let request: PublishRequest = parse_json(&body)?;
-    let current = latest_for_update(&state, &name, request.revision_id.as_deref())?;
+    let current = latest_for_update(&state, &scope, &name, request.revision_id.as_deref())?;
     if let Some(sha) = request
         .code_sha256
         .as_deref()
@@ -605,20 +624,25 @@ pub async fn publish_version(
     }
     let record = state
         .registry
-        .publish_version(&name, request.description, state.arns.function_arn(&name))
+        .publish_version(
+            &scope.key(&name),
+            request.description,
+            scope.function_arn(&name),
+        )
         .await?;
-    state.control.reconcile_current(&name);
+    state.control.reconcile_current(&scope.key(&name));
     tracing::info!(function = %name, version = %record.version, "version published");
-    Ok((StatusCode::CREATED, Json(configuration(&state, &record))).into_response())
+    Ok((StatusCode::CREATED, Json(configuration(&scope, &record))).into_response())
 }
 
 /// ListVersionsByFunction: `$LATEST` first, then the published versions in order.
 pub async fn list_versions(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let (_, document) = super::named_function(&state, &raw)?;
+    let (_, document) = super::named_function(&state, &scope, &raw)?;
     let limit = max_items(query.max_items.as_deref())?;
     let all: Vec<&Arc<FunctionRecord>> = std::iter::once(&document.latest)
         .chain(document.versions.iter())
@@ -633,7 +657,7 @@ pub async fn list_versions(
     };
     let page: Vec<_> = all.iter().skip(start).take(limit).collect();
     let mut body =
-        json!({ "Versions": page.iter().map(|r| configuration(&state, r)).collect::<Vec<_>>() });
+        json!({ "Versions": page.iter().map(|r| configuration(&scope, r)).collect::<Vec<_>>() });
     if start + page.len() < all.len()
         && let Some(last) = page.last()
     {

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 
+use super::Scope;
 use super::{ApiError, SharedState, read_body};
 use crate::invoke::{Invocation, InvokeOutcome, Mode, Origin};
 
@@ -79,12 +80,13 @@ fn client_context(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 pub async fn invoke(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<InvokeQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let reference = super::function_ref(&state, &raw)?;
+    let reference = super::function_ref(&scope, &raw)?;
     let qualifier = query
         .qualifier
         .filter(|q| !q.is_empty())
@@ -105,7 +107,7 @@ pub async fn invoke(
         ))
     })
     .await?;
-    let invocation = Invocation::new(name, payload, mode, Origin::Api)
+    let invocation = Invocation::new(scope.owned_key(name), payload, mode, Origin::Api)
         .qualifier(qualifier)
         .trace_id(header(&headers, "x-amzn-trace-id").map(str::to_string))
         .client_context(client_context);

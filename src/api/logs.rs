@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
+use super::Scope;
 use super::{ApiError, SharedState};
 
 const DEFAULT_LIMIT: usize = 1000;
@@ -29,20 +30,22 @@ fn number<T: std::str::FromStr>(name: &str, raw: Option<&str>, default: T) -> Re
 
 pub async fn read(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(raw): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = super::function_ref(&state, &raw)?.name;
-    state
+    let name = super::function_ref(&scope, &raw)?.name;
+    let document = state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&scope.key(&name), || scope.function_arn(&name))?;
+    let key = document.key().into_owned();
     let after: u64 = number("after", query.after.as_deref(), 0)?;
     let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT)?.clamp(1, MAX_LIMIT);
     // Events still gathering in the writer are written first: a reader sees every
     // line of every invocation that has answered.
     state.logs.flush().await;
     let store = state.registry.logs();
-    let events = tokio::task::spawn_blocking(move || store.read_logs(&name, after, limit))
+    let events = tokio::task::spawn_blocking(move || store.read_logs(&key, after, limit))
         .await
         .map_err(|e| ApiError::Service(e.to_string()))?
         .map_err(|e| ApiError::Service(e.to_string()))?;

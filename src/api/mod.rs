@@ -23,6 +23,7 @@ mod fronts;
 mod functions;
 mod invoke;
 mod logs;
+pub mod scope;
 mod sqs;
 mod tags;
 mod unconfigured;
@@ -47,6 +48,7 @@ use crate::control::Control;
 use crate::function::ArnContext;
 use crate::invoke::InvokeDoor;
 use crate::registry::{Registry, RegistryError};
+pub use scope::Scope;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -66,7 +68,10 @@ pub struct AppState {
     pub disk: Arc<crate::disk::DiskBudget>,
     /// Largest payload of an asynchronous invocation.
     pub async_payload_max: usize,
+    /// The account in the data directory's home region.
     pub arns: ArnContext,
+    /// The region of unsigned requests (`--region`).
+    pub default_region: String,
     /// Access key id -> secret; `None` runs the API open (loopback only).
     pub keys: Option<std::collections::HashMap<String, String>>,
     /// Temporary credentials of live environments, accepted besides `keys`.
@@ -682,38 +687,39 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 
 /// A function reference of a request, parsed, and refused when it names another
 /// account's function (403, as AWS answers a caller without permission on it) or another
-/// region's (400: this endpoint serves its own region).
+/// region's than the request's (400: a request acts in its own region).
 pub(crate) fn function_ref(
-    state: &SharedState,
+    scope: &Scope,
     raw: &str,
 ) -> Result<crate::function::FunctionRef, ApiError> {
     let reference = crate::function::parse_function_ref(raw)?;
-    match state.arns.foreign(&reference) {
+    match reference.foreign(scope) {
         None => Ok(reference),
         Some(crate::function::Foreign::Account(account)) => Err(ApiError::AccessDenied(format!(
             "User is not authorized to perform this action on resource {raw}: the function \
              belongs to account {account}, not to this server's account {}",
-            state.arns.account_id
+            scope.account_id
         ))),
         Some(crate::function::Foreign::Region(region)) => {
             Err(ApiError::InvalidParameterValue(format!(
-                "The function ARN {raw} names region {region}, but this endpoint serves {}",
-                state.arns.region
+                "The function ARN {raw} names region {region}, but this request is for {}",
+                scope.region
             )))
         }
     }
 }
 
-/// The function a path names (any qualifier aside) and its document; a 404 when it
-/// does not exist.
+/// The function a path names (any qualifier aside) in the request's region, and its
+/// document; a 404 when it does not exist there.
 pub(crate) fn named_function(
     state: &SharedState,
+    scope: &Scope,
     raw: &str,
 ) -> Result<(String, Arc<crate::document::FunctionDocument>), ApiError> {
-    let name = function_ref(state, raw)?.name;
+    let name = function_ref(scope, raw)?.name;
     let document = state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&scope.key(&name), || scope.function_arn(&name))?;
     Ok((name, document))
 }
 

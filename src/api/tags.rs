@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Scope;
 use super::{ApiError, SharedState, parse_json, read_body};
 use crate::function::{self, NetworkMode};
 
@@ -25,13 +26,13 @@ struct TagResourceRequest {
 }
 
 /// The function a taggable resource ARN names; versions and aliases carry no tags.
-fn tagged_function(state: &SharedState, resource: &str) -> Result<String, ApiError> {
+fn tagged_function(state: &SharedState, scope: &Scope, resource: &str) -> Result<String, ApiError> {
     if !resource.starts_with("arn:") {
         return Err(ApiError::InvalidParameterValue(format!(
             "Resource must be a function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME); got {resource}"
         )));
     }
-    let reference = super::function_ref(state, resource)?;
+    let reference = super::function_ref(scope, resource)?;
     if reference.qualifier.is_some() {
         return Err(ApiError::InvalidParameterValue(
             "Tags apply to functions, not to their versions or aliases: use the unqualified function ARN".into(),
@@ -39,7 +40,7 @@ fn tagged_function(state: &SharedState, resource: &str) -> Result<String, ApiErr
     }
     state
         .registry
-        .require(&reference.name, || state.arns.function_arn(&reference.name))?;
+        .require(&reference.name, || scope.function_arn(&reference.name))?;
     Ok(reference.name)
 }
 
@@ -59,18 +60,19 @@ pub(super) fn check_network_available(
 
 async fn retag(
     state: &SharedState,
+    scope: &Scope,
     name: &str,
     add: BTreeMap<String, String>,
     remove: &[String],
 ) -> Result<(), ApiError> {
     let (document, network_changed) = state
         .registry
-        .retag(name, state.arns.function_arn(name), add, remove)
+        .retag(&scope.key(name), scope.function_arn(name), add, remove)
         .await?;
     // A new network mode gave every version a new revision: reconciling retires the
     // environments of the old mode (idle ones now, busy ones when they are released)
     // and replaces provisioned ones.
-    state.control.reconcile_current(name);
+    state.control.reconcile_current(&scope.key(name));
     if network_changed {
         tracing::info!(function = %name, network = document.latest.spec.network.as_str(), "network mode changed");
     }
@@ -79,10 +81,11 @@ async fn retag(
 
 pub async fn tag(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(resource): Path<String>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let name = tagged_function(&state, &resource)?;
+    let name = tagged_function(&state, &scope, &resource)?;
     let body = read_body(body, TAGS_BODY_MAX, || {
         ApiError::RequestTooLarge(format!(
             "Request must be smaller than {TAGS_BODY_MAX} bytes"
@@ -95,16 +98,17 @@ pub async fn tag(
         .ok_or_else(|| ApiError::InvalidParameterValue("Tags is a required parameter".into()))?;
     function::validate_tags(&tags)?;
     check_network_available(&state, &tags)?;
-    retag(&state, &name, tags, &[]).await?;
+    retag(&state, &scope, &name, tags, &[]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn untag(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(resource): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<StatusCode, ApiError> {
-    let name = tagged_function(&state, &resource)?;
+    let name = tagged_function(&state, &scope, &resource)?;
     let keys: Vec<String> = query
         .into_iter()
         .filter(|(k, _)| k == "tagKeys")
@@ -115,17 +119,18 @@ pub async fn untag(
             "TagKeys is a required parameter".into(),
         ));
     }
-    retag(&state, &name, BTreeMap::new(), &keys).await?;
+    retag(&state, &scope, &name, BTreeMap::new(), &keys).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn list(
     State(state): State<SharedState>,
+    scope: Scope,
     Path(resource): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let name = tagged_function(&state, &resource)?;
+    let name = tagged_function(&state, &scope, &resource)?;
     let document = state
         .registry
-        .require(&name, || state.arns.function_arn(&name))?;
+        .require(&scope.key(&name), || scope.function_arn(&name))?;
     Ok(Json(json!({ "Tags": document.tags })))
 }

@@ -38,18 +38,30 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// `SHOAL_ACCESS_KEY_ID`/`SHOAL_SECRET_ACCESS_KEY`, else the AWS variables of the same name.
-    pub fn from_env() -> Option<Self> {
+    /// `SHOAL_ACCESS_KEY_ID`/`SHOAL_SECRET_ACCESS_KEY`, else the AWS variables of the
+    /// same name, in `region` (else `AWS_REGION`, `AWS_DEFAULT_REGION`, `us-east-1`).
+    /// Without keys, a region given still signs, with anonymous credentials an open
+    /// server does not check, so that the request acts in that region.
+    pub fn from_env(region: Option<&str>) -> Option<Self> {
         let var = |names: &[&str]| {
             names
                 .iter()
                 .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
         };
+        let region = region
+            .map(str::to_string)
+            .or_else(|| var(&["AWS_REGION", "AWS_DEFAULT_REGION"]));
+        let keys = var(&["SHOAL_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"])
+            .zip(var(&["SHOAL_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"]));
+        let (access_key_id, secret_access_key) = match (keys, &region) {
+            (Some(keys), _) => keys,
+            (None, Some(_)) => ("ANONYMOUS".to_string(), "anonymous".to_string()),
+            (None, None) => return None,
+        };
         Some(Self {
-            access_key_id: var(&["SHOAL_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"])?,
-            secret_access_key: var(&["SHOAL_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"])?,
-            region: var(&["SHOAL_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"])
-                .unwrap_or_else(|| "us-east-1".to_string()),
+            access_key_id,
+            secret_access_key,
+            region: region.unwrap_or_else(|| "us-east-1".to_string()),
         })
     }
 }

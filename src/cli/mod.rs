@@ -44,6 +44,17 @@ pub struct Endpoint {
         global = true
     )]
     pub endpoint: String,
+    /// Region to act in (else AWS_REGION or AWS_DEFAULT_REGION; unsigned requests to an
+    /// open server act in the server's `--region`).
+    #[arg(long, env = "SHOAL_REGION", global = true)]
+    pub region: Option<String>,
+}
+
+impl Endpoint {
+    /// A client of the server, signing with the keys of the environment, in the region.
+    pub fn client(&self) -> Client {
+        Client::new(&self.endpoint).signed(client::Credentials::from_env(self.region.as_deref()))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +136,7 @@ fn print_json(value: &serde_json::Value) {
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
+    let client = args.endpoint.client();
     let name = match &args.name {
         Some(name) => name.clone(),
         None => args
@@ -223,7 +234,7 @@ async fn warn_of_interpreter(client: &Client, runtime: &str) {
 }
 
 pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
-    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
+    let client = args.endpoint.client();
     let mut headers = Vec::new();
     if args.tail {
         headers.push(("x-amz-log-type", "Tail".to_string()));
@@ -271,7 +282,7 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
+    let client = args.endpoint.client();
     let mut after = 0u64;
     loop {
         let page = client
@@ -305,7 +316,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
-    let client = Client::new(&endpoint.endpoint).signed(client::Credentials::from_env());
+    let client = endpoint.client();
     let mut marker: Option<String> = None;
     let mut header = false;
     loop {
@@ -343,7 +354,7 @@ pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
 
 /// Prints how many asynchronous events of a function wait, and the oldest one's age.
 pub async fn pending(args: NameArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
+    let client = args.endpoint.client();
     let page = client
         .get_json(&format!("/shoal/v1/functions/{}/async-events", args.name))
         .await?;
@@ -356,7 +367,7 @@ pub async fn pending(args: NameArgs) -> anyhow::Result<()> {
 }
 
 pub async fn remove(args: NameArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint.endpoint).signed(client::Credentials::from_env());
+    let client = args.endpoint.client();
     client
         .send(
             Method::DELETE,

@@ -44,9 +44,10 @@ impl Control {
         self.reconciler().reconcile(document);
     }
 
-    /// Makes the environments of `name` match what the registry holds for it now: its
-    /// document, or, when it was deleted, nothing (every environment shut down). Reading under the reconciler's lock
-    /// means two changes that finish in either order leave the newest one applied.
+    /// Makes the environments of the function of key `name` (see `crate::region`) match
+    /// what the registry holds for it now: its document, or, when it was deleted, nothing
+    /// (every environment shut down). Reading under the reconciler's lock means two
+    /// changes that finish in either order leave the newest one applied.
     pub fn reconcile_current(&self, name: &str) {
         let _span = tracing::debug_span!("reconcile", function = %name).entered();
         let mut reconciler = self.reconciler();

@@ -103,7 +103,8 @@ impl<P: PoolControl> Reconciler<P> {
 
     /// Makes the pools of `document`'s function match it.
     pub fn reconcile(&mut self, document: &FunctionDocument) {
-        let name = document.name();
+        let key = document.key();
+        let name: &str = &key;
         let before = self.applied.remove(name).unwrap_or_default();
         let revisions: BTreeMap<String, String> = std::iter::once(&document.latest)
             .chain(document.versions.iter())

@@ -4,17 +4,24 @@ use std::sync::Arc;
 
 use super::{Delivered, Delivery, DeliveryError, Target};
 use crate::arn::Arn;
+use crate::function::ArnContext;
 use crate::invoke::{Invocation, InvokeDoor, Mode, Origin};
 use crate::registry::Registry;
 
 pub struct FunctionTarget {
     door: Arc<dyn InvokeDoor>,
     registry: Arc<Registry>,
+    /// The account in its home region: makes the keys functions are found by.
+    arns: ArnContext,
 }
 
 impl FunctionTarget {
-    pub fn new(door: Arc<dyn InvokeDoor>, registry: Arc<Registry>) -> Self {
-        Self { door, registry }
+    pub fn new(door: Arc<dyn InvokeDoor>, registry: Arc<Registry>, arns: ArnContext) -> Self {
+        Self {
+            door,
+            registry,
+            arns,
+        }
     }
 }
 
@@ -25,7 +32,7 @@ impl Target for FunctionTarget {
 
     fn check(&self, arn: &Arn) -> Result<(), DeliveryError> {
         let (name, _) = arn.function_parts()?;
-        match self.registry.get(name) {
+        match self.registry.get(&self.arns.key_of_arn(&arn.region, name)) {
             Some(_) => Ok(()),
             None => Err(DeliveryError::NotFound(arn.to_string())),
         }
@@ -34,7 +41,8 @@ impl Target for FunctionTarget {
     fn deliver<'a>(&'a self, arn: &'a Arn, delivery: Delivery) -> Delivered<'a> {
         Box::pin(async move {
             let (name, qualifier) = arn.function_parts()?;
-            let invocation = Invocation::new(name, delivery.body, Mode::Async, Origin::Destination)
+            let key = self.arns.key_of_arn(&arn.region, name).into_owned();
+            let invocation = Invocation::new(key, delivery.body, Mode::Async, Origin::Destination)
                 .qualifier(qualifier.map(str::to_string))
                 .trace_id(delivery.trace_id);
             self.door

@@ -19,6 +19,7 @@ use crate::arn::{Arn, ArnError};
 use crate::function::ArnContext;
 use crate::invoke::BoxFuture;
 use crate::queues::Attribute;
+use crate::region::validate_region;
 
 /// What is delivered.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +59,7 @@ pub enum DeliveryError {
         "The destination ARN {0} is invalid: use a function (arn:aws:lambda:...:function:NAME) or a queue (arn:aws:sqs:...:NAME)"
     )]
     Unsupported(String),
-    #[error("The destination ARN {0} is invalid: it is in another account or region")]
+    #[error("The destination ARN {0} is invalid: it is in another account")]
     Foreign(String),
     #[error("The destination ARN {0} is invalid: it does not exist")]
     NotFound(String),
@@ -105,7 +106,8 @@ impl Targets {
             .by_service
             .get(arn.service.as_str())
             .ok_or_else(|| DeliveryError::Unsupported(raw.to_string()))?;
-        if arn.account != self.arns.account_id || arn.region != self.arns.region {
+        // Any region of this account's: a resource is found in the region its ARN names.
+        if arn.account != self.arns.account_id || validate_region(&arn.region).is_err() {
             return Err(DeliveryError::Foreign(raw.to_string()));
         }
         Ok((arn, target))
@@ -166,10 +168,7 @@ mod tests {
         let recorder = Arc::new(Recorder {
             got: Mutex::default(),
         });
-        let mut targets = Targets::new(ArnContext {
-            region: "us-east-1".into(),
-            account_id: "000000000000".into(),
-        });
+        let mut targets = Targets::new(ArnContext::new("us-east-1", "000000000000"));
         targets.register(recorder.clone());
         (targets, recorder)
     }
@@ -195,7 +194,7 @@ mod tests {
         let (targets, recorder) = targets();
         for (raw, ok) in [
             ("arn:aws:sns:us-east-1:000000000000:t", "unsupported"),
-            ("arn:aws:sqs:eu-west-1:000000000000:known", "foreign"),
+            ("arn:aws:sqs:EU_WEST:000000000000:known", "foreign"),
             ("arn:aws:sqs:us-east-1:999999999999:known", "foreign"),
             ("not-an-arn", "malformed"),
         ] {
@@ -209,6 +208,15 @@ mod tests {
             assert_eq!(kind, ok, "{raw}");
         }
         assert!(recorder.got.lock().unwrap().is_empty());
+        // Another region of this account's is the target's to find.
+        targets
+            .deliver(
+                "arn:aws:sqs:eu-west-1:000000000000:known",
+                Delivery::new("x"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(recorder.got.lock().unwrap().len(), 1);
         assert!(targets.is_service("arn:aws:sqs:r:a:q", "sqs"));
         assert!(!targets.is_service("arn:aws:lambda:r:a:function:f", "sqs"));
     }

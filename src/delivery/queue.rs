@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use super::{Delivered, Delivery, DeliveryError, Target};
 use crate::arn::Arn;
+use crate::function::ArnContext;
 use crate::queues::QueueService;
 
 pub struct QueueTarget {
     queues: Arc<QueueService>,
+    /// The account in its home region: makes the keys queues are found by.
+    arns: ArnContext,
 }
 
 impl QueueTarget {
-    pub fn new(queues: Arc<QueueService>) -> Self {
-        Self { queues }
+    pub fn new(queues: Arc<QueueService>, arns: ArnContext) -> Self {
+        Self { queues, arns }
     }
 }
 
@@ -24,14 +27,17 @@ impl Target for QueueTarget {
     fn check(&self, arn: &Arn) -> Result<(), DeliveryError> {
         let name = arn.queue_name()?;
         self.queues
-            .info(name)
+            .info(&self.arns.key_of_arn(&arn.region, name))
             .map(|_| ())
             .map_err(|_| DeliveryError::NotFound(arn.to_string()))
     }
 
     fn deliver<'a>(&'a self, arn: &'a Arn, delivery: Delivery) -> Delivered<'a> {
         Box::pin(async move {
-            let name = arn.queue_name()?.to_string();
+            let name = self
+                .arns
+                .key_of_arn(&arn.region, arn.queue_name()?)
+                .into_owned();
             let queues = self.queues.clone();
             let body = String::from_utf8_lossy(&delivery.body).into_owned();
             let message = (body, delivery.attributes, None);

@@ -222,7 +222,10 @@ impl Dispatcher {
         let outcome = Outcome {
             queued: &queued,
             config: &config,
-            function_arn: self.services.arns.qualified_arn(&event.function, qualifier),
+            function_arn: {
+                let (arns, name) = self.services.arns.of_key(&event.function);
+                arns.qualified_arn(name, qualifier)
+            },
         };
         let policy = Policy::new(&config, self.settings.retry_base_delay.as_millis() as u64);
         if policy.too_old(event.received_ms, now_ms()) {

@@ -17,10 +17,7 @@ const DESTINATION: &str = "arn:aws:sqs:us-east-1:000000000000:records";
 const DEAD_LETTERS: &str = "arn:aws:sqs:us-east-1:000000000000:dead";
 
 fn arns() -> ArnContext {
-    ArnContext {
-        region: "us-east-1".into(),
-        account_id: "000000000000".into(),
-    }
+    ArnContext::new("us-east-1", "000000000000")
 }
 
 /// A door whose function fails its first `failures` runs, then succeeds (or throttles

@@ -152,14 +152,19 @@ impl Launcher {
             };
         // The environment's own credentials (its execution role's session), in force
         // until it ends; the server's keys are never among them.
+        let key = spec.key();
         let caller = Arc::new(crate::credentials::Caller {
-            function: spec.name.clone(),
+            function: key.to_string(),
             version: function.version.clone(),
             environment: id.clone(),
             role: spec.role.clone(),
         });
         let credentials = self.platform.credentials.issue((*caller).clone());
 
+        let region = spec
+            .region
+            .clone()
+            .unwrap_or_else(|| self.arns.region.clone());
         let mut env: Vec<(String, String)> = spec
             .environment
             .iter()
@@ -193,8 +198,8 @@ impl Launcher {
                 }
                 .to_string(),
             ),
-            ("AWS_REGION", self.arns.region.clone()),
-            ("AWS_DEFAULT_REGION", self.arns.region.clone()),
+            ("AWS_REGION", region.clone()),
+            ("AWS_DEFAULT_REGION", region),
             ("TZ", ":UTC".to_string()),
             ("LANG", "en_US.UTF-8".to_string()),
             ("TMPDIR", layout.tmp.display().to_string()),
@@ -241,7 +246,7 @@ impl Launcher {
             .map_err(|e| StartError::Io(std::io::Error::from(e)))?;
         let target = LogTarget {
             sink: self.sink.clone(),
-            function: spec.name.as_str().into(),
+            function: key.as_ref().into(),
             stream: log_stream.clone(),
             tail: Arc::new(Mutex::new(None)),
         };
@@ -307,7 +312,7 @@ impl Launcher {
         tracing::debug!(env = %id, function = %spec.name, runtime_api = %api_addr, platform_api = %platform_addr, access_key = %credentials.credentials().access_key_id, sandbox = self.sandbox.name(), "environment started");
         Ok(Arc::new(Environment {
             id,
-            function_name: spec.name.clone(),
+            function_name: key.into_owned(),
             started_at,
             api,
             inbox: inbox_tx,

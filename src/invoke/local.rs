@@ -47,10 +47,9 @@ impl LocalInvoker {
             .resolve(qualifier, fastrand::f64())
             .cloned()
             .ok_or_else(|| {
-                InvokeError::NotFound(
-                    self.arns
-                        .qualified_arn(document.name(), qualifier.unwrap_or(LATEST)),
-                )
+                let key = document.key();
+                let (arns, name) = self.arns.of_key(&key);
+                InvokeError::NotFound(arns.qualified_arn(name, qualifier.unwrap_or(LATEST)))
             })
     }
 
@@ -58,10 +57,10 @@ impl LocalInvoker {
         if invocation.qualifier.as_deref() == Some(LATEST) {
             invocation.qualifier = None;
         }
-        let document = self
-            .registry
-            .get(&invocation.function)
-            .ok_or_else(|| InvokeError::NotFound(self.arns.function_arn(&invocation.function)))?;
+        let document = self.registry.get(&invocation.function).ok_or_else(|| {
+            let (arns, name) = self.arns.of_key(&invocation.function);
+            InvokeError::NotFound(arns.function_arn(name))
+        })?;
         let function = self.resolve(&document, invocation.qualifier.as_deref())?;
         // An event of the async queue was checked when the queue took it.
         if invocation.origin != Origin::AsyncQueue {
@@ -89,10 +88,10 @@ impl LocalInvoker {
                 Ok(InvokeOutcome::Queued { request_id })
             }
             Mode::Sync { log_tail } => {
-                let name = &invocation.function;
+                let (arns, name) = self.arns.of_key(&invocation.function);
                 let invoked_arn = match invocation.qualifier.as_deref() {
-                    Some(q) => self.arns.qualified_arn(name, q),
-                    None => self.arns.function_arn(name),
+                    Some(q) => arns.qualified_arn(name, q),
+                    None => arns.function_arn(name),
                 };
                 self.runner
                     .run(function, invoked_arn, invocation, log_tail)
@@ -193,10 +192,7 @@ mod tests {
         let queue = EventQueue::start(events.clone(), Arc::new(crate::metrics::Metrics::default()));
         let disk = DiskBudget::new(dir.path(), crate::disk::Reserve::Bytes(0)).unwrap();
         let runner = Arc::new(FakeRunner::default());
-        let arns = ArnContext {
-            region: "us-east-1".into(),
-            account_id: "000000000000".into(),
-        };
+        let arns = ArnContext::new("us-east-1", "000000000000");
         Door {
             door: LocalInvoker::new(registry, runner.clone(), queue, disk, arns),
             _dir: dir,

@@ -79,6 +79,8 @@ impl Origin {
 /// One invocation, as every producer describes it.
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// The function's key (see `crate::region`): its name in the home region,
+    /// `region/name` in another.
     pub function: String,
     /// A version number, `$LATEST` or an alias; `None` is `$LATEST`.
     pub qualifier: Option<String>,

@@ -149,7 +149,9 @@ impl Runner {
         request: Invocation,
         log_tail: bool,
     ) -> Result<InvokeResponse, InvokeError> {
-        let name = function.spec.name.as_str();
+        // Metrics name a function by its key (`region/name` outside the home region).
+        let key = function.spec.key();
+        let name = key.as_ref();
         let version = function.version.clone();
         let mut lease = match self.scheduler.acquire(&function).await {
             Ok(lease) => lease,

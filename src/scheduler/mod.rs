@@ -200,7 +200,7 @@ impl<L: Launch> Scheduler<L> {
         record: &FunctionRecord,
     ) -> Result<Lease<L>, AcquireError> {
         let key = PoolKey::of(record);
-        let name = &record.spec.name;
+        let name = key.function.as_str();
         let memory = u64::from(record.spec.memory_mb);
         let (admitted, discard, evicted) = {
             let mut state = self.lock();

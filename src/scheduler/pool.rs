@@ -22,7 +22,7 @@ pub struct PoolKey {
 impl PoolKey {
     pub fn of(record: &FunctionRecord) -> Self {
         Self {
-            function: record.spec.name.clone(),
+            function: record.spec.key().into_owned(),
             version: record.version.clone(),
         }
     }

@@ -120,10 +120,10 @@ mod tests {
         let door = Arc::new(CountingDoor::default());
         let mut sources = Sources::new(SourceContext {
             invoke: door.clone(),
-            delivery: Arc::new(Targets::new(crate::function::ArnContext {
-                region: "us-east-1".into(),
-                account_id: "000000000000".into(),
-            })),
+            delivery: Arc::new(Targets::new(crate::function::ArnContext::new(
+                "us-east-1",
+                "000000000000",
+            ))),
             shutdown: shutdown.signal(),
         });
         sources.start(Arc::new(Ticker));

@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS logs (
     message   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_by_function ON logs (function, seq);
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 /// After the migration: the index that sums a function's log bytes without reading the
@@ -93,6 +97,23 @@ impl SqliteStore {
         })
     }
 
+    /// The data directory's home region (see `crate::region`): the one recorded, else
+    /// `region`, recorded now. It never changes, so the keys of resources never do.
+    pub fn home_region(&self, region: &str) -> Result<String, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO settings (key, value) VALUES ('home_region', ?1)",
+            params![region],
+        )
+        .map_err(backend)?;
+        conn.query_row(
+            "SELECT value FROM settings WHERE key = 'home_region'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(backend)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions
         // roll back), so a poisoned lock is still safe to use.
@@ -145,7 +166,7 @@ impl FunctionStore for SqliteStore {
         let inserted = conn
             .execute(
                 "INSERT INTO functions (name, record) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-                params![record.latest.spec.name, json],
+                params![record.key(), json],
             )
             .map_err(backend)?;
         if inserted == 0 {
@@ -160,7 +181,7 @@ impl FunctionStore for SqliteStore {
         let updated = conn
             .execute(
                 "UPDATE functions SET record = ?2 WHERE name = ?1",
-                params![record.latest.spec.name, json],
+                params![record.key(), json],
             )
             .map_err(backend)?;
         if updated == 0 {

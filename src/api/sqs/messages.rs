@@ -54,7 +54,7 @@ pub(super) async fn send_message(call: &Call<'_>) -> Result<Value, SqsError> {
     }
     let input: Input = call.input()?;
     check_body(&input.message_body)?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let attrs = attributes(input.message_attributes);
     let md5_attrs = md5_of_attributes(&attrs);
     let md5_body = md5_hex(input.message_body.as_bytes());
@@ -117,7 +117,7 @@ pub(super) async fn receive_message(call: &Call<'_>) -> Result<Value, SqsError> 
         message_attribute_names: Option<Vec<String>>,
     }
     let input: Input = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let max = input.max_number_of_messages.unwrap_or(1);
     if !(1..=10).contains(&max) {
         return Err(SqsError::invalid(format!(
@@ -250,7 +250,7 @@ struct ReceiptInput {
 
 pub(super) async fn delete_message(call: &Call<'_>) -> Result<Value, SqsError> {
     let input: ReceiptInput = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let handle = input.receipt_handle;
     call.queues(move |q| q.delete_message(&name, &handle))
         .await?;
@@ -259,7 +259,7 @@ pub(super) async fn delete_message(call: &Call<'_>) -> Result<Value, SqsError> {
 
 pub(super) async fn change_message_visibility(call: &Call<'_>) -> Result<Value, SqsError> {
     let input: ReceiptInput = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let handle = input.receipt_handle;
     let visibility = input
         .visibility_timeout
@@ -316,7 +316,7 @@ fn batch_input<E: DeserializeOwned>(
 ) -> Result<(String, Vec<E>), SqsError> {
     let input: BatchInput<E> = call.input()?;
     check_batch(input.entries.iter().map(id).collect())?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     Ok((name, input.entries))
 }
 

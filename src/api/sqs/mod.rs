@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::fronts::Answer;
-use super::{ApiError, SharedState, read_body};
+use super::{ApiError, Scope, SharedState, read_body};
 use crate::queues::{QueueError, QueueService};
 use action::SqsAction;
 use endpoint::Endpoint;
@@ -41,6 +41,8 @@ const DEFAULT_HOST: &str = "127.0.0.1:9600";
 /// One SQS request as its action's function sees it.
 struct Call<'a> {
     state: &'a SharedState,
+    /// The request's region: queues are found by their key there.
+    scope: Scope,
     endpoint: Endpoint,
     body: &'a [u8],
 }
@@ -55,6 +57,12 @@ impl Call<'_> {
     /// The name of the queue a queue URL names (of this endpoint and account only).
     fn queue_name(&self, url: &str) -> Result<String, SqsError> {
         self.endpoint.queue_name(url)
+    }
+
+    /// The key of the queue a queue URL names, in the request's region (see
+    /// `crate::region`).
+    fn queue_key(&self, url: &str) -> Result<String, SqsError> {
+        Ok(self.scope.owned_key(self.endpoint.queue_name(url)?))
     }
 
     /// The URL of a queue.
@@ -110,8 +118,13 @@ async fn handle(state: SharedState, headers: HeaderMap, body: Body) -> Response 
         .and_then(|h| h.to_str().ok())
         .unwrap_or(DEFAULT_HOST)
         .to_string();
+    let scope = match Scope::of(&state, &headers, None) {
+        Ok(scope) => scope,
+        Err(e) => return e.into_response(),
+    };
     let call = Call {
         state: &state,
+        scope,
         endpoint: Endpoint {
             host,
             public: state.public_addr.get().cloned(),

@@ -27,7 +27,8 @@ pub(super) async fn create_queue(call: &Call<'_>) -> Result<Value, SqsError> {
     }
     let input: Input = call.input()?;
     let attrs = crate::queues::validate_attributes(&input.attributes.unwrap_or_default())?;
-    let name = input.queue_name.clone();
+    crate::queues::validate_name(&input.queue_name)?;
+    let name = call.scope.key(&input.queue_name).into_owned();
     let tags = input.tags.unwrap_or_default();
     call.queues(move |q| q.create(&name, attrs, tags)).await?;
     Ok(json!({ "QueueUrl": call.url(&input.queue_name) }))
@@ -35,7 +36,8 @@ pub(super) async fn create_queue(call: &Call<'_>) -> Result<Value, SqsError> {
 
 pub(super) async fn get_queue_url(call: &Call<'_>) -> Result<Value, SqsError> {
     let input: QueueNameInput = call.input()?;
-    let name = input.queue_name.clone();
+    crate::queues::validate_name(&input.queue_name)?;
+    let name = call.scope.key(&input.queue_name).into_owned();
     call.queues(move |q| q.info(&name)).await?;
     Ok(json!({ "QueueUrl": call.url(&input.queue_name) }))
 }
@@ -48,20 +50,21 @@ pub(super) async fn list_queues(call: &Call<'_>) -> Result<Value, SqsError> {
     }
     let input: Input = call.input()?;
     let prefix = input.queue_name_prefix.unwrap_or_default();
-    let names = call.queues(move |q| q.list(&prefix)).await?;
+    let region = call.scope.0.clone();
+    let names = call.queues(move |q| q.list(&region, &prefix)).await?;
     Ok(json!({ "QueueUrls": names.iter().map(|n| call.url(n)).collect::<Vec<_>>() }))
 }
 
 pub(super) async fn delete_queue(call: &Call<'_>) -> Result<Value, SqsError> {
     let input: QueueUrlInput = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     call.queues(move |q| q.delete(&name)).await?;
     Ok(json!({}))
 }
 
 pub(super) async fn purge_queue(call: &Call<'_>) -> Result<Value, SqsError> {
     let input: QueueUrlInput = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     call.queues(move |q| q.purge(&name)).await?;
     Ok(json!({}))
 }
@@ -75,11 +78,11 @@ pub(super) async fn get_queue_attributes(call: &Call<'_>) -> Result<Value, SqsEr
     }
     let input: Input = call.input()?;
     let name = call.queue_name(&input.queue_url)?;
-    let queue = name.clone();
+    let queue = call.scope.key(&name).into_owned();
     let (info, counts) = call
         .queues(move |q| Ok((q.info(&queue)?, q.counts(&queue)?)))
         .await?;
-    let arns = &call.state.arns;
+    let arns = &call.scope;
     let mut all: BTreeMap<String, String> = BTreeMap::new();
     all.insert("VisibilityTimeout".into(), info.visibility_s().to_string());
     all.insert(
@@ -129,7 +132,7 @@ pub(super) async fn set_queue_attributes(call: &Call<'_>) -> Result<Value, SqsEr
         attributes: Option<HashMap<String, String>>,
     }
     let input: Input = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let attributes = input
         .attributes
         .ok_or_else(|| SqsError::missing("Attributes"))?;

@@ -16,7 +16,7 @@ pub(super) async fn tag_queue(call: &Call<'_>) -> Result<Value, SqsError> {
         tags: Option<BTreeMap<String, String>>,
     }
     let input: Input = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let tags = input
         .tags
         .filter(|t| !t.is_empty())
@@ -33,7 +33,7 @@ pub(super) async fn untag_queue(call: &Call<'_>) -> Result<Value, SqsError> {
         tag_keys: Option<Vec<String>>,
     }
     let input: Input = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let keys = input
         .tag_keys
         .filter(|k| !k.is_empty())
@@ -44,7 +44,7 @@ pub(super) async fn untag_queue(call: &Call<'_>) -> Result<Value, SqsError> {
 
 pub(super) async fn list_queue_tags(call: &Call<'_>) -> Result<Value, SqsError> {
     let input: QueueUrlInput = call.input()?;
-    let name = call.queue_name(&input.queue_url)?;
+    let name = call.queue_key(&input.queue_url)?;
     let tags = call.queues(move |q| q.tags(&name)).await?;
     Ok(if tags.is_empty() {
         json!({})

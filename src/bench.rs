@@ -277,8 +277,6 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         &data_dir.display().to_string(),
         "--keep-alive",
         "10m",
-        "--memory-capacity",
-        "1000000",
         "--isolation",
         isolation,
     ]);
@@ -418,11 +416,31 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         );
     }
     if args.async_events > 0 {
+        // The shapes users deploy: a small Python function, and a no-op at 2048 MB (more
+        // environments than the async queue's concurrency need the memory capacity's
+        // default to fit).
+        create(
+            &client,
+            "noop-provided-2g",
+            "provided.al2023",
+            "bootstrap",
+            zip_of(&[("bootstrap", &me, 0o755)])?,
+            json!({ NOOP_RUNTIME_VAR: "1" }),
+        )
+        .await?;
+        client
+            .send_json(
+                Method::PUT,
+                "/2015-03-31/functions/noop-provided-2g/configuration",
+                &json!({ "MemorySize": 2048 }),
+            )
+            .await?;
         async_queue(
             &client,
             args.async_events,
             args.concurrency.max(16),
             data_dir,
+            &["noop-python", "noop-provided-2g"],
         )
         .await?;
     }
@@ -463,14 +481,16 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
 }
 
 /// The durable queue: a plain SQLite insert loop (one committed transaction per row, as
-/// durable as an accepted event) as the baseline, then events accepted with 202 while the
-/// function is held (reserved concurrency 0), the drain once it is released, and the
-/// latency from 202 to the function's START on an idle server.
+/// durable as an accepted event) as the baseline, then for each function events accepted
+/// with 202 while it is held (reserved concurrency 0) and the drain of that backlog once it
+/// is released (no sender left), and the latency from 202 to the first function's START on
+/// an idle server.
 async fn async_queue(
     client: &Client,
     n: usize,
     concurrency: usize,
     data_dir: &Path,
+    functions: &[&str],
 ) -> anyhow::Result<()> {
     println!();
     println!(
@@ -501,69 +521,73 @@ async fn async_queue(
         baseline.as_secs_f64(),
         rows as f64 / baseline.as_secs_f64()
     );
-    let function = "noop-python";
-    let concurrency_path = format!("/2017-10-31/functions/{function}/concurrency");
-    client
-        .send_json(
-            Method::PUT,
-            &concurrency_path,
-            &json!({ "ReservedConcurrentExecutions": 0 }),
-        )
-        .await?;
+    for function in functions {
+        let concurrency_path = format!("/2017-10-31/functions/{function}/concurrency");
+        client
+            .send_json(
+                Method::PUT,
+                &concurrency_path,
+                &json!({ "ReservedConcurrentExecutions": 0 }),
+            )
+            .await?;
+        let path = format!("/2015-03-31/functions/{function}/invocations");
+        let event = [("x-amz-invocation-type", "Event".to_string())];
+        let start = Instant::now();
+        let per_client = n.div_ceil(concurrency);
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let client = client.clone();
+            let path = path.clone();
+            let event = event.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_client {
+                    client
+                        .send(Method::POST, &path, &event, Some(Bytes::from_static(b"{}")))
+                        .await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        let accepted = per_client * concurrency;
+        let accept_time = start.elapsed();
+        println!(
+            "{:<34} {:>10} {:>10.3} {:>12.0}",
+            format!("accepted with 202 ({concurrency} clients)"),
+            accepted,
+            accept_time.as_secs_f64(),
+            accepted as f64 / accept_time.as_secs_f64()
+        );
+        client
+            .send(Method::DELETE, &concurrency_path, &[], None)
+            .await?;
+        let drain_start = Instant::now();
+        let pending_path = format!("/shoal/v1/functions/{function}/async-events");
+        loop {
+            let pending = client.get_json(&pending_path).await?;
+            if pending["pending"].as_u64() == Some(0) {
+                break;
+            }
+            anyhow::ensure!(
+                drain_start.elapsed() < Duration::from_secs(300),
+                "the queue did not drain"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drain = drain_start.elapsed();
+        println!(
+            "{:<34} {:>10} {:>10.3} {:>12.0}",
+            format!("drained ({function})"),
+            accepted,
+            drain.as_secs_f64(),
+            accepted as f64 / drain.as_secs_f64()
+        );
+    }
+    let function = functions[0];
     let path = format!("/2015-03-31/functions/{function}/invocations");
     let event = [("x-amz-invocation-type", "Event".to_string())];
-    let start = Instant::now();
-    let per_client = n.div_ceil(concurrency);
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let client = client.clone();
-        let path = path.clone();
-        let event = event.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_client {
-                client
-                    .send(Method::POST, &path, &event, Some(Bytes::from_static(b"{}")))
-                    .await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let accepted = per_client * concurrency;
-    let accept_time = start.elapsed();
-    println!(
-        "{:<34} {:>10} {:>10.3} {:>12.0}",
-        format!("accepted with 202 ({concurrency} clients)"),
-        accepted,
-        accept_time.as_secs_f64(),
-        accepted as f64 / accept_time.as_secs_f64()
-    );
-    client
-        .send(Method::DELETE, &concurrency_path, &[], None)
-        .await?;
-    let drain_start = Instant::now();
-    let pending_path = format!("/shoal/v1/functions/{function}/async-events");
-    loop {
-        let pending = client.get_json(&pending_path).await?;
-        if pending["pending"].as_u64() == Some(0) {
-            break;
-        }
-        anyhow::ensure!(
-            drain_start.elapsed() < Duration::from_secs(300),
-            "the queue did not drain"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let drain = drain_start.elapsed();
-    println!(
-        "{:<34} {:>10} {:>10.3} {:>12.0}",
-        format!("drained ({function})"),
-        accepted,
-        drain.as_secs_f64(),
-        accepted as f64 / drain.as_secs_f64()
-    );
     // Latency, idle: each event's START line carries the request id the 202 announced.
     let logs_path = format!("/shoal/v1/functions/{function}/logs");
     let mut after = 0u64;

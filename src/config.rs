@@ -93,10 +93,18 @@ pub struct ServerSettings {
     #[arg(long, env = "SHOAL_CONCURRENCY_LIMIT", default_value_t = 1000)]
     pub concurrency_limit: usize,
 
-    /// Memory (MB) that live environments may take in all, by their memory size;
-    /// `auto` is three quarters of this host's memory.
+    /// Memory (MB) that live environments may take in all, by their declared memory
+    /// size; `auto` is four times this host's memory (environments seldom use what they
+    /// declare: each is still held to its size by its cgroup, and --memory-floor guards
+    /// what the host really has left).
     #[arg(long, env = "SHOAL_MEMORY_CAPACITY", default_value = "auto", value_parser = parse_capacity)]
     pub memory_capacity: Capacity,
+
+    /// Memory (MB) the host keeps available: below it, a cold start first evicts idle
+    /// environments and is throttled when there are none. `auto` is a sixteenth of the
+    /// host's memory, at least 256 MB; 0 turns the check off.
+    #[arg(long, env = "SHOAL_MEMORY_FLOOR", default_value = "auto", value_parser = parse_capacity)]
+    pub memory_floor: Capacity,
 
     /// How long an environment being shut down gets between SIGTERM and SIGKILL.
     #[arg(long, env = "SHOAL_SHUTDOWN_GRACE", default_value = "1s", value_parser = parse_duration)]
@@ -293,22 +301,32 @@ pub enum Capacity {
     Megabytes(u64),
 }
 
+/// How many times the host's memory `--memory-capacity auto` lets environments declare.
+pub const MEMORY_OVERCOMMIT: u64 = 4;
+
 impl Capacity {
-    /// The capacity in MB; `Auto` reads the host's memory (4 GB if it cannot).
+    /// The memory capacity in MB; `Auto` is [`MEMORY_OVERCOMMIT`] times the host's memory
+    /// (16 GB if it cannot be read).
     pub fn resolve(self) -> u64 {
         match self {
             Self::Megabytes(mb) => mb,
-            Self::Auto => std::fs::read_to_string("/proc/meminfo")
-                .ok()
-                .and_then(|text| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix("MemTotal:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                })
-                .map(|kb| kb / 1024 * 3 / 4)
-                .unwrap_or(4096),
+            Self::Auto => host_memory_mb().map_or(16 * 1024, |mb| mb * MEMORY_OVERCOMMIT),
         }
     }
+
+    /// The memory floor in MB; `Auto` is a sixteenth of the host's memory, at least
+    /// 256 MB (0, no floor, where the host's memory cannot be read).
+    pub fn resolve_floor(self) -> u64 {
+        match self {
+            Self::Megabytes(mb) => mb,
+            Self::Auto => host_memory_mb().map_or(0, |mb| (mb / 16).max(256)),
+        }
+    }
+}
+
+/// The host's memory in MB (`MemTotal`), where `/proc/meminfo` tells.
+fn host_memory_mb() -> Option<u64> {
+    crate::scheduler::host::meminfo_mb("MemTotal:")
 }
 
 fn parse_capacity(raw: &str) -> Result<Capacity, String> {
@@ -341,6 +359,7 @@ struct FileSettings {
     disk_reserve: Option<toml::Value>,
     concurrency_limit: Option<usize>,
     memory_capacity: Option<toml::Value>,
+    memory_floor: Option<toml::Value>,
     shutdown_grace: Option<String>,
     shutdown_timeout: Option<String>,
     access_key_id: Option<String>,
@@ -432,14 +451,20 @@ impl ServerSettings {
         if let (Some(v), true) = (file.concurrency_limit, defaulted("concurrency_limit")) {
             self.concurrency_limit = v;
         }
-        if let (Some(v), true) = (file.memory_capacity, defaulted("memory_capacity")) {
+        // A number of MB or "auto", as a TOML string or integer.
+        let capacity = |v: toml::Value| {
             let raw = match v {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(n) => n.to_string(),
-                _ => "not a capacity".to_string(),
+                _ => "not a number of MB".to_string(),
             };
-            self.memory_capacity = parse_capacity(&raw)
-                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            parse_capacity(&raw).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+        };
+        if let (Some(v), true) = (file.memory_capacity, defaulted("memory_capacity")) {
+            self.memory_capacity = capacity(v)?;
+        }
+        if let (Some(v), true) = (file.memory_floor, defaulted("memory_floor")) {
+            self.memory_floor = capacity(v)?;
         }
         if let (Some(v), true) = (file.shutdown_grace, defaulted("shutdown_grace")) {
             self.shutdown_grace = duration(v)?;

@@ -162,6 +162,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let limits = Limits {
         concurrency: settings.concurrency_limit,
         memory_capacity_mb: settings.memory_capacity.resolve(),
+        memory_floor_mb: settings.memory_floor.resolve_floor(),
         keep_alive: settings.keep_alive,
         shutdown_grace: settings.shutdown_grace,
         init_timeout: settings.init_timeout,
@@ -169,6 +170,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     tracing::info!(
         concurrency_limit = limits.concurrency,
         memory_capacity_mb = limits.memory_capacity_mb,
+        memory_floor_mb = limits.memory_floor_mb,
         keep_alive = ?limits.keep_alive,
         "scheduler limits"
     );

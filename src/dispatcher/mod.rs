@@ -86,6 +86,11 @@ pub struct Services {
     pub logs: crate::logs::LogSink,
 }
 
+/// How long an event waits for its function to have capacity (an environment of its own
+/// to free, or memory) before it counts as throttled and the function's backlog is pushed
+/// back: a backlog runs at the rate of the environments the function can get.
+const ADMISSION_WAIT: Duration = Duration::from_secs(2);
+
 pub struct Dispatcher {
     services: Services,
     settings: AsyncSettings,
@@ -241,7 +246,8 @@ impl Dispatcher {
         )
         .qualifier(event.qualifier.clone())
         .trace_id(event.trace_id.clone())
-        .request_id(Some(event.request_id.clone()));
+        .request_id(Some(event.request_id.clone()))
+        .admission_wait(ADMISSION_WAIT);
         let (attempt, response) = match context.invoke.invoke(invocation).await {
             Ok(InvokeOutcome::Completed(response)) if response.stopped_by_shutdown => {
                 return self.put_back(&queued).await;

@@ -93,6 +93,9 @@ pub struct Invocation {
     pub client_context: Option<String>,
     /// The request id to use (an async event keeps the one its 202 announced).
     pub request_id: Option<String>,
+    /// How long a throttled invocation waits for capacity before it is refused: none for
+    /// a caller that gets its 429 (as on Lambda), a while for a consumer of a backlog.
+    pub admission_wait: std::time::Duration,
 }
 
 impl Invocation {
@@ -106,6 +109,7 @@ impl Invocation {
             trace_id: None,
             client_context: None,
             request_id: None,
+            admission_wait: std::time::Duration::ZERO,
         }
     }
 
@@ -126,6 +130,11 @@ impl Invocation {
 
     pub fn request_id(mut self, request_id: Option<String>) -> Self {
         self.request_id = request_id;
+        self
+    }
+
+    pub fn admission_wait(mut self, wait: std::time::Duration) -> Self {
+        self.admission_wait = wait;
         self
     }
 }

@@ -153,7 +153,11 @@ impl Runner {
         let key = function.spec.key();
         let name = key.as_ref();
         let version = function.version.clone();
-        let mut lease = match self.scheduler.acquire(&function).await {
+        let mut lease = match self
+            .scheduler
+            .acquire_waiting(&function, request.admission_wait)
+            .await
+        {
             Ok(lease) => lease,
             Err(AcquireError::Throttled(throttle)) => return Err(InvokeError::Throttled(throttle)),
             Err(AcquireError::Start(StartError::Sandbox(SandboxError::InvalidEntrypoint {

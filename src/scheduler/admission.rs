@@ -177,6 +177,8 @@ pub struct Ask {
     pub memory_used_mb: u64,
     /// Memory held by idle on-demand environments (of any function), which eviction frees.
     pub evictable_mb: u64,
+    /// The host has less memory available than its floor.
+    pub host_low: bool,
 }
 
 /// How an admitted invocation runs.
@@ -204,12 +206,20 @@ pub fn admit(ask: &Ask, caps: Caps) -> Result<Admit, Throttle> {
     if ask.warm {
         return Ok(Admit::Warm);
     }
-    let evict_mb = memory(
+    let mut evict_mb = memory(
         ask.memory_mb,
         ask.memory_used_mb,
         ask.evictable_mb,
         caps.memory_capacity_mb,
     )?;
+    if ask.host_low {
+        // The host itself is short: idle environments worth the new one's size go first,
+        // and without any the cold start waits for the host.
+        if ask.evictable_mb == 0 {
+            return Err(Throttle::MemoryCapacity);
+        }
+        evict_mb = evict_mb.max(ask.memory_mb.min(ask.evictable_mb));
+    }
     Ok(Admit::Cold { evict_mb })
 }
 
@@ -242,7 +252,30 @@ mod tests {
             memory_mb: 128,
             memory_used_mb: 0,
             evictable_mb: 0,
+            host_low: false,
         }
+    }
+
+    #[test]
+    fn a_host_low_on_memory_evicts_idle_environments_first_and_else_throttles() {
+        let mut a = ask();
+        a.host_low = true;
+        // Nothing idle to give back: the cold start waits, whatever the capacity says.
+        assert_eq!(admit(&a, CAPS), Err(Throttle::MemoryCapacity));
+        // Idle environments go first, the new one's size of them (or all there are).
+        a.evictable_mb = 512;
+        assert_eq!(admit(&a, CAPS), Ok(Admit::Cold { evict_mb: 128 }));
+        a.evictable_mb = 64;
+        assert_eq!(admit(&a, CAPS), Ok(Admit::Cold { evict_mb: 64 }));
+        // What the capacity needs evicted still counts when it is more.
+        a.evictable_mb = 512;
+        a.memory_used_mb = 1024;
+        assert_eq!(admit(&a, CAPS), Ok(Admit::Cold { evict_mb: 128 }));
+        a.memory_used_mb = 1024 + 300;
+        assert_eq!(admit(&a, CAPS), Ok(Admit::Cold { evict_mb: 428 }));
+        // A warm environment needs nothing of the host.
+        a.warm = true;
+        assert_eq!(admit(&a, CAPS), Ok(Admit::Warm));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! their target size. Environments are started and stopped through the [`Launch`] seam.
 
 pub mod admission;
+pub mod host;
 pub mod launch;
 pub mod lifecycle;
 mod maintenance;
@@ -44,6 +45,9 @@ pub struct Limits {
     pub concurrency: usize,
     /// Sum of the memory sizes of live environments may not exceed this.
     pub memory_capacity_mb: u64,
+    /// Memory the host keeps available (MB; 0: no floor): below it cold starts evict
+    /// idle environments first, or are throttled.
+    pub memory_floor_mb: u64,
     pub keep_alive: Duration,
     /// Between SIGTERM and SIGKILL when an idle environment is shut down.
     pub shutdown_grace: Duration,
@@ -80,7 +84,15 @@ pub struct Scheduler<L: Launch = Launcher> {
     state: Mutex<State<L::Env>>,
     limits: Limits,
     metrics: Arc<Metrics>,
+    host: host::HostMemory,
+    /// Told (one waiter at a time) whenever an invocation ends or an environment's memory
+    /// is given back: what [`Scheduler::acquire_waiting`] waits on.
+    capacity_freed: tokio::sync::Notify,
 }
+
+/// How often a waiting admission looks again without being told of freed capacity (the
+/// one told may have been of a function that could not use it).
+const WAIT_RECHECK: Duration = Duration::from_millis(20);
 
 /// An environment held for one invocation. Dropping a lease without releasing it
 /// destroys the environment (the invocation's state is unknown).
@@ -153,6 +165,8 @@ impl<L: Launch> Scheduler<L> {
                 load: Load::default(),
                 reservations: Reservations::default(),
             }),
+            host: host::HostMemory::new(limits.memory_floor_mb),
+            capacity_freed: tokio::sync::Notify::new(),
             limits,
             metrics,
         })
@@ -199,6 +213,47 @@ impl<L: Launch> Scheduler<L> {
         self: &Arc<Self>,
         record: &FunctionRecord,
     ) -> Result<Lease<L>, AcquireError> {
+        self.try_acquire(record, true).await
+    }
+
+    /// [`Self::acquire`], but a throttle waits up to `wait` for capacity to be freed (an
+    /// invocation ending, an environment going), trying again each time: what consumers
+    /// of a backlog (the async queue) use, so that they run as many events as the
+    /// function can get environments for. A reservation of zero never waits.
+    pub async fn acquire_waiting(
+        self: &Arc<Self>,
+        record: &FunctionRecord,
+        wait: Duration,
+    ) -> Result<Lease<L>, AcquireError> {
+        if wait.is_zero() {
+            return self.acquire(record).await;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.capacity_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let last = tokio::time::Instant::now() >= deadline;
+            match self.try_acquire(record, last).await {
+                Err(AcquireError::Throttled(_)) if !last && self.may_wait(record) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let _ = tokio::time::timeout(left.min(WAIT_RECHECK), freed).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether an invocation of `record` can ever be admitted (not a reservation of 0).
+    fn may_wait(&self, record: &FunctionRecord) -> bool {
+        self.lock().reservations.share_of(&record.spec.key()) != Share::Reserved(0)
+    }
+
+    async fn try_acquire(
+        self: &Arc<Self>,
+        record: &FunctionRecord,
+        count_throttle: bool,
+    ) -> Result<Lease<L>, AcquireError> {
         let key = PoolKey::of(record);
         let name = key.function.as_str();
         let memory = u64::from(record.spec.memory_mb);
@@ -225,6 +280,7 @@ impl<L: Launch> Scheduler<L> {
                 memory_mb: memory,
                 memory_used_mb: state.load.memory_mb(),
                 evictable_mb: if warm { 0 } else { state.pools.evictable_mb() },
+                host_low: !warm && self.host.is_low(),
             };
             let mut evicted = Vec::new();
             let admitted = match admission::admit(&ask, self.caps()) {
@@ -260,10 +316,12 @@ impl<L: Launch> Scheduler<L> {
         let (warm, share) = match admitted {
             Ok(admitted) => admitted,
             Err(throttle) => {
-                self.metrics.inc(
-                    names::THROTTLES,
-                    &[("function", name), ("reason", throttle.reason())],
-                );
+                if count_throttle {
+                    self.metrics.inc(
+                        names::THROTTLES,
+                        &[("function", name), ("reason", throttle.reason())],
+                    );
+                }
                 return Err(AcquireError::Throttled(throttle));
             }
         };
@@ -288,6 +346,8 @@ impl<L: Launch> Scheduler<L> {
                 }
                 state.load.free_memory(memory);
                 state.load.end(name, share);
+                drop(state);
+                self.capacity_freed.notify_one();
                 Err(e.into())
             }
         }
@@ -307,6 +367,7 @@ impl<L: Launch> Scheduler<L> {
             }
             gone
         };
+        self.capacity_freed.notify_one();
         if let Some(gone) = gone {
             if healthy {
                 self.launcher

@@ -116,6 +116,7 @@ fn limits(concurrency: usize, memory_capacity_mb: u64) -> Limits {
     Limits {
         concurrency,
         memory_capacity_mb,
+        memory_floor_mb: 0,
         keep_alive: KEEP_ALIVE,
         shutdown_grace: Duration::from_secs(1),
         init_timeout: Duration::from_secs(1),

@@ -61,7 +61,19 @@ pub trait EventStore: Send + Sync {
 }
 
 pub struct SqliteEventStore {
+    /// Accepting events: each commit is on disk (`synchronous=FULL`) before it returns.
     conn: Mutex<Connection>,
+    /// Everything after: claims, outcomes, deferrals (`synchronous=NORMAL`: no fsync of
+    /// their own). What a power loss can take of them is safe to lose: a lease (leases of
+    /// an earlier run are released at start anyway), or an outcome, which runs the event
+    /// again (delivery is at least once). The next accept's fsync makes them durable too,
+    /// since both connections write the one write-ahead log.
+    settle: Mutex<Connection>,
+    /// The functions that may have events, in the order they take turns at claims (the
+    /// next one to serve first): so that a claim reads the index of each function's
+    /// due events and never the whole backlog. Read at open, added to on enqueue,
+    /// trimmed when a function is found to have no events left.
+    turns: Mutex<std::collections::VecDeque<String>>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -87,17 +99,82 @@ CREATE INDEX IF NOT EXISTS async_events_function ON async_events (function, due_
 
 impl SqliteEventStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
+        let connect = |synchronous| super::connect(path, synchronous);
+        let conn = connect("FULL")?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        let settle = connect("NORMAL")?;
+        let turns = {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT function FROM async_events")
+                .map_err(backend)?;
+            stmt.query_map([], |row| row.get::<_, String>(0))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?
+        };
         Ok(Self {
             conn: Mutex::new(conn),
+            settle: Mutex::new(settle),
+            turns: Mutex::new(turns),
         })
+    }
+
+    fn settle(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.settle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn turns(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<String>> {
+        self.turns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Leases up to `limit` due events of one function, oldest due first.
+    fn claim_of(
+        conn: &Connection,
+        function: &str,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE async_events SET leased_until_ms = ?3
+                 WHERE id IN (SELECT id FROM async_events
+                              WHERE function = ?1 AND due_ms <= ?2 AND leased_until_ms <= ?2
+                              ORDER BY due_ms, id LIMIT ?4)
+                 RETURNING id, request_id, function, qualifier, payload, trace_id, received_ms, attempts",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    function,
+                    now_ms as i64,
+                    (now_ms + lease_ms) as i64,
+                    limit as i64
+                ],
+                |row| {
+                    Ok(QueuedEvent {
+                        id: row.get(0)?,
+                        event: NewEvent {
+                            request_id: row.get(1)?,
+                            function: row.get(2)?,
+                            qualifier: row.get(3)?,
+                            payload: row.get(4)?,
+                            trace_id: row.get(5)?,
+                            received_ms: row.get::<_, i64>(6)? as u64,
+                        },
+                        attempts: row.get::<_, i64>(7)? as u32,
+                    })
+                },
+            )
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
+    fn has_events(conn: &Connection, function: &str) -> Result<bool, StoreError> {
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM async_events WHERE function = ?1)")
+            .and_then(|mut stmt| stmt.query_row(params![function], |row| row.get(0)))
+            .map_err(backend)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -128,59 +205,83 @@ impl EventStore for SqliteEventStore {
                 .map_err(backend)?;
             }
         }
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        drop(conn);
+        let mut turns = self.turns();
+        for e in events {
+            if !turns.contains(&e.function) {
+                turns.push_back(e.function.clone());
+            }
+        }
+        Ok(())
     }
 
+    /// Functions take turns: each gets an equal share of `limit` (the first ones one more),
+    /// what a function leaves goes to the ones after it, and the next claim starts after
+    /// the last function served.
     fn claim(
         &self,
         now_ms: u64,
         lease_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueuedEvent>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "UPDATE async_events SET leased_until_ms = ?2
-                 WHERE id IN (SELECT id FROM (
-                                SELECT id, due_ms, ROW_NUMBER() OVER (PARTITION BY function ORDER BY due_ms, id) AS turn
-                                FROM async_events WHERE due_ms <= ?1 AND leased_until_ms <= ?1)
-                              ORDER BY turn, due_ms, id LIMIT ?3)
-                 RETURNING id, request_id, function, qualifier, payload, trace_id, received_ms, attempts",
-            )
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map(
-                params![now_ms as i64, (now_ms + lease_ms) as i64, limit as i64],
-                |row| {
-                    Ok(QueuedEvent {
-                        id: row.get(0)?,
-                        event: NewEvent {
-                            request_id: row.get(1)?,
-                            function: row.get(2)?,
-                            qualifier: row.get(3)?,
-                            payload: row.get(4)?,
-                            trace_id: row.get(5)?,
-                            received_ms: row.get::<_, i64>(6)? as u64,
-                        },
-                        attempts: row.get::<_, i64>(7)? as u32,
-                    })
-                },
-            )
-            .map_err(backend)?;
-        let mut claimed = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+        // The turns are held throughout: an accept adds its function to them only after
+        // its commit, so a function found empty here and then given an event is added
+        // back once this claim is done.
+        let mut turns = self.turns();
+        let mut conn = self.settle();
+        let tx = conn.transaction().map_err(backend)?;
+        let mut claimed = Vec::new();
+        let mut served = 0;
+        let mut empty = Vec::new();
+        // A first round of equal shares, then rounds for what is left.
+        let mut full: Vec<usize> = (0..turns.len()).collect();
+        while claimed.len() < limit && !full.is_empty() {
+            let share = (limit - claimed.len()).div_ceil(full.len());
+            let mut still_full = Vec::new();
+            for &i in &full {
+                let want = share.min(limit - claimed.len());
+                if want == 0 {
+                    break;
+                }
+                let got = Self::claim_of(&tx, &turns[i], now_ms, lease_ms, want)?;
+                if got.len() == want {
+                    still_full.push(i);
+                } else if got.is_empty() && !Self::has_events(&tx, &turns[i])? {
+                    empty.push(i);
+                }
+                if !got.is_empty() {
+                    served = i + 1;
+                }
+                claimed.extend(got);
+            }
+            full = still_full;
+        }
+        tx.commit().map_err(backend)?;
+        // Functions with nothing left leave the turns; the next claim starts after the
+        // last function served.
+        empty.sort_unstable();
+        let removed_before = empty.iter().filter(|&&i| i < served).count();
+        for i in empty.into_iter().rev() {
+            turns.remove(i);
+        }
+        if !turns.is_empty() {
+            let start = (served - removed_before) % turns.len();
+            turns.rotate_left(start);
+        }
         claimed.sort_by_key(|e| e.id);
         Ok(claimed)
     }
 
     fn complete(&self, id: i64) -> Result<(), StoreError> {
-        self.lock()
+        self.settle()
             .execute("DELETE FROM async_events WHERE id = ?1", params![id])
             .map(|_| ())
             .map_err(backend)
     }
 
     fn reschedule(&self, id: i64, attempts: u32, next_attempt_ms: u64) -> Result<(), StoreError> {
-        self.lock()
+        self.settle()
             .execute(
                 "UPDATE async_events SET attempts = ?2, due_ms = ?3, leased_until_ms = 0 WHERE id = ?1",
                 params![id, attempts, next_attempt_ms as i64],
@@ -190,7 +291,7 @@ impl EventStore for SqliteEventStore {
     }
 
     fn release_leases(&self) -> Result<(), StoreError> {
-        self.lock()
+        self.settle()
             .execute(
                 "UPDATE async_events SET leased_until_ms = 0 WHERE leased_until_ms > 0",
                 [],
@@ -205,7 +306,7 @@ impl EventStore for SqliteEventStore {
         until_ms: u64,
         now_ms: u64,
     ) -> Result<u64, StoreError> {
-        self.lock()
+        self.settle()
             .execute(
                 "UPDATE async_events SET due_ms = ?2
                  WHERE function = ?1 AND due_ms < ?2 AND leased_until_ms <= ?3",
@@ -216,7 +317,7 @@ impl EventStore for SqliteEventStore {
     }
 
     fn depth(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let conn = self.lock();
+        let conn = self.settle();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT function, COUNT(*), MIN(received_ms) FROM async_events GROUP BY function",
@@ -325,6 +426,26 @@ mod tests {
             functions.contains(&"g"),
             "the other function's event is not starved: {functions:?}"
         );
+    }
+
+    #[test]
+    fn a_function_with_nothing_left_leaves_the_turns_and_comes_back_with_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
+        store.enqueue(&[event(1)]).unwrap();
+        let claimed = store.claim(1000, 1000, 10).unwrap();
+        store.complete(claimed[0].id).unwrap();
+        assert!(store.claim(1000, 1000, 10).unwrap().is_empty());
+        assert!(store.turns().is_empty(), "an empty function stays in the turns");
+        store.enqueue(&[event(2)]).unwrap();
+        assert_eq!(store.claim(1000, 1000, 10).unwrap().len(), 1);
+        // A leased or deferred event keeps its function in the turns.
+        assert!(store.claim(1000, 1000, 10).unwrap().is_empty());
+        assert_eq!(store.turns().len(), 1);
+        // Turns are read back at open.
+        drop(store);
+        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
+        assert_eq!(store.claim(5000, 1000, 10).unwrap().len(), 1);
     }
 
     #[test]

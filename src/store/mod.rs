@@ -94,3 +94,20 @@ pub trait LogStore: Send + Sync {
 }
 
 pub mod events;
+
+/// A connection to the database at `path` in WAL mode, with the `synchronous` level
+/// (`FULL`: each commit on disk before it returns; `NORMAL`: on disk at the next
+/// checkpoint or `FULL` commit) and a 5 s wait for the write lock.
+pub fn connect(
+    path: &std::path::Path,
+    synchronous: &str,
+) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open(path).map_err(StoreError::from_sqlite)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(StoreError::from_sqlite)?;
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(StoreError::from_sqlite)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(StoreError::from_sqlite)?;
+    Ok(conn)
+}

@@ -77,16 +77,7 @@ fn migrate_log_bytes(conn: &Connection) -> Result<(), StoreError> {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let connect = |synchronous: &str| -> Result<Connection, StoreError> {
-            let conn = Connection::open(path).map_err(backend)?;
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(backend)?;
-            conn.pragma_update(None, "synchronous", synchronous)
-                .map_err(backend)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(backend)?;
-            Ok(conn)
-        };
+        let connect = |synchronous| super::connect(path, synchronous);
         let conn = connect("FULL")?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         migrate_log_bytes(&conn)?;

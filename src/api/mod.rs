@@ -227,7 +227,7 @@ async fn unknown_operation(request: Request) -> ApiError {
 /// Gives each request a span and an `x-amzn-RequestId` (unless the handler set its own),
 /// and puts every error answer in the service's format.
 async fn request_context(request: Request, next: Next) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::invoke::new_request_id().to_string();
     let span = tracing::info_span!(
         "request",
         method = %request.method(),

@@ -74,7 +74,7 @@ impl LocalInvoker {
                     .check(invocation.payload.len() as u64, "an async event")?;
                 let request_id = invocation
                     .request_id
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    .unwrap_or_else(|| super::new_request_id().to_string());
                 self.queue
                     .accept(NewEvent {
                         request_id: request_id.clone(),

@@ -15,6 +15,16 @@
 pub mod local;
 pub mod runner;
 
+/// A new request id (a random UUID v4) for an invocation or an API request: drawn from a
+/// fast user-space generator, since ids name requests and are no secret (credentials and
+/// revision ids keep the system's random source).
+pub fn new_request_id() -> uuid::Uuid {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    bytes[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 use std::future::Future;
 use std::pin::Pin;
 

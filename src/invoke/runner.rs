@@ -83,7 +83,7 @@ fn stopped_ending(request_id: &str, ran: Duration) -> Ending {
 }
 
 fn new_trace_id() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = super::new_request_id().simple().to_string();
     let epoch = crate::timefmt::now_ms() / 1000;
     format!(
         "Root=1-{epoch:08x}-{};Parent={};Sampled=0",
@@ -122,7 +122,7 @@ impl Runner {
         let request_id = invocation
             .request_id
             .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            .unwrap_or_else(|| super::new_request_id().to_string());
         let this = self.clone();
         let span = tracing::info_span!(
             "invoke",

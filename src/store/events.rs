@@ -436,7 +436,10 @@ mod tests {
         let claimed = store.claim(1000, 1000, 10).unwrap();
         store.complete(claimed[0].id).unwrap();
         assert!(store.claim(1000, 1000, 10).unwrap().is_empty());
-        assert!(store.turns().is_empty(), "an empty function stays in the turns");
+        assert!(
+            store.turns().is_empty(),
+            "an empty function stays in the turns"
+        );
         store.enqueue(&[event(2)]).unwrap();
         assert_eq!(store.claim(1000, 1000, 10).unwrap().len(), 1);
         // A leased or deferred event keeps its function in the turns.

@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use accept::{AcceptError, EventQueue};
-use write_back::{WriteBack, WriteBacks};
+use write_back::WriteBacks;
 
 use crate::delivery::Delivery;
 use crate::document::EventInvokeConfig;
@@ -46,7 +46,7 @@ use crate::queues::Attribute;
 use crate::registry::Registry;
 use crate::sources::{EventSource, SourceContext};
 use crate::store::StoreError;
-use crate::store::events::{EventStore, QueuedEvent};
+use crate::store::events::{EventStore, QueuedEvent, Settlement};
 use crate::timefmt::now_ms;
 use policy::{Attempt, Condition, Next, Policy};
 
@@ -91,6 +91,9 @@ pub struct Services {
 /// back: a backlog runs at the rate of the environments the function can get.
 const ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
+/// How long shutdown waits for the outcomes of the last events to be written.
+const WRITE_BACKS_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
 pub struct Dispatcher {
     services: Services,
     settings: AsyncSettings,
@@ -110,7 +113,7 @@ impl Dispatcher {
             tracing::error!(error = %e, "releasing the leases of an earlier run failed");
         }
         Arc::new(Self {
-            write_backs: WriteBacks::new(services.store.clone()),
+            write_backs: WriteBacks::new(services.store.clone(), Some(services.logs.clone())),
             services,
             deferred: Default::default(),
             slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
@@ -146,6 +149,12 @@ impl Dispatcher {
         let all = self.settings.concurrency.max(1) as u32;
         if let Ok(permits) = self.slots.acquire_many(all).await {
             drop(permits);
+        }
+        if !self.write_backs.landed(WRITE_BACKS_AT_SHUTDOWN).await {
+            tracing::warn!(
+                waiting = self.write_backs.waiting(),
+                "outcomes of async events were not written before shutdown; those events will run again"
+            );
         }
         self.release_leases().await;
     }
@@ -280,13 +289,11 @@ impl Dispatcher {
                 self.finish(context, &outcome, condition, response).await;
             }
             Next::Retry { attempts, due_ms } => {
-                self.write_backs
-                    .write(WriteBack::Reschedule {
-                        id: queued.id,
-                        attempts,
-                        due_ms,
-                    })
-                    .await;
+                self.write_backs.write(Settlement::Reschedule {
+                    id: queued.id,
+                    attempts,
+                    due_ms,
+                });
             }
         }
     }
@@ -333,7 +340,7 @@ impl Dispatcher {
         self.services
             .metrics
             .inc(names::ASYNC_DROPPED, &[("reason", reason)]);
-        self.write_backs.write(WriteBack::Complete { id }).await;
+        self.write_backs.write(Settlement::Complete { id });
     }
 
     /// Sends the outcome to its destination (and a failed event to the dead-letter
@@ -370,9 +377,6 @@ impl Dispatcher {
                 tracing::warn!(%destination, error = %e, "delivering to a destination failed");
             }
         }
-        // The invocation's log lines are written before the event is gone, so that a
-        // crash cannot leave a completed event without its logs.
-        self.services.logs.flush().await;
         if condition != Condition::Success
             && let Some(target) = self.dead_letter_target(queued)
         {
@@ -382,9 +386,8 @@ impl Dispatcher {
                 tracing::warn!(%target, error = %e, "sending to the dead-letter queue failed");
             }
         }
-        self.write_backs
-            .write(WriteBack::Complete { id: queued.id })
-            .await;
+        // Its log lines are flushed before the completion lands (see `write_back.rs`).
+        self.write_backs.write(Settlement::Complete { id: queued.id });
     }
 
     /// The dead-letter target of the version the event was for, if it has one.

@@ -1,135 +1,147 @@
-//! Outcomes of claimed async events, written back to the durable queue: and kept, and
-//! written again with a bounded backoff, when the store does not take them (a full disk).
+//! Outcomes of claimed async events, written back to the durable queue in batches: one
+//! transaction for the outcomes that arrive together, after one flush of the log lines
+//! of their invocations; kept, and written again with a bounded backoff, when the store
+//! does not take them (a full disk).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::store::StoreError;
-use crate::store::events::EventStore;
+use tokio::sync::Notify;
+
+use crate::logs::LogSink;
+use crate::store::events::{EventStore, Settlement};
 
 /// A write-back that failed is tried again after this, then after twice as long, up to
 /// [`WRITE_RETRY_MAX`] between tries.
 const WRITE_RETRY_FIRST: Duration = Duration::from_millis(100);
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// What becomes of a claimed event once its run is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteBack {
-    /// Due again at `due_ms` with `attempts` made.
-    Reschedule { id: i64, attempts: u32, due_ms: u64 },
-    /// Gone: its outcome has been dealt with.
-    Complete { id: i64 },
-}
-
-impl WriteBack {
-    fn apply(self, store: &dyn EventStore) -> Result<(), StoreError> {
-        match self {
-            Self::Reschedule {
-                id,
-                attempts,
-                due_ms,
-            } => store.reschedule(id, attempts, due_ms),
-            Self::Complete { id } => store.complete(id),
-        }
-    }
-}
-
-/// Write-backs of claimed events that failed (the disk was full), kept until they land.
+/// Write-backs of claimed events, written by one task in batches.
+///
+/// An event's log lines are in the store before the event leaves it (each batch flushes
+/// the log sink first), so a crash cannot leave a completed event without its logs.
 ///
 /// An event stays leased in the store until its write-back lands, and a lease outlasts
-/// the longest function (16 minutes); so rather than leave the event to its lease, the
-/// write is retried in the background (backoff from 100 ms up to 2 s) until it lands,
-/// and the event is due again as soon as the store takes writes. A restart meanwhile
-/// loses nothing: leases of an earlier run are released at start.
+/// the longest function (16 minutes); so a batch the store refuses (a full disk) is kept
+/// and tried again (backoff from 100 ms up to 2 s) until it lands, and a retried event is
+/// due again as soon as the store takes writes. A restart meanwhile loses nothing:
+/// leases of an earlier run are released at start, and an event whose completion did not
+/// land runs again (delivery is at least once).
 pub struct WriteBacks {
     store: Arc<dyn EventStore>,
-    pending: std::sync::Mutex<Vec<WriteBack>>,
-    retrying: std::sync::atomic::AtomicBool,
+    logs: Option<LogSink>,
+    queued: std::sync::Mutex<Vec<Settlement>>,
+    /// Write-backs queued or being written, not yet landed.
+    waiting: AtomicUsize,
+    wake: Notify,
+    landed: Notify,
 }
 
 impl WriteBacks {
-    pub fn new(store: Arc<dyn EventStore>) -> Arc<Self> {
-        Arc::new(Self {
+    /// Starts the writer task; `logs` is flushed before each batch.
+    pub fn new(store: Arc<dyn EventStore>, logs: Option<LogSink>) -> Arc<Self> {
+        let this = Arc::new(Self {
             store,
-            pending: Default::default(),
-            retrying: Default::default(),
-        })
+            logs,
+            queued: Default::default(),
+            waiting: AtomicUsize::new(0),
+            wake: Notify::new(),
+            landed: Notify::new(),
+        });
+        tokio::spawn(this.clone().write_loop());
+        this
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<WriteBack>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn queued(&self) -> std::sync::MutexGuard<'_, Vec<Settlement>> {
+        self.queued.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `op`; if that fails, keeps it and retries in the background. Returns
-    /// whether it landed now.
-    pub async fn write(self: &Arc<Self>, op: WriteBack) -> bool {
-        let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || op.apply(store.as_ref()))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, ?op, "writing back an async event failed; retrying in the background");
-                self.pending().push(op);
-                self.retry_in_background();
-                false
-            }
-        }
+    /// Queues `op` for the next batch; it does not wait for the write.
+    pub fn write(&self, op: Settlement) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.queued().push(op);
+        self.wake.notify_one();
     }
 
     /// Write-backs still waiting to land.
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
-        self.pending().len()
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 
-    fn retry_in_background(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering;
-        if self.retrying.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut delay = WRITE_RETRY_FIRST;
-            loop {
-                tokio::time::sleep(delay).await;
-                let ops = std::mem::take(&mut *this.pending());
-                let store = this.store.clone();
-                let failed = tokio::task::spawn_blocking(move || {
-                    ops.into_iter()
-                        .filter(|op| op.apply(store.as_ref()).is_err())
-                        .collect::<Vec<_>>()
-                })
-                .await
-                .unwrap_or_default();
-                let landed_all = failed.is_empty();
-                let mut pending = this.pending();
-                pending.extend(failed);
-                if pending.is_empty() {
-                    this.retrying.store(false, Ordering::SeqCst);
-                    tracing::info!("pending async write-backs landed");
-                    return;
-                }
-                drop(pending);
-                delay = if landed_all {
-                    WRITE_RETRY_FIRST
-                } else {
-                    (delay * 2).min(WRITE_RETRY_MAX)
-                };
+    /// Waits until every write-back queued so far has landed, or `limit` has passed;
+    /// returns whether they all landed.
+    pub async fn landed(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.landed.notified();
+            if self.waiting() == 0 {
+                return true;
             }
-        });
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.waiting() == 0;
+            }
+        }
+    }
+
+    async fn write_loop(self: Arc<Self>) {
+        let mut failed: Vec<Settlement> = Vec::new();
+        let mut delay = WRITE_RETRY_FIRST;
+        let mut retrying = false;
+        loop {
+            if failed.is_empty() {
+                let notified = self.wake.notified();
+                if self.queued().is_empty() {
+                    notified.await;
+                }
+            } else {
+                tokio::time::sleep(delay).await;
+            }
+            let mut batch = std::mem::take(&mut failed);
+            batch.append(&mut self.queued());
+            if batch.is_empty() {
+                continue;
+            }
+            if let Some(logs) = &self.logs {
+                logs.flush().await;
+            }
+            let store = self.store.clone();
+            let ops = batch.clone();
+            let result = tokio::task::spawn_blocking(move || store.settle(&ops))
+                .await
+                .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(e.to_string())));
+            match result {
+                Ok(()) => {
+                    if retrying {
+                        tracing::info!("pending async write-backs landed");
+                    }
+                    retrying = false;
+                    delay = WRITE_RETRY_FIRST;
+                    self.waiting.fetch_sub(batch.len(), Ordering::SeqCst);
+                    self.landed.notify_waiters();
+                }
+                Err(e) => {
+                    if retrying {
+                        delay = (delay * 2).min(WRITE_RETRY_MAX);
+                    } else {
+                        tracing::warn!(error = %e, events = batch.len(), "writing back async events failed; retrying in the background");
+                        retrying = true;
+                    }
+                    failed = batch;
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
     use crate::store::events::{NewEvent, QueuedEvent, SqliteEventStore};
     use crate::timefmt::now_ms;
     const LEASE_MS: u64 = 16 * 60 * 1000;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     /// The real store, whose writes fail while `full` is set (as on a full disk).
     struct FullDisk {
@@ -196,20 +208,16 @@ mod tests {
         store.enqueue(&[event(1), event(2)]).unwrap();
         let claimed = store.claim(now_ms(), LEASE_MS, 10).unwrap();
         assert_eq!(claimed.len(), 2);
-        let write_backs = WriteBacks::new(store.clone());
+        let write_backs = WriteBacks::new(store.clone(), None);
         // The disk fills while the events run: neither outcome can be written.
         store.full.store(true, Ordering::SeqCst);
-        let retry = WriteBack::Reschedule {
+        let retry = Settlement::Reschedule {
             id: claimed[0].id,
             attempts: 1,
             due_ms: now_ms(),
         };
-        assert!(!write_backs.write(retry).await);
-        assert!(
-            !write_backs
-                .write(WriteBack::Complete { id: claimed[1].id })
-                .await
-        );
+        write_backs.write(retry);
+        write_backs.write(Settlement::Complete { id: claimed[1].id });
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(write_backs.waiting(), 2, "kept while the disk is full");
         // Space is freed: within the longest backoff both land, and the retried event is

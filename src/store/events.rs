@@ -32,6 +32,15 @@ pub struct QueuedEvent {
     pub attempts: u32,
 }
 
+/// What becomes of a claimed event once its run is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Due again at `due_ms` with `attempts` made; its lease ends.
+    Reschedule { id: i64, attempts: u32, due_ms: u64 },
+    /// Gone: its outcome has been dealt with.
+    Complete { id: i64 },
+}
+
 pub trait EventStore: Send + Sync {
     /// Commits a batch of events in one transaction.
     fn enqueue(&self, events: &[NewEvent]) -> Result<(), StoreError>;
@@ -48,6 +57,20 @@ pub trait EventStore: Send + Sync {
     fn complete(&self, id: i64) -> Result<(), StoreError>;
     /// Puts an event back, due at `next_attempt_ms`, with its attempt count.
     fn reschedule(&self, id: i64, attempts: u32, next_attempt_ms: u64) -> Result<(), StoreError>;
+    /// Writes the settlements of many events at once: all of them or none.
+    fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
+        for s in settlements {
+            match *s {
+                Settlement::Reschedule {
+                    id,
+                    attempts,
+                    due_ms,
+                } => self.reschedule(id, attempts, due_ms)?,
+                Settlement::Complete { id } => self.complete(id)?,
+            }
+        }
+        Ok(())
+    }
     /// Ends every lease: called at start, when no dispatcher of an earlier run can still
     /// be working on an event.
     fn release_leases(&self) -> Result<(), StoreError>;
@@ -119,7 +142,7 @@ impl SqliteEventStore {
         })
     }
 
-    fn settle(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn settling(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.settle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -229,7 +252,7 @@ impl EventStore for SqliteEventStore {
         // its commit, so a function found empty here and then given an event is added
         // back once this claim is done.
         let mut turns = self.turns();
-        let mut conn = self.settle();
+        let mut conn = self.settling();
         let tx = conn.transaction().map_err(backend)?;
         let mut claimed = Vec::new();
         let mut served = 0;
@@ -274,14 +297,14 @@ impl EventStore for SqliteEventStore {
     }
 
     fn complete(&self, id: i64) -> Result<(), StoreError> {
-        self.settle()
+        self.settling()
             .execute("DELETE FROM async_events WHERE id = ?1", params![id])
             .map(|_| ())
             .map_err(backend)
     }
 
     fn reschedule(&self, id: i64, attempts: u32, next_attempt_ms: u64) -> Result<(), StoreError> {
-        self.settle()
+        self.settling()
             .execute(
                 "UPDATE async_events SET attempts = ?2, due_ms = ?3, leased_until_ms = 0 WHERE id = ?1",
                 params![id, attempts, next_attempt_ms as i64],
@@ -290,8 +313,37 @@ impl EventStore for SqliteEventStore {
             .map_err(backend)
     }
 
+    /// One transaction for the batch: its statements are prepared once and no fsync is
+    /// made (the `settle` connection).
+    fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
+        let mut conn = self.settling();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM async_events WHERE id = ?1")
+                .map_err(backend)?;
+            let mut reschedule = tx
+                .prepare_cached(
+                    "UPDATE async_events SET attempts = ?2, due_ms = ?3, leased_until_ms = 0 WHERE id = ?1",
+                )
+                .map_err(backend)?;
+            for s in settlements {
+                match *s {
+                    Settlement::Complete { id } => delete.execute(params![id]),
+                    Settlement::Reschedule {
+                        id,
+                        attempts,
+                        due_ms,
+                    } => reschedule.execute(params![id, attempts, due_ms as i64]),
+                }
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
     fn release_leases(&self) -> Result<(), StoreError> {
-        self.settle()
+        self.settling()
             .execute(
                 "UPDATE async_events SET leased_until_ms = 0 WHERE leased_until_ms > 0",
                 [],
@@ -306,7 +358,7 @@ impl EventStore for SqliteEventStore {
         until_ms: u64,
         now_ms: u64,
     ) -> Result<u64, StoreError> {
-        self.settle()
+        self.settling()
             .execute(
                 "UPDATE async_events SET due_ms = ?2
                  WHERE function = ?1 AND due_ms < ?2 AND leased_until_ms <= ?3",
@@ -317,7 +369,7 @@ impl EventStore for SqliteEventStore {
     }
 
     fn depth(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let conn = self.settle();
+        let conn = self.settling();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT function, COUNT(*), MIN(received_ms) FROM async_events GROUP BY function",

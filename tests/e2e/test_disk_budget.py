@@ -303,8 +303,7 @@ def test_an_async_retry_whose_write_failed_runs_soon_after_writes_work_again(
     db.execute("BEGIN EXCLUSIVE")
     try:
         support.wait_for(lambda: srv.stderr_text(200_000),
-                         lambda text: "writing back an async event failed" in text
-                         or "rescheduling an async event failed" in text,
+                         lambda text: "writing back async events failed" in text,
                          timeout=30, interval=0.2, what="a failed write-back")
     finally:
         db.execute("COMMIT")

@@ -91,6 +91,19 @@ pub struct Services {
 /// back: a backlog runs at the rate of the environments the function can get.
 const ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
+/// How often the events of held functions (reserved concurrency 0), which claims pass
+/// over, are looked at for any that outlived their maximum age.
+const HELD_SWEEP: Duration = Duration::from_secs(2);
+
+/// Whether `function`'s events wait without being claimed: its reserved concurrency is 0,
+/// so none could run (they are claimed again within a claim loop's wait of the
+/// reservation changing).
+fn is_held(registry: &Registry, function: &str) -> bool {
+    registry
+        .get(function)
+        .is_some_and(|d| d.reserved_concurrency == Some(0))
+}
+
 /// How long shutdown waits for the outcomes of the last events to be written.
 const WRITE_BACKS_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 
@@ -163,6 +176,7 @@ impl Dispatcher {
         let slots = self.slots.clone();
         let shutdown = &context.shutdown;
         let lease_ms = self.settings.lease_ms();
+        let mut next_sweep = tokio::time::Instant::now() + HELD_SWEEP;
         loop {
             if shutdown.is_started() {
                 return;
@@ -176,8 +190,21 @@ impl Dispatcher {
                 }
                 continue;
             }
+            if tokio::time::Instant::now() >= next_sweep {
+                next_sweep = tokio::time::Instant::now() + HELD_SWEEP;
+                let aged = self.claim_aged_held(free).await;
+                if !aged.is_empty() {
+                    self.spawn_events(context, aged).await;
+                    continue;
+                }
+            }
+            let registry = self.services.registry.clone();
             let claimed = self
-                .blocking(move |store| store.claim(now_ms(), lease_ms, free))
+                .blocking(move |store| {
+                    store.claim_skipping(now_ms(), lease_ms, free, &|function| {
+                        is_held(&registry, function)
+                    })
+                })
                 .await;
             let events = match claimed {
                 Ok(events) => events,
@@ -198,27 +225,85 @@ impl Dispatcher {
                 }
                 continue;
             }
-            for event in events {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let this = self.clone();
-                let context = context.clone();
-                let span = tracing::info_span!(
-                    "async_event",
-                    function = %event.event.function,
-                    request_id = %event.event.request_id,
-                    attempt = event.attempts + 1
-                );
-                tokio::spawn(tracing::Instrument::instrument(
-                    async move {
-                        this.run_event(&context, event).await;
-                        drop(permit);
-                    },
-                    span,
-                ));
-            }
+            self.spawn_events(context, events).await;
         }
+    }
+
+    /// Runs each claimed event in a task of its own, as slots free up.
+    async fn spawn_events(self: &Arc<Self>, context: &Arc<SourceContext>, events: Vec<QueuedEvent>) {
+        for event in events {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let this = self.clone();
+            let context = context.clone();
+            let span = tracing::info_span!(
+                "async_event",
+                function = %event.event.function,
+                request_id = %event.event.request_id,
+                attempt = event.attempts + 1
+            );
+            tokio::spawn(tracing::Instrument::instrument(
+                async move {
+                    this.run_event(&context, event).await;
+                    drop(permit);
+                },
+                span,
+            ));
+        }
+    }
+
+    /// Claims the events of held functions (reserved concurrency 0) that may be older
+    /// than the shortest maximum event age of their function: claims pass held functions
+    /// over, so their events would otherwise never age out. Each one claimed is dropped
+    /// as too old by the policy, or (for a version that allows a longer age) throttled
+    /// and put back.
+    async fn claim_aged_held(&self, limit: usize) -> Vec<QueuedEvent> {
+        let lease_ms = self.settings.lease_ms();
+        let held: Vec<(String, u64)> = self
+            .services
+            .registry
+            .all()
+            .into_iter()
+            .filter(|d| d.reserved_concurrency == Some(0))
+            .map(|d| {
+                let shortest = d
+                    .event_invoke_configs
+                    .values()
+                    .map(EventInvokeConfig::max_age_ms)
+                    .chain(std::iter::once(EventInvokeConfig::default().max_age_ms()))
+                    .min()
+                    .unwrap_or(u64::MAX);
+                (d.key().into_owned(), shortest)
+            })
+            .collect();
+        if held.is_empty() {
+            return Vec::new();
+        }
+        let claimed = self
+            .blocking(move |store| {
+                let now = now_ms();
+                let mut claimed = Vec::new();
+                for (function, max_age_ms) in held {
+                    let room = limit - claimed.len();
+                    if room == 0 {
+                        break;
+                    }
+                    claimed.extend(store.claim_received_before(
+                        &function,
+                        now.saturating_sub(max_age_ms),
+                        now,
+                        lease_ms,
+                        room,
+                    )?);
+                }
+                Ok(claimed)
+            })
+            .await;
+        claimed.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "claiming the aged events of held functions failed");
+            Vec::new()
+        })
     }
 
     async fn run_event(&self, context: &SourceContext, queued: QueuedEvent) {

@@ -164,14 +164,27 @@ mod tests {
             self.check()?;
             self.inner.enqueue(events)
         }
-        fn claim(
+        fn claim_skipping(
             &self,
+            now: u64,
+            lease: u64,
+            limit: usize,
+            held: &(dyn Fn(&str) -> bool + Sync),
+        ) -> Result<Vec<QueuedEvent>, StoreError> {
+            self.check()?;
+            self.inner.claim_skipping(now, lease, limit, held)
+        }
+        fn claim_received_before(
+            &self,
+            function: &str,
+            before: u64,
             now: u64,
             lease: u64,
             limit: usize,
         ) -> Result<Vec<QueuedEvent>, StoreError> {
             self.check()?;
-            self.inner.claim(now, lease, limit)
+            self.inner
+                .claim_received_before(function, before, now, lease, limit)
         }
         fn complete(&self, id: i64) -> Result<(), StoreError> {
             self.check()?;

@@ -44,11 +44,34 @@ pub enum Settlement {
 pub trait EventStore: Send + Sync {
     /// Commits a batch of events in one transaction.
     fn enqueue(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+    #[cfg(test)]
     /// Leases up to `limit` events that are due until `now + lease_ms`: functions take turns
     /// (the oldest due event of each function first), so one function's backlog never
     /// starves another's events.
     fn claim(
         &self,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        self.claim_skipping(now_ms, lease_ms, limit, &|_| false)
+    }
+    /// [`EventStore::claim`], passing over the functions for which `held` is true (their
+    /// events wait, unread, in their turn).
+    fn claim_skipping(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+        held: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<QueuedEvent>, StoreError>;
+    /// Leases up to `limit` unleased events of `function` received before
+    /// `received_before_ms`, due or not: the events of a held function that may have
+    /// outlived their maximum age.
+    fn claim_received_before(
+        &self,
+        function: &str,
+        received_before_ms: u64,
         now_ms: u64,
         lease_ms: u64,
         limit: usize,
@@ -97,6 +120,23 @@ pub struct SqliteEventStore {
     /// due events and never the whole backlog. Read at open, added to on enqueue,
     /// trimmed when a function is found to have no events left.
     turns: Mutex<std::collections::VecDeque<String>>,
+}
+
+/// A claimed row: `id, request_id, function, qualifier, payload, trace_id, received_ms,
+/// attempts`.
+fn queued_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
+    Ok(QueuedEvent {
+        id: row.get(0)?,
+        event: NewEvent {
+            request_id: row.get(1)?,
+            function: row.get(2)?,
+            qualifier: row.get(3)?,
+            payload: row.get(4)?,
+            trace_id: row.get(5)?,
+            received_ms: row.get::<_, i64>(6)? as u64,
+        },
+        attempts: row.get::<_, i64>(7)? as u32,
+    })
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -175,20 +215,7 @@ impl SqliteEventStore {
                     (now_ms + lease_ms) as i64,
                     limit as i64
                 ],
-                |row| {
-                    Ok(QueuedEvent {
-                        id: row.get(0)?,
-                        event: NewEvent {
-                            request_id: row.get(1)?,
-                            function: row.get(2)?,
-                            qualifier: row.get(3)?,
-                            payload: row.get(4)?,
-                            trace_id: row.get(5)?,
-                            received_ms: row.get::<_, i64>(6)? as u64,
-                        },
-                        attempts: row.get::<_, i64>(7)? as u32,
-                    })
-                },
+                queued_event,
             )
             .map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
@@ -242,11 +269,12 @@ impl EventStore for SqliteEventStore {
     /// Functions take turns: each gets an equal share of `limit` (the first ones one more),
     /// what a function leaves goes to the ones after it, and the next claim starts after
     /// the last function served.
-    fn claim(
+    fn claim_skipping(
         &self,
         now_ms: u64,
         lease_ms: u64,
         limit: usize,
+        held: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<QueuedEvent>, StoreError> {
         // The turns are held throughout: an accept adds its function to them only after
         // its commit, so a function found empty here and then given an event is added
@@ -258,7 +286,7 @@ impl EventStore for SqliteEventStore {
         let mut served = 0;
         let mut empty = Vec::new();
         // A first round of equal shares, then rounds for what is left.
-        let mut full: Vec<usize> = (0..turns.len()).collect();
+        let mut full: Vec<usize> = (0..turns.len()).filter(|&i| !held(&turns[i])).collect();
         while claimed.len() < limit && !full.is_empty() {
             let share = (limit - claimed.len()).div_ceil(full.len());
             let mut still_full = Vec::new();
@@ -292,6 +320,41 @@ impl EventStore for SqliteEventStore {
             let start = (served - removed_before) % turns.len();
             turns.rotate_left(start);
         }
+        claimed.sort_by_key(|e| e.id);
+        Ok(claimed)
+    }
+
+    fn claim_received_before(
+        &self,
+        function: &str,
+        received_before_ms: u64,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedEvent>, StoreError> {
+        let conn = self.settling();
+        let mut stmt = conn
+            .prepare_cached(
+                "UPDATE async_events SET leased_until_ms = ?4
+                 WHERE id IN (SELECT id FROM async_events
+                              WHERE function = ?1 AND received_ms < ?2 AND leased_until_ms <= ?3
+                              ORDER BY id LIMIT ?5)
+                 RETURNING id, request_id, function, qualifier, payload, trace_id, received_ms, attempts",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    function,
+                    received_before_ms as i64,
+                    now_ms as i64,
+                    (now_ms + lease_ms) as i64,
+                    limit as i64
+                ],
+                queued_event,
+            )
+            .map_err(backend)?;
+        let mut claimed = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
         claimed.sort_by_key(|e| e.id);
         Ok(claimed)
     }
@@ -501,6 +564,29 @@ mod tests {
         drop(store);
         let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
         assert_eq!(store.claim(5000, 1000, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn held_functions_are_passed_over_and_their_old_events_can_be_claimed_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
+        let mut backlog: Vec<NewEvent> = (0..10).map(event).collect();
+        let mut other = event(7);
+        other.function = "g".into();
+        backlog.push(other);
+        store.enqueue(&backlog).unwrap();
+        let claimed = store.claim_skipping(1000, 60_000, 100, &|f| f == "f").unwrap();
+        let functions: Vec<&str> = claimed.iter().map(|e| e.event.function.as_str()).collect();
+        assert_eq!(functions, ["g"]);
+        // f keeps its turn, and its events are there once it is no longer held.
+        assert_eq!(store.turns().len(), 2);
+        // Its events received before 5 (0 to 4), deferred or not, alone.
+        store.defer_function("f", 9000, 1000).unwrap();
+        let old = store.claim_received_before("f", 5, 1000, 60_000, 100).unwrap();
+        let received: Vec<u64> = old.iter().map(|e| e.event.received_ms).collect();
+        assert_eq!(received, [0, 1, 2, 3, 4]);
+        assert!(store.claim_received_before("f", 5, 1000, 60_000, 100).unwrap().is_empty());
+        assert_eq!(store.claim(9000, 60_000, 100).unwrap().len(), 5);
     }
 
     #[test]

@@ -472,6 +472,18 @@ mod tests {
         sample_event(n, n)
     }
 
+    /// A new store holding events 0..n of function f and event `other` of function g.
+    fn backlog_of_f_and_one_of_g(n: u64, other: u64) -> (tempfile::TempDir, SqliteEventStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
+        let mut backlog: Vec<NewEvent> = (0..n).map(event).collect();
+        let mut g = event(other);
+        g.function = "g".into();
+        backlog.push(g);
+        store.enqueue(&backlog).unwrap();
+        (dir, store)
+    }
+
     #[test]
     fn claims_lease_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -528,13 +540,7 @@ mod tests {
 
     #[test]
     fn functions_take_turns() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
-        let mut backlog: Vec<NewEvent> = (0..100).map(event).collect();
-        let mut other = event(500);
-        other.function = "g".into();
-        backlog.push(other);
-        store.enqueue(&backlog).unwrap();
+        let (_dir, store) = backlog_of_f_and_one_of_g(100, 500);
         let claimed = store.claim(1000, 1000, 2).unwrap();
         let functions: Vec<&str> = claimed.iter().map(|e| e.event.function.as_str()).collect();
         assert!(
@@ -568,13 +574,7 @@ mod tests {
 
     #[test]
     fn held_functions_are_passed_over_and_their_old_events_can_be_claimed_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
-        let mut backlog: Vec<NewEvent> = (0..10).map(event).collect();
-        let mut other = event(7);
-        other.function = "g".into();
-        backlog.push(other);
-        store.enqueue(&backlog).unwrap();
+        let (_dir, store) = backlog_of_f_and_one_of_g(10, 7);
         let claimed = store.claim_skipping(1000, 60_000, 100, &|f| f == "f").unwrap();
         let functions: Vec<&str> = claimed.iter().map(|e| e.event.function.as_str()).collect();
         assert_eq!(functions, ["g"]);
@@ -591,13 +591,7 @@ mod tests {
 
     #[test]
     fn a_deferred_backlog_waits_and_leaves_others_and_leased_events_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
-        let mut backlog: Vec<NewEvent> = (0..50).map(event).collect();
-        let mut other = event(7);
-        other.function = "g".into();
-        backlog.push(other);
-        store.enqueue(&backlog).unwrap();
+        let (_dir, store) = backlog_of_f_and_one_of_g(50, 7);
         let leased = store.claim(1000, 60_000, 1).unwrap();
         assert_eq!(leased.len(), 1);
         // All of f's waiting events move in one write; the leased one and g's stay.

@@ -574,7 +574,7 @@ async fn async_queue(
                 drain_start.elapsed() < Duration::from_secs(300),
                 "the queue did not drain"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let drain = drain_start.elapsed();
         println!(

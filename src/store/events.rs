@@ -433,9 +433,14 @@ impl EventStore for SqliteEventStore {
 
     fn depth(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let conn = self.settling();
+        // Counted on the `(function, due_ms)` index alone; the oldest event is the first
+        // accepted (ids are given in the order of acceptance), read by its id.
         let mut stmt = conn
             .prepare_cached(
-                "SELECT function, COUNT(*), MIN(received_ms) FROM async_events GROUP BY function",
+                "SELECT d.function, d.n, e.received_ms
+                 FROM (SELECT function, COUNT(*) AS n, MIN(id) AS first
+                       FROM async_events INDEXED BY async_events_function GROUP BY function) d
+                 JOIN async_events e ON e.id = d.first",
             )
             .map_err(backend)?;
         let rows = stmt

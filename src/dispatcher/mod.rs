@@ -91,6 +91,11 @@ pub struct Services {
 /// back: a backlog runs at the rate of the environments the function can get.
 const ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
+/// Most slots a claim waits to have free while a backlog drains, and how long it waits
+/// for them.
+const CLAIM_BULK: usize = 16;
+const CLAIM_BULK_WAIT: Duration = Duration::from_millis(1);
+
 /// How often the events of held functions (reserved concurrency 0), which claims pass
 /// over, are looked at for any that outlived their maximum age.
 const HELD_SWEEP: Duration = Duration::from_secs(2);
@@ -177,6 +182,9 @@ impl Dispatcher {
         let shutdown = &context.shutdown;
         let lease_ms = self.settings.lease_ms();
         let mut next_sweep = tokio::time::Instant::now() + HELD_SWEEP;
+        let bulk = (self.settings.concurrency / 4).clamp(1, CLAIM_BULK);
+        // Whether the last claim took all it asked for: a backlog is being drained.
+        let mut backlog = false;
         loop {
             if shutdown.is_started() {
                 return;
@@ -190,6 +198,15 @@ impl Dispatcher {
                 }
                 continue;
             }
+            if backlog && free < bulk {
+                // Draining a backlog: claim in bulk rather than a transaction per event
+                // that ends, waiting a moment for more slots to free up.
+                let more = tokio::time::timeout(CLAIM_BULK_WAIT, slots.acquire_many(bulk as u32));
+                if let Ok(Ok(permits)) = more.await {
+                    drop(permits);
+                }
+            }
+            let free = slots.available_permits();
             if tokio::time::Instant::now() >= next_sweep {
                 next_sweep = tokio::time::Instant::now() + HELD_SWEEP;
                 let aged = self.claim_aged_held(free).await;
@@ -217,6 +234,7 @@ impl Dispatcher {
                     continue;
                 }
             };
+            backlog = events.len() == free;
             if events.is_empty() {
                 tokio::select! {
                     () = self.services.queue.arrived() => {}

@@ -2,7 +2,7 @@
 
 10,000 events are accepted (202) in a burst while the function is held (reserved
 concurrency 0); then it is released and, while the backlog drains, the server process is
-`kill -9`-ed three times at random moments and restarted on the same data dir and port.
+`kill -9`-ed three times at random points of the drain and restarted on the same data dir and port.
 The function has an OnSuccess destination that is a built-in queue; at the end every
 acknowledged event must have at least one Success record in that queue (none lost), and the
 duplicates (events with more than one record: at-least-once delivery re-running or
@@ -89,15 +89,22 @@ def test_burst_of_10000_events_survives_three_kill_9(server_with, client_for, ca
     lam.delete_function_concurrency(FunctionName=name)
     drain_started = time.monotonic()
     kills = []
+    before = N
     for k in range(KILLS):
-        delay = rng.uniform(0.5, 3.0)
-        time.sleep(delay)
+        # Each kill lands when the backlog has drained to a random 45-80% of what the last
+        # one left, so that every kill interrupts the drain, however fast it runs.
+        target = int(before * rng.uniform(0.45, 0.8))
+        started = time.monotonic()
+        wait_for(lambda: pending(srv.endpoint, name), lambda p: p <= target, timeout=60,
+                 interval=0.02, what=f"the backlog down to {target} events")
+        delay = time.monotonic() - started
         left = pending(srv.endpoint, name)
         kill_9(srv)
         killed_at = time.monotonic()
         srv.start()  # same data dir, same port; waits for /health
         back_in = time.monotonic() - killed_at
         kills.append((delay, left, back_in))
+        before = left
         report(f"kill -9 #{k + 1} after {delay:.2f}s: {left} events pending at the kill; "
                f"restarted and healthy in {back_in:.2f}s")
     lam = client_for(srv)

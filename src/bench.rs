@@ -10,7 +10,11 @@
 //! CPU per request (`cpu us/req` over the sequential run, `busy cpu us` over the
 //! throughput run) is this process's CPU time (user + system) divided by the requests: the client's and the servers' (the echo's, or
 //! Shoal's; the runtimes are other processes). Less the echo baseline's, it is what a warm
-//! invoke costs Shoal beyond one HTTP exchange.
+//! invoke costs Shoal beyond one HTTP exchange. When `nginx` is installed it is measured
+//! too (`return 200`, one worker): the fastest baseline, and, since it runs in a process of
+//! its own, the client's CPU alone, which less Shoal's row is Shoal's CPU per invoke.
+
+mod nginx;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -349,6 +353,40 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         micros(echo_lat.cpu_per_request),
         micros(echo_busy_cpu)
     );
+    // nginx, when installed: the fastest HTTP server at hand; the client's CPU alone is
+    // this process's (nginx is another process, its own CPU is read from /proc).
+    let nginx = match nginx::Nginx::start(&data_dir.join("nginx")) {
+        None => None,
+        Some(Err(e)) => {
+            println!("  (nginx is installed but did not start: {e:#})");
+            None
+        }
+        Some(Ok(server)) => {
+            let client = Client::new(&format!("http://{}", server.addr));
+            let lat = sequential(&client, "/", args.requests).await?;
+            let before = server.cpu();
+            let started = Instant::now();
+            let (tput, client_cpu) = throughput(&client, "/", args.concurrency, args.duration).await?;
+            let requests = (tput * started.elapsed().as_secs_f64()).max(1.0);
+            let own = server.cpu().saturating_sub(before).div_f64(requests);
+            println!(
+                "{:<34} {:>10} {:>10} {:>12.0} {:>12} {:>12}",
+                "baseline: nginx return 200",
+                ms(lat.percentile(0.5)),
+                ms(lat.percentile(0.99)),
+                tput,
+                micros(lat.cpu_per_request),
+                micros(client_cpu)
+            );
+            println!(
+                "  (nginx's own CPU: {} us per request with {} clients; the cpu columns of this \
+                 row are the client's alone)",
+                micros(own),
+                args.concurrency
+            );
+            Some((lat.percentile(0.5), tput, lat.cpu_per_request, client_cpu, server))
+        }
+    };
     let mut warm = Vec::new();
     for name in ["noop-provided", "noop-python"] {
         let path = format!("/2015-03-31/functions/{name}/invocations");
@@ -365,7 +403,20 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             micros(busy_cpu)
         );
         warm.push((name, lat.percentile(0.5), lat.cpu_per_request, busy_cpu));
+        if let Some((nginx_p50, nginx_tput, client_cpu, client_busy_cpu, _)) = &nginx {
+            println!(
+                "  {name} against nginx: p50 {:.1}x nginx's, throughput {:.0}% of nginx's; \
+                 shoal's CPU per warm invoke (this process's, less the client's alone) {} us \
+                 sequential, {} us with {} clients",
+                lat.percentile(0.5).as_secs_f64() / nginx_p50.as_secs_f64(),
+                100.0 * tput / nginx_tput,
+                micros(lat.cpu_per_request.saturating_sub(*client_cpu)),
+                micros(busy_cpu.saturating_sub(*client_busy_cpu)),
+                args.concurrency
+            );
+        }
     }
+    drop(nginx);
     for (name, p50, cpu, busy_cpu) in &warm {
         println!(
             "  {name}: warm p50 = {:.1}x the echo baseline; shoal's CPU per warm invoke ~ {} us \

@@ -102,6 +102,19 @@ fn own_cpu() -> Duration {
         .unwrap_or_default()
 }
 
+/// One row of the warm path table.
+fn warm_row(label: &str, lat: &Latencies, throughput: f64, busy_cpu: Duration) {
+    println!(
+        "{:<34} {:>10} {:>10} {:>12.0} {:>12} {:>12}",
+        label,
+        ms(lat.percentile(0.5)),
+        ms(lat.percentile(0.99)),
+        throughput,
+        micros(lat.cpu_per_request),
+        micros(busy_cpu)
+    );
+}
+
 fn micros(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
@@ -344,14 +357,11 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
     let echo_lat = sequential(&echo, "/echo", args.requests).await?;
     let (echo_tput, echo_busy_cpu) =
         throughput(&echo, "/echo", args.concurrency, args.duration).await?;
-    println!(
-        "{:<34} {:>10} {:>10} {:>12.0} {:>12} {:>12}",
+    warm_row(
         "baseline: hyper echo (loopback)",
-        ms(echo_lat.percentile(0.5)),
-        ms(echo_lat.percentile(0.99)),
+        &echo_lat,
         echo_tput,
-        micros(echo_lat.cpu_per_request),
-        micros(echo_busy_cpu)
+        echo_busy_cpu,
     );
     // nginx, when installed: the fastest HTTP server at hand; the client's CPU alone is
     // this process's (nginx is another process, its own CPU is read from /proc).
@@ -366,25 +376,24 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             let lat = sequential(&client, "/", args.requests).await?;
             let before = server.cpu();
             let started = Instant::now();
-            let (tput, client_cpu) = throughput(&client, "/", args.concurrency, args.duration).await?;
+            let (tput, client_cpu) =
+                throughput(&client, "/", args.concurrency, args.duration).await?;
             let requests = (tput * started.elapsed().as_secs_f64()).max(1.0);
             let own = server.cpu().saturating_sub(before).div_f64(requests);
-            println!(
-                "{:<34} {:>10} {:>10} {:>12.0} {:>12} {:>12}",
-                "baseline: nginx return 200",
-                ms(lat.percentile(0.5)),
-                ms(lat.percentile(0.99)),
-                tput,
-                micros(lat.cpu_per_request),
-                micros(client_cpu)
-            );
+            warm_row("baseline: nginx return 200", &lat, tput, client_cpu);
             println!(
                 "  (nginx's own CPU: {} us per request with {} clients; the cpu columns of this \
                  row are the client's alone)",
                 micros(own),
                 args.concurrency
             );
-            Some((lat.percentile(0.5), tput, lat.cpu_per_request, client_cpu, server))
+            Some((
+                lat.percentile(0.5),
+                tput,
+                lat.cpu_per_request,
+                client_cpu,
+                server,
+            ))
         }
     };
     let mut warm = Vec::new();
@@ -393,15 +402,7 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         sequential(&client, &path, 50).await?; // warm up
         let lat = sequential(&client, &path, args.requests).await?;
         let (tput, busy_cpu) = throughput(&client, &path, args.concurrency, args.duration).await?;
-        println!(
-            "{:<34} {:>10} {:>10} {:>12.0} {:>12} {:>12}",
-            format!("invoke {name}"),
-            ms(lat.percentile(0.5)),
-            ms(lat.percentile(0.99)),
-            tput,
-            micros(lat.cpu_per_request),
-            micros(busy_cpu)
-        );
+        warm_row(&format!("invoke {name}"), &lat, tput, busy_cpu);
         warm.push((name, lat.percentile(0.5), lat.cpu_per_request, busy_cpu));
         if let Some((nginx_p50, nginx_tput, client_cpu, client_busy_cpu, _)) = &nginx {
             println!(

@@ -77,8 +77,8 @@ impl Nginx {
 
     /// The CPU time nginx has used (user + system), at the kernel's clock-tick resolution.
     pub fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // The fields after the command name, which is in parentheses and may hold spaces.
         let fields: Vec<&str> = stat
             .rsplit_once(')')

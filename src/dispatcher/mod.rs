@@ -248,7 +248,11 @@ impl Dispatcher {
     }
 
     /// Runs each claimed event in a task of its own, as slots free up.
-    async fn spawn_events(self: &Arc<Self>, context: &Arc<SourceContext>, events: Vec<QueuedEvent>) {
+    async fn spawn_events(
+        self: &Arc<Self>,
+        context: &Arc<SourceContext>,
+        events: Vec<QueuedEvent>,
+    ) {
         for event in events {
             let Ok(permit) = self.slots.clone().acquire_owned().await else {
                 return;
@@ -490,7 +494,8 @@ impl Dispatcher {
             }
         }
         // Its log lines are flushed before the completion lands (see `write_back.rs`).
-        self.write_backs.write(Settlement::Complete { id: queued.id });
+        self.write_backs
+            .write(Settlement::Complete { id: queued.id });
     }
 
     /// The dead-letter target of the version the event was for, if it has one.

@@ -580,17 +580,26 @@ mod tests {
     #[test]
     fn held_functions_are_passed_over_and_their_old_events_can_be_claimed_alone() {
         let (_dir, store) = backlog_of_f_and_one_of_g(10, 7);
-        let claimed = store.claim_skipping(1000, 60_000, 100, &|f| f == "f").unwrap();
+        let claimed = store
+            .claim_skipping(1000, 60_000, 100, &|f| f == "f")
+            .unwrap();
         let functions: Vec<&str> = claimed.iter().map(|e| e.event.function.as_str()).collect();
         assert_eq!(functions, ["g"]);
         // f keeps its turn, and its events are there once it is no longer held.
         assert_eq!(store.turns().len(), 2);
         // Its events received before 5 (0 to 4), deferred or not, alone.
         store.defer_function("f", 9000, 1000).unwrap();
-        let old = store.claim_received_before("f", 5, 1000, 60_000, 100).unwrap();
+        let old = store
+            .claim_received_before("f", 5, 1000, 60_000, 100)
+            .unwrap();
         let received: Vec<u64> = old.iter().map(|e| e.event.received_ms).collect();
         assert_eq!(received, [0, 1, 2, 3, 4]);
-        assert!(store.claim_received_before("f", 5, 1000, 60_000, 100).unwrap().is_empty());
+        assert!(
+            store
+                .claim_received_before("f", 5, 1000, 60_000, 100)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(store.claim(9000, 60_000, 100).unwrap().len(), 5);
     }
 

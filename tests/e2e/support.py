@@ -209,6 +209,10 @@ def request_id_from_tail(log_result_b64: str) -> str:
 # --------------------------------------------------------------------------- server
 
 
+class PortTaken(Exception):
+    """The server could not listen: its port was taken since it was chosen."""
+
+
 class ShoalServer:
     """The real `shoal server` on a loopback port, with its own data dir."""
 
@@ -221,6 +225,9 @@ class ShoalServer:
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir)
         self.port = port or free_port()
+        # A port chosen here may be taken (by another test's outgoing connection) before the
+        # server binds it: until the server has listened once, another one is tried then.
+        self._port_may_change = port is None
         self.keep_alive = keep_alive
         self.proc: subprocess.Popen | None = None
         self._starts = 0
@@ -236,6 +243,14 @@ class ShoalServer:
         return self._stderr_path.read_text(errors="replace")[-tail:]
 
     def start(self) -> None:
+        for _ in range(3):
+            try:
+                return self._start()
+            except PortTaken:
+                self.port = free_port()
+        self._start()
+
+    def _start(self) -> None:
         if not self.binary.exists():
             raise RuntimeError(f"shoal binary not found at {self.binary} (set SHOAL_BIN)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -254,10 +269,14 @@ class ShoalServer:
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if self._port_may_change and "Address already in use" in self.stderr_text():
+                    self.proc = None
+                    raise PortTaken(self.port)
                 raise RuntimeError(
                     f"shoal server exited with {self.proc.returncode} before /health answered; "
                     f"command: {cmd}\nextra env: {self.extra_env}\nstderr:\n{self.stderr_text()}")
             if health_ok(self.endpoint):
+                self._port_may_change = False
                 return
             time.sleep(0.05)
         self.kill()

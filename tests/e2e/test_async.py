@@ -105,6 +105,10 @@ def report(capsys):
     return emit
 
 
+# The server's default --async-concurrency: events running at once.
+ASYNC_CONCURRENCY = 64
+
+
 def async_server(server_with, **settings):
     settings.setdefault("retry_base_delay", f"{RETRY_BASE_S:g}s")
     return server_with(**settings)
@@ -739,7 +743,11 @@ def test_accepted_events_survive_kill_9(server_with, client_for, report, tmp_pat
     # Every run carries the request id that the 202 of its event carried.
     assert all(rid == rid_of[i] for i, rid in runs), \
         [(i, rid, rid_of[i]) for i, rid in runs if rid != rid_of[i]][:5]
-    assert duplicates < 0.05 * n, f"{duplicates} duplicate runs after one kill -9 (N={n})"
+    # What may run twice: the events running at the kill (at most --async-concurrency, 64)
+    # and those that had ended but whose outcome was not written yet (outcomes are
+    # written in batches): a few percent of N.
+    assert duplicates < ASYNC_CONCURRENCY + 0.025 * n, \
+        f"{duplicates} duplicate runs after one kill -9 (N={n})"
 
     # The logs: every event that ran is in its function's logs.
     lost_logs = sorted(ran_at_kill - logged_at_restart)

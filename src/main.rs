@@ -26,6 +26,9 @@ mod function;
 mod invoke;
 mod logs;
 mod metrics;
+#[cfg_attr(not(test), allow(dead_code))]
+// used by SNS filter policies, event source filters and the event bus as they land
+mod pattern;
 mod queues;
 mod region;
 mod registry;

@@ -25,6 +25,7 @@ mod environment;
 mod function;
 mod invoke;
 mod logs;
+mod mappings;
 mod metrics;
 #[cfg_attr(not(test), allow(dead_code))]
 // used by SNS filter policies, event source filters and the event bus as they land

@@ -812,6 +812,29 @@ impl QueueService {
         Ok(())
     }
 
+    /// Deletes many received messages in one transaction (stale handles are ignored, as
+    /// by [`QueueService::delete_message`]; an invalid one fails them all).
+    pub fn delete_messages(&self, name: &str, handles: &[&str]) -> Result<(), QueueError> {
+        let seqs = handles
+            .iter()
+            .map(|h| Self::seq_of(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.lock();
+        Self::info_locked(&conn, name)?;
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM queue_messages WHERE seq = ?1 AND queue = ?2 AND receipt_handle = ?3",
+                )
+                .map_err(backend)?;
+            for (seq, handle) in seqs.iter().zip(handles) {
+                stmt.execute(params![seq, name, handle]).map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
     pub fn change_visibility(
         &self,
         name: &str,

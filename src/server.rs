@@ -195,6 +195,13 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::queues::QueueService::open(&data_dir.join("shoal.db"), arns.clone())
             .context("opening the queues")?,
     );
+    let mappings = crate::mappings::Mappings::open(
+        &data_dir.join("shoal.db"),
+        registry.clone(),
+        queues.clone(),
+        arns.clone(),
+    )
+    .context("opening the event source mappings")?;
     // The doors: invoke (run, queue or validate an invocation) and delivery (a payload to
     // an ARN). Every producer of invocations uses them.
     let runner = Arc::new(Runner::new(
@@ -244,6 +251,10 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         shutdown: shutdown.signal(),
     });
     sources.start(dispatcher.clone());
+    sources.start(crate::mappings::Supervisor::new(
+        mappings.clone(),
+        arns.account_id.clone(),
+    ));
     let state = Arc::new(AppState {
         registry,
         control,
@@ -253,6 +264,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         metrics,
         dispatcher: dispatcher.clone(),
         queues,
+        mappings,
         disk,
         async_payload_max: settings.async_payload_limit,
         arns,

@@ -569,6 +569,7 @@ pub async fn delete(
                 .delete(&scope.key(&name), scope.function_arn(&name))
                 .await?;
             state.control.reconcile_current(&scope.key(&name));
+            state.mappings.delete_for_function(&scope.key(&name));
             tracing::info!(function = %name, "function deleted");
         }
         Some(LATEST) => {

@@ -23,6 +23,7 @@ mod fronts;
 mod functions;
 mod invoke;
 mod logs;
+mod mappings;
 pub mod scope;
 mod sqs;
 mod tags;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub dispatcher: Arc<crate::dispatcher::Dispatcher>,
     pub queues: Arc<crate::queues::QueueService>,
+    /// Event source mappings (their pollers run as an event source).
+    pub mappings: Arc<crate::mappings::Mappings>,
     /// The data disk's budget: checked before async events, queue messages and code
     /// packages are written.
     pub disk: Arc<crate::disk::DiskBudget>,
@@ -156,6 +159,20 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/2019-09-25/functions/{name}/event-invoke-config/list",
             get(async_config::list),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings",
+            post(mappings::create).get(mappings::list),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            post(mappings::create).get(mappings::list),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(mappings::get)
+                .put(mappings::update)
+                .delete(mappings::delete),
         )
         .route(
             "/2017-03-31/tags/{resource}",

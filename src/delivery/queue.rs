@@ -40,7 +40,7 @@ impl Target for QueueTarget {
                 .into_owned();
             let queues = self.queues.clone();
             let body = String::from_utf8_lossy(&delivery.body).into_owned();
-            let message = (body, delivery.attributes, None);
+            let message = crate::queues::Outgoing::new(body, delivery.attributes);
             let failed = |reason: String| DeliveryError::Failed {
                 arn: arn.to_string(),
                 reason,

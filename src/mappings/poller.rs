@@ -386,6 +386,16 @@ impl Poller {
         if let Some(md5) = crate::queues::md5_of_attributes(&m.attributes) {
             record["md5OfMessageAttributes"] = json!(md5);
         }
+        // FIFO queues: the message's place in its group.
+        for (name, value) in [
+            ("MessageGroupId", &m.group_id),
+            ("MessageDeduplicationId", &m.dedup_id),
+            ("SequenceNumber", &m.sequence_number),
+        ] {
+            if let Some(value) = value {
+                record["attributes"][name] = json!(value);
+            }
+        }
         record
     }
 }

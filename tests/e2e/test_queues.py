@@ -251,6 +251,7 @@ def test_post_root_without_a_known_target_is_an_unknown_lambda_operation(endpoin
     ("DelaySeconds", "-1"), ("DelaySeconds", "901"),
     ("ReceiveMessageWaitTimeSeconds", "-1"), ("ReceiveMessageWaitTimeSeconds", "21"),
     ("MaximumMessageSize", "1023"), ("MaximumMessageSize", "0"),
+    ("MaximumMessageSize", "1048577"),
 ])
 def test_create_queue_rejects_out_of_range_attributes(sqs, attribute, value):
     name = support.unique_name("qbad")
@@ -264,7 +265,7 @@ def test_create_queue_accepts_the_limits(sqs, make_queue):
         {"VisibilityTimeout": 0, "MessageRetentionPeriod": 60, "DelaySeconds": 0,
          "ReceiveMessageWaitTimeSeconds": 0, "MaximumMessageSize": 1024},
         {"VisibilityTimeout": 43200, "MessageRetentionPeriod": 1209600, "DelaySeconds": 900,
-         "ReceiveMessageWaitTimeSeconds": 20, "MaximumMessageSize": 262144},
+         "ReceiveMessageWaitTimeSeconds": 20, "MaximumMessageSize": 1048576},
     ]:
         _, url = make_queue(**attrs)
         got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -398,9 +399,11 @@ def test_send_message_rejects_empty_body_and_out_of_range_delay(sqs, sqs_nv, mak
     for bad in (901, 3600):
         assert_code(client_error(sqs_nv.send_message, QueueUrl=url, MessageBody="x",
                                  DelaySeconds=bad), "InvalidParameterValue")
-        err = client_error(sqs_nv.send_message_batch, QueueUrl=url,
-                           Entries=[{"Id": "a", "MessageBody": "x", "DelaySeconds": bad}])
-        assert code_of(err)[0] == 400, err.response
+        out = sqs_nv.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": "a", "MessageBody": "x", "DelaySeconds": bad}])
+        assert out["Successful"] == [], out
+        assert [(f["Id"], f["Code"], f["SenderFault"]) for f in out["Failed"]] == \
+            [("a", "InvalidParameterValue", True)], out
     sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=900)
     assert counts(sqs, url) == (0, 0, 1), "only the valid message may be queued"
 
@@ -444,6 +447,46 @@ def test_queue_maximum_message_size_is_enforced(sqs, make_queue):
     assert_code(client_error(sqs.send_message, QueueUrl=url, MessageBody="€" * 342),
                 "InvalidParameterValue")
     assert counts(sqs, url) == (1, 0, 0)
+
+
+def test_a_message_of_1_mib_is_the_default_limit(sqs, make_queue):
+    _, url = make_queue()
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MaximumMessageSize"])
+    assert attrs["Attributes"]["MaximumMessageSize"] == "1048576"
+    sqs.send_message(QueueUrl=url, MessageBody="m" * 1_048_576)
+    assert_code(client_error(sqs.send_message, QueueUrl=url, MessageBody="m" * 1_048_577),
+                "InvalidParameterValue")
+    [m] = receive(sqs, url)
+    assert len(m["Body"]) == 1_048_576
+
+
+def test_a_batch_with_bad_entries_sends_the_good_ones_and_lists_the_bad(sqs_nv, sqs,
+                                                                         make_queue):
+    _, url = make_queue(MaximumMessageSize=1024)
+    out = sqs_nv.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "good", "MessageBody": "fine"},
+        {"Id": "big", "MessageBody": "m" * 1025},
+        {"Id": "late", "MessageBody": "x", "DelaySeconds": 901},
+        {"Id": "binary", "MessageBody": "bad \u0001 char"},
+        {"Id": "also-good", "MessageBody": "fine too"},
+    ])
+    assert sorted(e["Id"] for e in out["Successful"]) == ["also-good", "good"], out
+    failed = {e["Id"]: e for e in out["Failed"]}
+    assert set(failed) == {"big", "late", "binary"}, out
+    assert all(e["SenderFault"] for e in failed.values()), out
+    assert failed["big"]["Code"] == "InvalidParameterValue", out
+    assert failed["binary"]["Code"] == "InvalidMessageContents", out
+    assert sorted(m["Body"] for m in receive(sqs, url, MaxNumberOfMessages=10)) == \
+        ["fine", "fine too"]
+    # A batch whose bodies pass 1 MiB in all is refused whole.
+    assert_code(client_error(sqs_nv.send_message_batch, QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": "m" * 300_000} for i in range(4)]),
+        *batch_code("BatchRequestTooLong"))
+
+
+def test_an_empty_receive_has_no_messages_key(sqs, make_queue):
+    _, url = make_queue()
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
 
 
 def test_send_message_batch(sqs, sqs_nv, make_queue):

@@ -103,6 +103,16 @@ impl From<QueueError> for SqsError {
                 "ReceiptHandleIsInvalid",
                 "ReceiptHandleIsInvalid",
             ),
+            QueueError::MissingParameter(_) => (
+                StatusCode::BAD_REQUEST,
+                "MissingParameter",
+                "MissingParameter",
+            ),
+            QueueError::InvalidAttributeName(_) => (
+                StatusCode::BAD_REQUEST,
+                "InvalidAttributeName",
+                "InvalidAttributeName",
+            ),
             QueueError::Backend(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",

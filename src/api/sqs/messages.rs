@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::Call;
 use super::error::SqsError;
-use crate::queues::{Attribute, Received, md5_hex, md5_of_attributes};
+use crate::queues::{Attribute, Outgoing, Received, md5_hex, md5_of_attributes};
 
 /// The most entries a batch request may have.
 const BATCH_MAX: usize = 10;
@@ -51,6 +51,8 @@ pub(super) async fn send_message(call: &Call<'_>) -> Result<Value, SqsError> {
         message_body: String,
         delay_seconds: Option<u64>,
         message_attributes: Option<HashMap<String, AttributeInput>>,
+        message_group_id: Option<String>,
+        message_deduplication_id: Option<String>,
     }
     let input: Input = call.input()?;
     check_body(&input.message_body)?;
@@ -61,11 +63,20 @@ pub(super) async fn send_message(call: &Call<'_>) -> Result<Value, SqsError> {
     call.state
         .disk
         .check(input.message_body.len() as u64, "a queue message")?;
-    let message = (input.message_body, attrs, input.delay_seconds);
-    let ids = call.queues(move |q| q.send(&name, &[message])).await?;
-    let mut out = json!({ "MessageId": ids[0], "MD5OfMessageBody": md5_body });
+    let message = Outgoing {
+        body: input.message_body,
+        attributes: attrs,
+        delay_s: input.delay_seconds,
+        group_id: input.message_group_id,
+        dedup_id: input.message_deduplication_id,
+    };
+    let sent = call.queues(move |q| q.send(&name, &[message])).await?;
+    let mut out = json!({ "MessageId": sent[0].message_id, "MD5OfMessageBody": md5_body });
     if let Some(md5) = md5_attrs {
         out["MD5OfMessageAttributes"] = json!(md5);
+    }
+    if let Some(sequence) = &sent[0].sequence_number {
+        out["SequenceNumber"] = json!(sequence);
     }
     Ok(out)
 }
@@ -78,30 +89,73 @@ pub(super) async fn send_message_batch(call: &Call<'_>) -> Result<Value, SqsErro
         message_body: String,
         delay_seconds: Option<u64>,
         message_attributes: Option<HashMap<String, AttributeInput>>,
+        message_group_id: Option<String>,
+        message_deduplication_id: Option<String>,
     }
     let (name, entries) = batch_input(call, |e: &Entry| &e.id)?;
+    let total: usize = entries.iter().map(|e| e.message_body.len()).sum();
+    if total > crate::queues::MAX_MESSAGE_BYTES {
+        return Err(SqsError::sender(
+            "BatchRequestTooLong",
+            "AWS.SimpleQueueService.BatchRequestTooLong",
+            format!(
+                "Batch requests cannot be longer than {} bytes. You have sent {total} bytes.",
+                crate::queues::MAX_MESSAGE_BYTES
+            ),
+        ));
+    }
+    // An entry SQS would refuse on its own is listed in `Failed`; the others are sent.
     let mut results = Vec::new();
+    let mut failed = Vec::new();
     let mut messages = Vec::new();
     for entry in entries {
-        check_body(&entry.message_body)?;
-        let attrs = attributes(entry.message_attributes);
+        let message = Outgoing {
+            body: entry.message_body,
+            attributes: attributes(entry.message_attributes),
+            delay_s: entry.delay_seconds,
+            group_id: entry.message_group_id,
+            dedup_id: entry.message_deduplication_id,
+        };
+        let check = check_body(&message.body).and_then(|()| {
+            call.state
+                .queues
+                .check_outgoing(&name, &message)
+                .map_err(SqsError::from)
+        });
+        if let Err(e) = check {
+            if e.code == "AWS.SimpleQueueService.NonExistentQueue" {
+                return Err(e);
+            }
+            failed.push(json!({
+                "Id": entry.id,
+                "SenderFault": true,
+                "Code": e.code,
+                "Message": e.message,
+            }));
+            continue;
+        }
         let mut result = json!({
             "Id": entry.id,
-            "MD5OfMessageBody": md5_hex(entry.message_body.as_bytes()),
+            "MD5OfMessageBody": md5_hex(message.body.as_bytes()),
         });
-        if let Some(md5) = md5_of_attributes(&attrs) {
+        if let Some(md5) = md5_of_attributes(&message.attributes) {
             result["MD5OfMessageAttributes"] = json!(md5);
         }
         results.push(result);
-        messages.push((entry.message_body, attrs, entry.delay_seconds));
+        messages.push(message);
     }
-    let bytes = messages.iter().map(|m| m.0.len() as u64).sum();
-    call.state.disk.check(bytes, "a batch of queue messages")?;
-    let ids = call.queues(move |q| q.send(&name, &messages)).await?;
-    for (result, id) in results.iter_mut().zip(ids) {
-        result["MessageId"] = json!(id);
+    if !messages.is_empty() {
+        let bytes = messages.iter().map(|m| m.body.len() as u64).sum();
+        call.state.disk.check(bytes, "a batch of queue messages")?;
+        let sent = call.queues(move |q| q.send(&name, &messages)).await?;
+        for (result, sent) in results.iter_mut().zip(sent) {
+            result["MessageId"] = json!(sent.message_id);
+            if let Some(sequence) = sent.sequence_number {
+                result["SequenceNumber"] = json!(sequence);
+            }
+        }
     }
-    Ok(json!({ "Successful": results, "Failed": [] }))
+    Ok(json!({ "Successful": results, "Failed": failed }))
 }
 
 pub(super) async fn receive_message(call: &Call<'_>) -> Result<Value, SqsError> {
@@ -168,6 +222,10 @@ pub(super) async fn receive_message(call: &Call<'_>) -> Result<Value, SqsError> 
         sender_id: &call.state.arns.account_id,
     };
     let rendered: Vec<Value> = messages.into_iter().map(|m| selection.render(m)).collect();
+    // SQS leaves `Messages` out of an empty answer.
+    if rendered.is_empty() {
+        return Ok(json!({}));
+    }
     Ok(json!({ "Messages": rendered }))
 }
 
@@ -198,8 +256,18 @@ impl Selection<'_> {
             ),
             ("SenderId", self.sender_id.to_string()),
         ];
+        let fifo_system = [
+            ("MessageGroupId", m.group_id.clone()),
+            ("MessageDeduplicationId", m.dedup_id.clone()),
+            ("SequenceNumber", m.sequence_number.clone()),
+        ];
         let chosen: serde_json::Map<String, Value> = all_system
             .into_iter()
+            .chain(
+                fifo_system
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v))),
+            )
             .filter(|(k, _)| self.system.iter().any(|s| s == "All" || s == k))
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
@@ -447,6 +515,9 @@ mod tests {
             sent_ms: 1,
             receive_count: 2,
             first_receive_ms: 3,
+            group_id: None,
+            dedup_id: None,
+            sequence_number: None,
         };
         let select = |system: &[&str], attributes: &[&str]| Selection {
             system: system.iter().map(|s| s.to_string()).collect(),

@@ -1,5 +1,6 @@
 //! Built-in queues: durable message queues with the semantics of Amazon SQS standard
-//! queues (visibility timeout, receive count, delay, retention, long polling).
+//! and FIFO queues (visibility timeout, receive count, delay, retention, long polling;
+//! message groups and deduplication in `fifo.rs`).
 //!
 //! Owns the `queues` and `queue_messages` tables. Every send is committed before it is
 //! acknowledged; a received message is hidden until its visibility timeout ends and is
@@ -22,9 +23,14 @@ use tokio::sync::Notify;
 use crate::function::ArnContext;
 use crate::timefmt::now_ms;
 
+mod fifo;
+
+pub use fifo::is_fifo_name;
+
 pub const DEFAULT_VISIBILITY_S: u64 = 30;
 pub const DEFAULT_RETENTION_S: u64 = 345_600;
-pub const MAX_MESSAGE_BYTES: usize = 262_144;
+/// The largest message (and the default `MaximumMessageSize`): 1 MiB, as SQS since 2025.
+pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueueError {
@@ -43,6 +49,12 @@ pub enum QueueError {
     InvalidTag(String),
     #[error("The input receipt handle \"{0}\" is not a valid receipt handle.")]
     InvalidReceiptHandle(String),
+    /// A required parameter is missing (the message says which).
+    #[error("{0}")]
+    MissingParameter(String),
+    /// An attribute this queue does not take.
+    #[error("Unknown Attribute {0}.")]
+    InvalidAttributeName(String),
     #[error("queue store failure: {0}")]
     Backend(String),
 }
@@ -70,6 +82,52 @@ pub struct Received {
     pub sent_ms: u64,
     pub receive_count: u32,
     pub first_receive_ms: u64,
+    /// FIFO queues: the message's group, deduplication id and sequence number.
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sequence_number: Option<String>,
+}
+
+/// A message as a receive reads it from `queue_messages`.
+struct StoredMessage {
+    seq: i64,
+    message_id: String,
+    body: String,
+    attributes: String,
+    sent_ms: i64,
+    receive_count: i64,
+    first_receive_ms: i64,
+    group_id: Option<String>,
+    dedup_id: Option<String>,
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    pub body: String,
+    pub attributes: BTreeMap<String, Attribute>,
+    /// Its own delay (standard queues only), else the queue's.
+    pub delay_s: Option<u64>,
+    /// `MessageGroupId` and `MessageDeduplicationId` (FIFO queues).
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+}
+
+impl Outgoing {
+    pub fn new(body: String, attributes: BTreeMap<String, Attribute>) -> Self {
+        Self {
+            body,
+            attributes,
+            ..Default::default()
+        }
+    }
+}
+
+/// A sent message: its id, and its sequence number in a FIFO queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: String,
+    pub sequence_number: Option<String>,
 }
 
 pub fn md5_hex(bytes: &[u8]) -> String {
@@ -137,6 +195,9 @@ impl QueueInfo {
     pub fn delay_s(&self) -> u64 {
         self.seconds("DelaySeconds", 0)
     }
+    pub fn maximum_message_size(&self) -> usize {
+        self.seconds("MaximumMessageSize", MAX_MESSAGE_BYTES as u64) as usize
+    }
 }
 
 /// Attributes a queue may be created with, and their allowed ranges.
@@ -145,7 +206,7 @@ const SETTABLE: &[(&str, u64, u64)] = &[
     ("MessageRetentionPeriod", 60, 1_209_600),
     ("DelaySeconds", 0, 900),
     ("ReceiveMessageWaitTimeSeconds", 0, 20),
-    ("MaximumMessageSize", 1024, 262_144),
+    ("MaximumMessageSize", 1024, 1_048_576),
 ];
 
 /// Attributes accepted and stored without effect here (`RedrivePolicy` is checked
@@ -174,7 +235,8 @@ pub fn validate_attributes(
             continue;
         }
         let Some((_, min, max)) = SETTABLE.iter().find(|(n, ..)| n == name) else {
-            if KEPT.contains(&name.as_str()) {
+            if KEPT.contains(&name.as_str()) || fifo::is_fifo_attribute(name) {
+                // Checked against the queue's kind when it is created or changed.
                 // Policies and encryption settings are accepted and kept, not enforced.
                 out.insert(name.clone(), value.clone());
                 continue;
@@ -317,7 +379,10 @@ fn too_many_tags(name: &str) -> QueueError {
 }
 
 pub fn validate_name(name: &str) -> Result<(), QueueError> {
-    if crate::function::is_plain_name(name, 80) {
+    // A FIFO queue's name is a plain name and the `.fifo` suffix, 80 characters in all.
+    let plain = name.strip_suffix(".fifo").unwrap_or(name);
+    let limit = 80 - (name.len() - plain.len());
+    if crate::function::is_plain_name(plain, limit) {
         Ok(())
     } else {
         Err(QueueError::InvalidParameter(
@@ -354,6 +419,15 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     receipt_handle   TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at_ms);
+CREATE TABLE IF NOT EXISTS queue_dedup (
+    queue      TEXT NOT NULL,
+    dedup_key  TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    sent_ms    INTEGER NOT NULL,
+    PRIMARY KEY (queue, dedup_key)
+);
+CREATE INDEX IF NOT EXISTS queue_dedup_sent ON queue_dedup (queue, sent_ms);
 CREATE TABLE IF NOT EXISTS queue_tags (
     queue  TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -361,6 +435,29 @@ CREATE TABLE IF NOT EXISTS queue_tags (
     PRIMARY KEY (queue, key)
 );
 ";
+
+/// Stores of an earlier version lack the FIFO columns of `queue_messages`: they are added
+/// (empty for the messages already there, which are all in standard queues).
+fn add_fifo_columns(conn: &Connection) -> Result<(), QueueError> {
+    let has_group: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('queue_messages') WHERE name = 'group_id')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    if !has_group {
+        conn.execute_batch(
+            "ALTER TABLE queue_messages ADD COLUMN group_id TEXT;
+             ALTER TABLE queue_messages ADD COLUMN dedup_id TEXT;",
+        )
+        .map_err(backend)?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (queue, group_id, seq);",
+    )
+    .map_err(backend)
+}
 
 impl QueueService {
     pub fn open(path: &Path, arns: ArnContext) -> Result<Self, QueueError> {
@@ -371,6 +468,7 @@ impl QueueService {
             .map_err(backend)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        add_fifo_columns(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             arns,
@@ -403,6 +501,7 @@ impl QueueService {
         }
         // An empty policy or key is no setting (as SetQueueAttributes removes one).
         attributes.retain(|key, value| !value.is_empty() || is_numeric_attribute(key));
+        fifo::check_create(bare, &mut attributes)?;
         validate_tags(&tags)?;
         if tags.len() > TAGS_MAX {
             return Err(too_many_tags(name));
@@ -476,6 +575,7 @@ impl QueueService {
     ) -> Result<(), QueueError> {
         let conn = self.lock();
         let mut info = Self::info_locked(&conn, name)?;
+        fifo::check_set(is_fifo_name(name), &attributes)?;
         self.check_redrive_target(&conn, &attributes)?;
         for (key, value) in attributes {
             if value.is_empty() && !is_numeric_attribute(&key) {
@@ -618,45 +718,98 @@ impl QueueService {
         Ok(())
     }
 
-    /// Commits messages (body, attributes, delay) to a queue; returns their ids.
-    pub fn send(
-        &self,
-        name: &str,
-        messages: &[(String, BTreeMap<String, Attribute>, Option<u64>)],
-    ) -> Result<Vec<String>, QueueError> {
+    /// Checks a message against the queue it is for (its size, delay, and a FIFO queue's
+    /// group and deduplication ids) without sending it: what a batch's entry is refused
+    /// for on its own.
+    pub fn check_outgoing(&self, name: &str, message: &Outgoing) -> Result<(), QueueError> {
+        let info = self.info(name)?;
+        Self::ordering_of(is_fifo_name(name), &info, message).map(|_| ())
+    }
+
+    fn ordering_of(
+        fifo: bool,
+        info: &QueueInfo,
+        message: &Outgoing,
+    ) -> Result<Option<fifo::Ordering>, QueueError> {
+        let max_size = info.maximum_message_size();
+        if message.body.len() > max_size {
+            return Err(QueueError::InvalidMessage(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
+            )));
+        }
+        if let Some(delay) = message.delay_s.filter(|d| *d > MAX_DELAY_S) {
+            return Err(QueueError::InvalidMessage(format!(
+                "Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_S}."
+            )));
+        }
+        fifo::ordering_of(
+            fifo,
+            &info.attributes,
+            &message.body,
+            message.group_id.as_deref(),
+            message.dedup_id.as_deref(),
+            message.delay_s,
+        )
+    }
+
+    /// Commits messages to a queue (all or none); returns their ids (and sequence numbers,
+    /// in a FIFO queue). A FIFO message whose deduplication id was sent in the last five
+    /// minutes is not enqueued again: the first one's id and sequence number answer for it.
+    pub fn send(&self, name: &str, messages: &[Outgoing]) -> Result<Vec<Sent>, QueueError> {
         let mut conn = self.lock();
         let info = Self::info_locked(&conn, name)?;
-        let max_size = info.seconds("MaximumMessageSize", MAX_MESSAGE_BYTES as u64) as usize;
-        for (body, _, delay) in messages {
-            if body.len() > max_size {
-                return Err(QueueError::InvalidMessage(format!(
-                    "One or more parameters are invalid. Reason: Message must be shorter than {max_size} bytes."
-                )));
-            }
-            if delay.is_some_and(|d| d > MAX_DELAY_S) {
-                return Err(QueueError::InvalidMessage(format!(
-                    "Value {} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_S}.",
-                    delay.unwrap_or_default()
-                )));
-            }
-        }
+        let fifo = is_fifo_name(name);
+        let orderings = messages
+            .iter()
+            .map(|m| Self::ordering_of(fifo, &info, m))
+            .collect::<Result<Vec<_>, _>>()?;
         let now = now_ms();
         let tx = conn.transaction().map_err(backend)?;
-        let mut ids = Vec::with_capacity(messages.len());
-        for (body, attributes, delay) in messages {
+        let mut sent = Vec::with_capacity(messages.len());
+        for (message, ordering) in messages.iter().zip(orderings) {
+            if let Some(ordering) = &ordering
+                && let Some((id, seq)) =
+                    fifo::deduplicate(&tx, name, &info.attributes, ordering, now)?
+            {
+                sent.push(Sent {
+                    message_id: id,
+                    sequence_number: Some(fifo::sequence_number(seq)),
+                });
+                continue;
+            }
             let id = uuid::Uuid::new_v4().to_string();
-            let visible_at = now + delay.unwrap_or(info.delay_s()) * 1000;
+            let visible_at = now + message.delay_s.unwrap_or(info.delay_s()) * 1000;
+            let group = ordering
+                .as_ref()
+                .map(|o| o.group_id.as_str())
+                .or(message.group_id.as_deref());
             tx.execute(
-                "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, id, body, serde_json::to_string(attributes).unwrap_or_default(), now as i64, visible_at as i64],
+                "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms, group_id, dedup_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    name,
+                    id,
+                    message.body,
+                    serde_json::to_string(&message.attributes).unwrap_or_default(),
+                    now as i64,
+                    visible_at as i64,
+                    group,
+                    ordering.as_ref().map(|o| o.dedup_id.as_str())
+                ],
             )
             .map_err(backend)?;
-            ids.push(id);
+            let seq = tx.last_insert_rowid();
+            if let Some(ordering) = &ordering {
+                fifo::remember(&tx, name, &info.attributes, ordering, &id, seq, now)?;
+            }
+            sent.push(Sent {
+                message_id: id,
+                sequence_number: ordering.is_some().then(|| fifo::sequence_number(seq)),
+            });
         }
         tx.commit().map_err(backend)?;
         self.arrivals.notify_waiters();
-        Ok(ids)
+        Ok(sent)
     }
 
     /// Receives up to `max` visible messages, hiding them for `visibility_s`.
@@ -686,24 +839,28 @@ impl QueueService {
             .map(|p| (self.target_key(&p), p))
             .filter(|(target, _)| target != name && Self::info_locked(&tx, target).is_ok());
         let mut moved = 0usize;
-        let rows: Vec<(i64, String, String, String, i64, i64, i64)> = loop {
-            let rows: Vec<(i64, String, String, String, i64, i64, i64)> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT seq, message_id, body, attributes, sent_ms, receive_count, first_receive_ms
-                         FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY seq LIMIT ?3",
-                    )
-                    .map_err(backend)?;
+        let fifo = is_fifo_name(name);
+        let select = if fifo {
+            fifo::RECEIVE_SQL
+        } else {
+            "SELECT seq, message_id, body, attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id
+             FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY seq LIMIT ?3"
+        };
+        let rows: Vec<StoredMessage> = loop {
+            let rows: Vec<StoredMessage> = {
+                let mut stmt = tx.prepare_cached(select).map_err(backend)?;
                 stmt.query_map(params![name, now as i64, max as i64], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
+                    Ok(StoredMessage {
+                        seq: r.get(0)?,
+                        message_id: r.get(1)?,
+                        body: r.get(2)?,
+                        attributes: r.get(3)?,
+                        sent_ms: r.get(4)?,
+                        receive_count: r.get(5)?,
+                        first_receive_ms: r.get(6)?,
+                        group_id: r.get(7)?,
+                        dedup_id: r.get(8)?,
+                    })
                 })
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
@@ -714,45 +871,55 @@ impl QueueService {
             };
             let (spent, fresh): (Vec<_>, Vec<_>) = rows
                 .into_iter()
-                .partition(|row| row.5 >= i64::from(policy.max_receive_count));
+                .partition(|row| row.receive_count >= i64::from(policy.max_receive_count));
             if spent.is_empty() {
                 break fresh;
             }
-            for (seq, ..) in &spent {
+            for row in &spent {
                 tx.execute(
-                    "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms)
-                     SELECT ?2, message_id, body, attributes, sent_ms, ?3 FROM queue_messages WHERE seq = ?1",
-                    params![seq, target, now as i64],
+                    "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms, group_id, dedup_id)
+                     SELECT ?2, message_id, body, attributes, sent_ms, ?3, group_id, dedup_id FROM queue_messages WHERE seq = ?1",
+                    params![row.seq, target, now as i64],
                 )
                 .map_err(backend)?;
-                tx.execute("DELETE FROM queue_messages WHERE seq = ?1", params![seq])
-                    .map_err(backend)?;
+                tx.execute(
+                    "DELETE FROM queue_messages WHERE seq = ?1",
+                    params![row.seq],
+                )
+                .map_err(backend)?;
             }
             moved += spent.len();
             tracing::info!(queue = %name, dead_letter_queue = %target, moved = spent.len(),
                 "messages past maxReceiveCount moved to the dead-letter queue");
         };
         let mut received = Vec::with_capacity(rows.len());
-        for (seq, message_id, body, attributes, sent, count, first) in rows {
-            let handle = format!("{seq}:{}", uuid::Uuid::new_v4().simple());
-            let first = if first == 0 { now as i64 } else { first };
+        for row in rows {
+            let handle = format!("{}:{}", row.seq, uuid::Uuid::new_v4().simple());
+            let first = if row.first_receive_ms == 0 {
+                now as i64
+            } else {
+                row.first_receive_ms
+            };
             tx.execute(
                 "UPDATE queue_messages SET visible_at_ms = ?2, receive_count = receive_count + 1,
                  first_receive_ms = ?3, receipt_handle = ?4 WHERE seq = ?1",
-                params![seq, hidden_until as i64, first, handle],
+                params![row.seq, hidden_until as i64, first, handle],
             )
             .map_err(backend)?;
             let attributes: BTreeMap<String, Attribute> =
-                serde_json::from_str(&attributes).unwrap_or_default();
+                serde_json::from_str(&row.attributes).unwrap_or_default();
             received.push(Received {
-                message_id,
+                message_id: row.message_id,
                 receipt_handle: handle,
-                md5_of_body: md5_hex(body.as_bytes()),
-                body,
+                md5_of_body: md5_hex(row.body.as_bytes()),
+                body: row.body,
                 attributes,
-                sent_ms: sent as u64,
-                receive_count: count as u32 + 1,
+                sent_ms: row.sent_ms as u64,
+                receive_count: row.receive_count as u32 + 1,
                 first_receive_ms: first as u64,
+                sequence_number: fifo.then(|| fifo::sequence_number(row.seq)),
+                group_id: row.group_id,
+                dedup_id: row.dedup_id,
             });
         }
         tx.commit().map_err(backend)?;
@@ -923,8 +1090,8 @@ mod tests {
             .send(
                 "q",
                 &[
-                    ("one".into(), BTreeMap::new(), None),
-                    ("two".into(), BTreeMap::new(), None),
+                    Outgoing::new("one".into(), BTreeMap::new()),
+                    Outgoing::new("two".into(), BTreeMap::new()),
                 ],
             )
             .unwrap();
@@ -1180,8 +1347,8 @@ mod tests {
             .send(
                 "q",
                 &[
-                    ("poison".into(), message_attrs.clone(), None),
-                    ("fine".into(), BTreeMap::new(), None),
+                    Outgoing::new("poison".into(), message_attrs.clone()),
+                    Outgoing::new("fine".into(), BTreeMap::new()),
                 ],
             )
             .unwrap();
@@ -1203,7 +1370,10 @@ mod tests {
         assert_eq!(queues.counts("q").unwrap(), (0, 1, 0));
         let dead = queues.receive_now("dlq", 10, Some(30)).unwrap();
         assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].message_id, ids[0], "the same message, same id");
+        assert_eq!(
+            dead[0].message_id, ids[0].message_id,
+            "the same message, same id"
+        );
         assert_eq!(dead[0].body, "poison");
         assert_eq!(dead[0].attributes, message_attrs);
         assert_eq!(
@@ -1216,7 +1386,7 @@ mod tests {
             .create("plain", BTreeMap::new(), BTreeMap::new())
             .unwrap();
         queues
-            .send("plain", &[("m".into(), BTreeMap::new(), None)])
+            .send("plain", &[Outgoing::new("m".into(), BTreeMap::new())])
             .unwrap();
         for count in 1..=5 {
             assert_eq!(
@@ -1227,7 +1397,7 @@ mod tests {
         // A dead-letter queue deleted since: messages stay where they are.
         queues.delete("dlq").unwrap();
         queues
-            .send("q", &[("kept".into(), BTreeMap::new(), None)])
+            .send("q", &[Outgoing::new("kept".into(), BTreeMap::new())])
             .unwrap();
         for count in 1..=4 {
             let got = queues.receive_now("q", 10, Some(0)).unwrap();

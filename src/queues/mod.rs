@@ -687,6 +687,32 @@ impl QueueService {
             .collect())
     }
 
+    /// ListDeadLetterSourceQueues: the queues (keys) whose redrive policy names `name`
+    /// as their dead-letter queue.
+    pub fn dead_letter_sources(&self, name: &str) -> Result<Vec<String>, QueueError> {
+        let conn = self.lock();
+        Self::info_locked(&conn, name)?;
+        let mut stmt = conn
+            .prepare("SELECT name, attributes FROM queues ORDER BY name")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, attributes)| {
+                serde_json::from_str::<BTreeMap<String, String>>(attributes)
+                    .ok()
+                    .and_then(|a| a.get("RedrivePolicy").cloned())
+                    .and_then(|p| RedrivePolicy::parse(&p).ok())
+                    .is_some_and(|p| self.target_key(&p) == name)
+            })
+            .map(|(key, _)| key)
+            .collect())
+    }
+
     /// The key of a redrive policy's dead-letter queue.
     fn target_key(&self, policy: &RedrivePolicy) -> String {
         self.arns

@@ -220,7 +220,7 @@ def test_nonexistent_queue_on_the_wire(endpoint):
     assert body.get("__type", "").endswith("QueueDoesNotExist"), body
 
 
-@pytest.mark.parametrize("action", ["ChangeMessageVisibilityBatch", "listqueues", ""])
+@pytest.mark.parametrize("action", ["StartMessageMoveTask", "listqueues", ""])
 def test_unknown_action_is_an_unsupported_operation(endpoint, action):
     r = support.http(endpoint, "POST", "/", body=b"{}",
                      headers={"X-Amz-Target": f"AmazonSQS.{action}",
@@ -1084,3 +1084,36 @@ def test_queue_tags(sqs, make_queue):
         assert "Tags" not in sqs.list_queue_tags(QueueUrl=url)
     finally:
         sqs.delete_queue(QueueUrl=url)
+
+
+def test_change_message_visibility_batch(sqs, sqs_nv, make_queue):
+    _, url = make_queue(VisibilityTimeout=30)
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    got = receive(sqs, url, MaxNumberOfMessages=10)
+    assert len(got) == 3
+    out = sqs_nv.change_message_visibility_batch(QueueUrl=url, Entries=[
+        {"Id": "a", "ReceiptHandle": got[0]["ReceiptHandle"], "VisibilityTimeout": 0},
+        {"Id": "b", "ReceiptHandle": got[1]["ReceiptHandle"], "VisibilityTimeout": 0},
+        {"Id": "bad", "ReceiptHandle": "nonsense", "VisibilityTimeout": 0},
+        {"Id": "long", "ReceiptHandle": got[2]["ReceiptHandle"], "VisibilityTimeout": 43201},
+    ])
+    assert sorted(e["Id"] for e in out["Successful"]) == ["a", "b"], out
+    assert sorted(e["Id"] for e in out["Failed"]) == ["bad", "long"], out
+    # The two made visible again come back at once; the third stays hidden.
+    again = receive(sqs, url, MaxNumberOfMessages=10)
+    assert sorted(m["Body"] for m in again) == sorted([got[0]["Body"], got[1]["Body"]])
+
+
+def test_list_dead_letter_source_queues(sqs, make_queue):
+    dlq_name, dlq_url = make_queue()
+    policy = json.dumps({"deadLetterTargetArn": queue_arn(dlq_name), "maxReceiveCount": 3})
+    sources = sorted(make_queue(RedrivePolicy=policy)[1] for _ in range(3))
+    make_queue()  # not a source
+    got = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url)
+    assert sorted(got["queueUrls"]) == sources, got
+    first = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url, MaxResults=2)
+    assert len(first["queueUrls"]) == 2 and first.get("NextToken"), first
+    rest = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url, MaxResults=2,
+                                              NextToken=first["NextToken"])
+    assert sorted(first["queueUrls"] + rest["queueUrls"]) == sources, rest

@@ -22,6 +22,8 @@ wire_actions! {
         DeleteMessage,
         DeleteMessageBatch,
         ChangeMessageVisibility,
+        ChangeMessageVisibilityBatch,
+        ListDeadLetterSourceQueues,
         TagQueue,
         UntagQueue,
         ListQueueTags,
@@ -46,7 +48,7 @@ mod tests {
 
     #[test]
     fn every_action_parses_from_its_target() {
-        assert_eq!(SqsAction::ALL.len(), 16);
+        assert_eq!(SqsAction::ALL.len(), 18);
         for &action in SqsAction::ALL {
             let target = format!("AmazonSQS.{}", action.name());
             assert_eq!(SqsAction::from_target(&target).unwrap(), action);
@@ -61,10 +63,7 @@ mod tests {
     #[test]
     fn unknown_actions_are_unsupported_operations() {
         for (target, named) in [
-            (
-                "AmazonSQS.ChangeMessageVisibilityBatch",
-                "ChangeMessageVisibilityBatch",
-            ),
+            ("AmazonSQS.StartMessageMoveTask", "StartMessageMoveTask"),
             ("AmazonSQS.listqueues", "listqueues"),
             ("AmazonSQS.", ""),
         ] {

@@ -1,6 +1,6 @@
 //! The message actions: SendMessage, SendMessageBatch, ReceiveMessage, DeleteMessage,
-//! DeleteMessageBatch and ChangeMessageVisibility, with SQS's rules for message bodies
-//! and batches.
+//! DeleteMessageBatch, ChangeMessageVisibility and ChangeMessageVisibilityBatch, with
+//! SQS's rules for message bodies and batches.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -346,19 +346,65 @@ pub(super) async fn delete_message_batch(call: &Call<'_>) -> Result<Value, SqsEr
         receipt_handle: String,
     }
     let (name, entries) = batch_input(call, |e: &Entry| &e.id)?;
+    each_entry(
+        entries,
+        |e| &e.id,
+        |entry| {
+            let queue = name.clone();
+            let handle = entry.receipt_handle.clone();
+            call.queues(move |q| q.delete_message(&queue, &handle))
+        },
+    )
+    .await
+}
+
+pub(super) async fn change_message_visibility_batch(call: &Call<'_>) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Entry {
+        id: String,
+        receipt_handle: String,
+        visibility_timeout: Option<i64>,
+    }
+    let (name, entries) = batch_input(call, |e: &Entry| &e.id)?;
+    each_entry(
+        entries,
+        |e| &e.id,
+        |entry| {
+            let queue = name.clone();
+            let handle = entry.receipt_handle.clone();
+            let visibility = entry.visibility_timeout;
+            async move {
+                let visibility = visibility
+                    .filter(|v| (0..=VISIBILITY_MAX_S).contains(v))
+                    .ok_or_else(visibility_out_of_range)?;
+                call.queues(move |q| q.change_visibility(&queue, &handle, visibility as u64))
+                    .await
+            }
+        },
+    )
+    .await
+}
+
+/// Runs `apply` for each entry of a batch: `Successful` lists the ids it did, `Failed` the
+/// others with their error (a queue that does not exist fails the whole batch).
+async fn each_entry<E, F, Fut>(
+    entries: Vec<E>,
+    id: impl Fn(&E) -> &String,
+    apply: F,
+) -> Result<Value, SqsError>
+where
+    F: Fn(&E) -> Fut,
+    Fut: std::future::Future<Output = Result<(), SqsError>>,
+{
     let mut successful = Vec::new();
     let mut failed = Vec::new();
     for entry in entries {
-        let queue = name.clone();
-        let handle = entry.receipt_handle.clone();
-        match call
-            .queues(move |q| q.delete_message(&queue, &handle))
-            .await
-        {
-            Ok(()) => successful.push(json!({ "Id": entry.id })),
+        match apply(&entry).await {
+            Ok(()) => successful.push(json!({ "Id": id(&entry) })),
             Err(e) if e.code == "AWS.SimpleQueueService.NonExistentQueue" => return Err(e),
             Err(e) => failed.push(json!({
-                "Id": entry.id,
+                "Id": id(&entry),
                 "SenderFault": true,
                 "Code": e.code,
                 "Message": e.message,

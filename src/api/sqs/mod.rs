@@ -155,6 +155,10 @@ async fn run(action: SqsAction, call: &Call<'_>) -> Result<Value, SqsError> {
         SqsAction::DeleteMessage => messages::delete_message(call).await,
         SqsAction::DeleteMessageBatch => messages::delete_message_batch(call).await,
         SqsAction::ChangeMessageVisibility => messages::change_message_visibility(call).await,
+        SqsAction::ChangeMessageVisibilityBatch => {
+            messages::change_message_visibility_batch(call).await
+        }
+        SqsAction::ListDeadLetterSourceQueues => queues::list_dead_letter_source_queues(call).await,
         SqsAction::TagQueue => tags::tag_queue(call).await,
         SqsAction::UntagQueue => tags::untag_queue(call).await,
         SqsAction::ListQueueTags => tags::list_queue_tags(call).await,

@@ -55,6 +55,43 @@ pub(super) async fn list_queues(call: &Call<'_>) -> Result<Value, SqsError> {
     Ok(json!({ "QueueUrls": names.iter().map(|n| call.url(n)).collect::<Vec<_>>() }))
 }
 
+/// ListDeadLetterSourceQueues: the queues of the request's region whose redrive policy
+/// names this queue (pages of `MaxResults`, 1 to 1000, with `NextToken`).
+pub(super) async fn list_dead_letter_source_queues(call: &Call<'_>) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Input {
+        queue_url: String,
+        max_results: Option<i64>,
+        next_token: Option<String>,
+    }
+    let input: Input = call.input()?;
+    let name = call.queue_key(&input.queue_url)?;
+    let max = match input.max_results {
+        None => usize::MAX,
+        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(SqsError::invalid(format!(
+                "Value {n} for parameter MaxResults is invalid. Reason: MaxResults must be an integer between 1 and 1000."
+            )));
+        }
+    };
+    let region = call.scope.0.clone();
+    let sources = call.queues(move |q| q.dead_letter_sources(&name)).await?;
+    let mut names = sources
+        .iter()
+        .filter_map(|key| region.name_in_region(key))
+        .filter(|n| input.next_token.as_deref().is_none_or(|after| *n > after));
+    let page: Vec<&str> = names.by_ref().take(max).collect();
+    let mut out = json!({ "queueUrls": page.iter().map(|n| call.url(n)).collect::<Vec<_>>() });
+    if names.next().is_some()
+        && let Some(last) = page.last()
+    {
+        out["NextToken"] = json!(last);
+    }
+    Ok(out)
+}
+
 pub(super) async fn delete_queue(call: &Call<'_>) -> Result<Value, SqsError> {
     let input: QueueUrlInput = call.input()?;
     let name = call.queue_key(&input.queue_url)?;

@@ -15,6 +15,7 @@
 //! its own, the client's CPU alone, which less Shoal's row is Shoal's CPU per invoke.
 
 mod nginx;
+mod queues;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -53,6 +54,9 @@ pub struct BenchArgs {
     /// Asynchronous events for the queue measurement (0 skips it).
     #[arg(long, default_value_t = 5000)]
     pub async_events: usize,
+    /// Messages for the queue and event-source-mapping measurement (0 skips it).
+    #[arg(long, default_value_t = 5000)]
+    pub queue_messages: usize,
     /// Isolation modes to measure, one server each (`none`, `namespaces`).
     #[arg(long, value_delimiter = ',', default_value = "none,namespaces")]
     pub isolation: Vec<String>,
@@ -304,6 +308,7 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         "noop-provided-egress",
         None,
     );
+    let arn_parts = (settings.region.clone(), settings.account_id.clone());
     let server = crate::server::start(settings).await?;
     let client = Client::new(&format!("http://{}", server.addr));
     let echo = Client::new(&format!("http://{}", start_echo_server().await?));
@@ -493,6 +498,17 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             args.concurrency.max(16),
             data_dir,
             &["noop-python", "noop-provided-2g"],
+        )
+        .await?;
+    }
+    if args.queue_messages > 0 {
+        queues::run(
+            &client,
+            data_dir,
+            (&arn_parts.0, &arn_parts.1),
+            "noop-provided",
+            args.queue_messages,
+            args.concurrency.max(16),
         )
         .await?;
     }

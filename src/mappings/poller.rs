@@ -213,10 +213,20 @@ impl Poller {
                 }
             };
             let want = RECEIVE_MAX.min(target - batch.len());
-            let got = self
+            let got = match self
                 .queues()
                 .receive(&self.mapping.queue, want, None, wait)
-                .await?;
+                .await
+            {
+                Ok(got) => got,
+                // What was received so far is the batch: dropped, it would stay hidden
+                // until its visibility timeout ended.
+                Err(e) if !batch.is_empty() => {
+                    tracing::warn!(error = %e, "receiving more of a batch failed; the batch goes as it is");
+                    return Ok(batch);
+                }
+                Err(e) => return Err(e),
+            };
             for message in got {
                 if bytes + message.body.len() > BATCH_BYTES_MAX && !batch.is_empty() {
                     // Over the payload limit: back to the queue at once, for the next batch.

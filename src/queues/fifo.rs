@@ -238,7 +238,7 @@ pub fn sequence_number(seq: i64) -> String {
 pub const RECEIVE_SQL: &str =
     "SELECT seq, message_id, body, attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id
      FROM queue_messages m
-     WHERE m.queue = ?1 AND m.visible_at_ms <= ?2
+     WHERE m.queue = ?1 AND m.visible_at_ms <= ?2 AND m.sent_ms >= ?4
        AND NOT EXISTS (SELECT 1 FROM queue_messages e
                        WHERE e.queue = ?1 AND e.group_id = m.group_id AND e.seq < m.seq
                          AND e.visible_at_ms > ?2)

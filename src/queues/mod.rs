@@ -2,7 +2,8 @@
 //! and FIFO queues (visibility timeout, receive count, delay, retention, long polling;
 //! message groups and deduplication in `fifo.rs`).
 //!
-//! Owns the `queues` and `queue_messages` tables. Every send is committed before it is
+//! Owns the `queues` and `queue_messages` tables. A standard queue hands out messages in
+//! the order they became visible (best effort, as SQS's standard queues). Every send is committed before it is
 //! acknowledged; a received message is hidden until its visibility timeout ends and is
 //! gone only when deleted with its latest receipt handle. The wire protocol (SQS JSON)
 //! lives in `api/sqs/`; destinations and dead-letter targets use [`QueueService::send`].
@@ -57,6 +58,15 @@ pub enum QueueError {
     InvalidAttributeName(String),
     #[error("queue store failure: {0}")]
     Backend(String),
+}
+
+/// A transaction that holds the database's write lock from its start (waiting for it up
+/// to the busy timeout): a transaction that reads, then writes, would otherwise fail at
+/// once with "database is locked" when another connection (the log writer, the async
+/// queue) wrote in between.
+fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, QueueError> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)
 }
 
 fn backend(e: rusqlite::Error) -> QueueError {
@@ -398,6 +408,8 @@ pub struct QueueService {
     arns: ArnContext,
     /// Woken on every send, for long polls.
     arrivals: Notify,
+    /// When each queue's expired messages were last removed.
+    swept: Mutex<HashMap<String, u64>>,
 }
 
 const SCHEMA: &str = "
@@ -473,6 +485,7 @@ impl QueueService {
             conn: Mutex::new(conn),
             arns,
             arrivals: Notify::new(),
+            swept: Mutex::new(HashMap::new()),
         })
     }
 
@@ -526,7 +539,7 @@ impl QueueService {
             }
             return Ok(());
         }
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = write_transaction(&mut conn)?;
         tx.execute(
             "INSERT INTO queues (name, created_ms, attributes) VALUES (?1, ?2, ?3)",
             params![
@@ -621,7 +634,7 @@ impl QueueService {
         if all.len() > TAGS_MAX {
             return Err(too_many_tags(name));
         }
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = write_transaction(&mut conn)?;
         for (key, value) in &tags {
             tx.execute(
                 "INSERT INTO queue_tags (queue, key, value) VALUES (?1, ?2, ?3)
@@ -637,7 +650,7 @@ impl QueueService {
     pub fn untag(&self, name: &str, keys: &[String]) -> Result<(), QueueError> {
         let mut conn = self.lock();
         Self::info_locked(&conn, name)?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = write_transaction(&mut conn)?;
         for key in keys {
             tx.execute(
                 "DELETE FROM queue_tags WHERE queue = ?1 AND key = ?2",
@@ -722,7 +735,7 @@ impl QueueService {
 
     pub fn delete(&self, name: &str) -> Result<(), QueueError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = write_transaction(&mut conn)?;
         let deleted = tx
             .execute("DELETE FROM queues WHERE name = ?1", params![name])
             .map_err(backend)?;
@@ -732,6 +745,8 @@ impl QueueService {
         tx.execute("DELETE FROM queue_messages WHERE queue = ?1", params![name])
             .map_err(backend)?;
         tx.execute("DELETE FROM queue_tags WHERE queue = ?1", params![name])
+            .map_err(backend)?;
+        tx.execute("DELETE FROM queue_dedup WHERE queue = ?1", params![name])
             .map_err(backend)?;
         tx.commit().map_err(backend)
     }
@@ -790,7 +805,7 @@ impl QueueService {
             .map(|m| Self::ordering_of(fifo, &info, m))
             .collect::<Result<Vec<_>, _>>()?;
         let now = now_ms();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = write_transaction(&mut conn)?;
         let mut sent = Vec::with_capacity(messages.len());
         for (message, ordering) in messages.iter().zip(orderings) {
             if let Some(ordering) = &ordering
@@ -838,6 +853,19 @@ impl QueueService {
         Ok(sent)
     }
 
+    /// Whether `queue`'s expired messages are due to be removed (once a second), noting
+    /// that they are.
+    fn sweep_due(&self, queue: &str, now: u64) -> bool {
+        let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+        match swept.get(queue) {
+            Some(&last) if now < last + 1000 => false,
+            _ => {
+                swept.insert(queue.to_string(), now);
+                true
+            }
+        }
+    }
+
     /// Receives up to `max` visible messages, hiding them for `visibility_s`.
     fn receive_now(
         &self,
@@ -849,13 +877,17 @@ impl QueueService {
         let info = Self::info_locked(&conn, name)?;
         let now = now_ms();
         let hidden_until = now + visibility_s.unwrap_or(info.visibility_s()) * 1000;
-        let tx = conn.transaction().map_err(backend)?;
-        // Expired messages (past retention) are removed as they are met.
-        tx.execute(
-            "DELETE FROM queue_messages WHERE queue = ?1 AND sent_ms < ?2",
-            params![name, now.saturating_sub(info.retention_s() * 1000) as i64],
-        )
-        .map_err(backend)?;
+        let tx = write_transaction(&mut conn)?;
+        // Expired messages (past retention) are never received, and are removed at most
+        // once a second per queue (the removal reads every message of the queue).
+        let expired_before = now.saturating_sub(info.retention_s() * 1000);
+        if self.sweep_due(name, now) {
+            tx.execute(
+                "DELETE FROM queue_messages WHERE queue = ?1 AND sent_ms < ?2",
+                params![name, expired_before as i64],
+            )
+            .map_err(backend)?;
+        }
         // Messages already received maxReceiveCount times go to the dead-letter queue
         // instead (when it exists), and the choice is made again from what is left.
         let redrive = info
@@ -870,24 +902,28 @@ impl QueueService {
             fifo::RECEIVE_SQL
         } else {
             "SELECT seq, message_id, body, attributes, sent_ms, receive_count, first_receive_ms, group_id, dedup_id
-             FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2 ORDER BY seq LIMIT ?3"
+             FROM queue_messages WHERE queue = ?1 AND visible_at_ms <= ?2 AND sent_ms >= ?4
+             ORDER BY visible_at_ms, seq LIMIT ?3"
         };
         let rows: Vec<StoredMessage> = loop {
             let rows: Vec<StoredMessage> = {
                 let mut stmt = tx.prepare_cached(select).map_err(backend)?;
-                stmt.query_map(params![name, now as i64, max as i64], |r| {
-                    Ok(StoredMessage {
-                        seq: r.get(0)?,
-                        message_id: r.get(1)?,
-                        body: r.get(2)?,
-                        attributes: r.get(3)?,
-                        sent_ms: r.get(4)?,
-                        receive_count: r.get(5)?,
-                        first_receive_ms: r.get(6)?,
-                        group_id: r.get(7)?,
-                        dedup_id: r.get(8)?,
-                    })
-                })
+                stmt.query_map(
+                    params![name, now as i64, max as i64, expired_before as i64],
+                    |r| {
+                        Ok(StoredMessage {
+                            seq: r.get(0)?,
+                            message_id: r.get(1)?,
+                            body: r.get(2)?,
+                            attributes: r.get(3)?,
+                            sent_ms: r.get(4)?,
+                            receive_count: r.get(5)?,
+                            first_receive_ms: r.get(6)?,
+                            group_id: r.get(7)?,
+                            dedup_id: r.get(8)?,
+                        })
+                    },
+                )
                 .map_err(backend)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?
@@ -1014,7 +1050,7 @@ impl QueueService {
             .collect::<Result<Vec<_>, _>>()?;
         let mut conn = self.lock();
         Self::info_locked(&conn, name)?;
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = write_transaction(&mut conn)?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -1026,6 +1062,37 @@ impl QueueService {
             }
         }
         tx.commit().map_err(backend)
+    }
+
+    /// Deletes received messages in one transaction, each by its handle: the result of
+    /// each (an unreadable handle fails alone; a stale one succeeds, as SQS's does).
+    pub fn delete_each(
+        &self,
+        name: &str,
+        handles: &[&str],
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let mut conn = self.lock();
+        Self::info_locked(&conn, name)?;
+        let tx = write_transaction(&mut conn)?;
+        let mut results = Vec::with_capacity(handles.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "DELETE FROM queue_messages WHERE seq = ?1 AND queue = ?2 AND receipt_handle = ?3",
+                )
+                .map_err(backend)?;
+            for handle in handles {
+                results.push(match Self::seq_of(handle) {
+                    Ok(seq) => stmt
+                        .execute(params![seq, name, handle])
+                        .map(|_| ())
+                        .map_err(backend),
+                    Err(e) => Err(e),
+                });
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(results)
     }
 
     pub fn change_visibility(
@@ -1372,10 +1439,7 @@ mod tests {
         let ids = queues
             .send(
                 "q",
-                &[
-                    Outgoing::new("poison".into(), message_attrs.clone()),
-                    Outgoing::new("fine".into(), BTreeMap::new()),
-                ],
+                &[Outgoing::new("poison".into(), message_attrs.clone())],
             )
             .unwrap();
         // Received maxReceiveCount (2) times: still delivered from the source queue.
@@ -1387,6 +1451,9 @@ mod tests {
                 ("poison", count)
             );
         }
+        queues
+            .send("q", &[Outgoing::new("fine".into(), BTreeMap::new())])
+            .unwrap();
         // The third receive moves it and hands out the next message instead.
         let got = queues.receive_now("q", 10, Some(30)).unwrap();
         assert_eq!(

@@ -346,13 +346,21 @@ pub(super) async fn delete_message_batch(call: &Call<'_>) -> Result<Value, SqsEr
         receipt_handle: String,
     }
     let (name, entries) = batch_input(call, |e: &Entry| &e.id)?;
+    // One transaction for the batch; each entry's result apart.
+    let handles: Vec<String> = entries.iter().map(|e| e.receipt_handle.clone()).collect();
+    let results = call
+        .queues(move |q| {
+            let handles: Vec<&str> = handles.iter().map(String::as_str).collect();
+            q.delete_each(&name, &handles)
+        })
+        .await?;
+    let mut results = results.into_iter();
     each_entry(
         entries,
         |e| &e.id,
-        |entry| {
-            let queue = name.clone();
-            let handle = entry.receipt_handle.clone();
-            call.queues(move |q| q.delete_message(&queue, &handle))
+        |_| {
+            let result = results.next().unwrap_or(Ok(())).map_err(SqsError::from);
+            async move { result }
         },
     )
     .await
@@ -391,10 +399,10 @@ pub(super) async fn change_message_visibility_batch(call: &Call<'_>) -> Result<V
 async fn each_entry<E, F, Fut>(
     entries: Vec<E>,
     id: impl Fn(&E) -> &String,
-    apply: F,
+    mut apply: F,
 ) -> Result<Value, SqsError>
 where
-    F: Fn(&E) -> Fut,
+    F: FnMut(&E) -> Fut,
     Fut: std::future::Future<Output = Result<(), SqsError>>,
 {
     let mut successful = Vec::new();

@@ -1,0 +1,347 @@
+//! The queue and event-source-mapping figures of `shoal bench`: SendMessageBatch and
+//! ReceiveMessage + DeleteMessageBatch throughput over the SQS JSON protocol beside the same
+//! rows written and deleted on a bare SQLite database (batches of 10, one transaction each),
+//! then messages drained through a mapping to a no-op function at batch sizes 1, 10 and
+//! 100, and the latency from SendMessage to the function's START on an idle mapping.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use super::{Latencies, ms};
+use crate::cli::client::Client;
+
+const SQS_JSON: &str = "application/x-amz-json-1.0";
+
+async fn sqs(client: &Client, action: &str, body: Value) -> anyhow::Result<Value> {
+    let reply = client
+        .send(
+            Method::POST,
+            "/",
+            &[
+                ("x-amz-target", format!("AmazonSQS.{action}")),
+                ("content-type", SQS_JSON.to_string()),
+            ],
+            Some(Bytes::from(body.to_string())),
+        )
+        .await?;
+    Ok(serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+}
+
+async fn create_queue(client: &Client, name: &str) -> anyhow::Result<String> {
+    let out = sqs(
+        client,
+        "CreateQueue",
+        json!({ "QueueName": name, "Attributes": { "VisibilityTimeout": "30" } }),
+    )
+    .await?;
+    out["QueueUrl"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("CreateQueue answered no QueueUrl: {out}"))
+}
+
+/// Sends `n` messages in batches of 10 from `clients` concurrent clients; returns the time
+/// and each request's latency.
+async fn send_all(
+    client: &Client,
+    url: &str,
+    n: usize,
+    clients: usize,
+) -> anyhow::Result<(Duration, Latencies)> {
+    let batches = Arc::new(AtomicUsize::new(n.div_ceil(10)));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, batches) = (client.clone(), url.to_string(), batches.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while batches
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+                .is_ok()
+            {
+                let entries: Vec<Value> = (0..10)
+                    .map(|i| json!({ "Id": format!("m{i}"), "MessageBody": "{\"bench\":true}" }))
+                    .collect();
+                let sent = Instant::now();
+                sqs(
+                    &client,
+                    "SendMessageBatch",
+                    json!({ "QueueUrl": url, "Entries": entries }),
+                )
+                .await?;
+                samples.push(sent.elapsed());
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    Ok((start.elapsed(), Latencies::of(samples)))
+}
+
+/// Receives (10 at a time) and deletes every message of the queue with `clients` clients;
+/// returns the messages taken, the time and each receive + delete's latency.
+async fn drain_all(
+    client: &Client,
+    url: &str,
+    clients: usize,
+) -> anyhow::Result<(usize, Duration, Latencies)> {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, taken) = (client.clone(), url.to_string(), taken.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let began = Instant::now();
+                let out = sqs(
+                    &client,
+                    "ReceiveMessage",
+                    json!({ "QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0 }),
+                )
+                .await?;
+                let messages = out["Messages"].as_array().cloned().unwrap_or_default();
+                if messages.is_empty() {
+                    break;
+                }
+                let entries: Vec<Value> = messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| json!({ "Id": i.to_string(), "ReceiptHandle": m["ReceiptHandle"] }))
+                    .collect();
+                sqs(
+                    &client,
+                    "DeleteMessageBatch",
+                    json!({ "QueueUrl": url, "Entries": entries }),
+                )
+                .await?;
+                taken.fetch_add(messages.len(), Ordering::SeqCst);
+                samples.push(began.elapsed());
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    Ok((
+        taken.load(Ordering::SeqCst),
+        start.elapsed(),
+        Latencies::of(samples),
+    ))
+}
+
+/// The store alone: `n` rows inserted in transactions of 10, then deleted 10 at a time.
+fn store_baseline(path: &Path, n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "CREATE TABLE m (seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT, body TEXT, visible INTEGER);
+         CREATE INDEX m_visible ON m (queue, visible);",
+    )?;
+    let start = Instant::now();
+    for _ in 0..n.div_ceil(10) {
+        let tx = conn.unchecked_transaction()?;
+        for _ in 0..10 {
+            tx.execute(
+                "INSERT INTO m (queue, body, visible) VALUES ('q', '{\"bench\":true}', 0)",
+                [],
+            )?;
+        }
+        tx.commit()?;
+    }
+    let inserted = start.elapsed();
+    let start = Instant::now();
+    loop {
+        let tx = conn.unchecked_transaction()?;
+        let deleted = tx.execute(
+            "DELETE FROM m WHERE seq IN (SELECT seq FROM m WHERE queue = 'q' ORDER BY seq LIMIT 10)",
+            [],
+        )?;
+        tx.commit()?;
+        if deleted == 0 {
+            break;
+        }
+    }
+    Ok((inserted, start.elapsed()))
+}
+
+fn row(label: &str, n: usize, took: Duration, lat: Option<&Latencies>) {
+    let (p50, p99) = lat.map_or(("-".to_string(), "-".to_string()), |l| {
+        (ms(l.percentile(0.5)), ms(l.percentile(0.99)))
+    });
+    println!(
+        "{label:<40} {n:>8} {:>9.3} {:>10.0} {p50:>9} {p99:>9}",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+}
+
+/// Waits until the queue holds no message (visible or in flight); the time it took.
+async fn until_empty(client: &Client, url: &str, limit: Duration) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let out = sqs(
+            client,
+            "GetQueueAttributes",
+            json!({ "QueueUrl": url, "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"] }),
+        )
+        .await?;
+        let count = |k: &str| {
+            out["Attributes"][k]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+        };
+        if count("ApproximateNumberOfMessages") + count("ApproximateNumberOfMessagesNotVisible")
+            == 0
+        {
+            return Ok(start.elapsed());
+        }
+        anyhow::ensure!(start.elapsed() < limit, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The whole section; `function` is a no-op (a minimal Runtime API client).
+pub async fn run(
+    client: &Client,
+    data_dir: &Path,
+    (region, account): (&str, &str),
+    function: &str,
+    n: usize,
+    clients: usize,
+) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "{:<40} {:>8} {:>9} {:>10} {:>9} {:>9}",
+        "queues and mappings", "messages", "seconds", "msgs/s", "p50 ms", "p99 ms"
+    );
+    let path = data_dir.join("queue-baseline.db");
+    let (inserted, deleted) =
+        tokio::task::spawn_blocking(move || store_baseline(&path, n)).await??;
+    row("baseline: SQLite insert, 10 a commit", n, inserted, None);
+    row("baseline: SQLite delete, 10 a commit", n, deleted, None);
+
+    let url = create_queue(client, "bench-throughput").await?;
+    let (took, lat) = send_all(client, &url, n, clients).await?;
+    row(
+        &format!("SendMessageBatch of 10 ({clients} clients)"),
+        n,
+        took,
+        Some(&lat),
+    );
+    let (taken, took, lat) = drain_all(client, &url, clients).await?;
+    row(
+        &format!("Receive 10 + DeleteBatch ({clients} clients)"),
+        taken,
+        took,
+        Some(&lat),
+    );
+
+    for batch in [1usize, 10, 100] {
+        let url = create_queue(client, &format!("bench-mapping-{batch}")).await?;
+        send_all(client, &url, n, clients).await?;
+        let queue_arn = format!("arn:aws:sqs:{region}:{account}:bench-mapping-{batch}");
+        let mut mapping = json!({
+            "EventSourceArn": queue_arn,
+            "FunctionName": function,
+            "BatchSize": batch,
+        });
+        if batch > 10 {
+            mapping["MaximumBatchingWindowInSeconds"] = json!(1);
+        }
+        let created = client
+            .send_json(Method::POST, "/2015-03-31/event-source-mappings", &mapping)
+            .await?;
+        let took = until_empty(client, &url, Duration::from_secs(300)).await?;
+        row(&format!("mapping drain, batch {batch}"), n, took, None);
+        if let Some(uuid) = created["UUID"].as_str() {
+            client
+                .send(
+                    Method::DELETE,
+                    &format!("/2015-03-31/event-source-mappings/{uuid}"),
+                    &[],
+                    None,
+                )
+                .await?;
+        }
+    }
+
+    // Latency on an idle mapping: from SendMessage to the START line of the invocation
+    // that got it (ms resolution).
+    let url = create_queue(client, "bench-latency").await?;
+    let queue_arn = format!("arn:aws:sqs:{region}:{account}:bench-latency");
+    client
+        .send_json(
+            Method::POST,
+            "/2015-03-31/event-source-mappings",
+            &json!({ "EventSourceArn": queue_arn, "FunctionName": function, "BatchSize": 1 }),
+        )
+        .await?;
+    let logs_path = format!("/shoal/v1/functions/{function}/logs");
+    let mut after = latest_log(client, &logs_path).await?;
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let sent_ms = crate::timefmt::now_ms();
+        sqs(
+            client,
+            "SendMessage",
+            json!({ "QueueUrl": url, "MessageBody": "{}" }),
+        )
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        'wait: while Instant::now() < deadline {
+            let page = client
+                .get_json(&format!("{logs_path}?after={after}"))
+                .await?;
+            for e in page["events"].as_array().into_iter().flatten() {
+                if e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("START"))
+                {
+                    let started = e["timestamp"].as_u64().unwrap_or(sent_ms);
+                    samples.push(Duration::from_millis(started.saturating_sub(sent_ms)));
+                    after = page["nextAfter"].as_u64().unwrap_or(after);
+                    break 'wait;
+                }
+            }
+            after = page["nextAfter"].as_u64().unwrap_or(after);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let latency = Latencies::of(samples);
+    println!(
+        "  SendMessage to START on an idle mapping (ms resolution): p50 {} ms, p99 {} ms",
+        ms(latency.percentile(0.5)),
+        ms(latency.percentile(0.99))
+    );
+    Ok(())
+}
+
+/// The newest log position of a function.
+async fn latest_log(client: &Client, logs_path: &str) -> anyhow::Result<u64> {
+    let mut after = 0u64;
+    loop {
+        let page = client
+            .get_json(&format!("{logs_path}?after={after}&limit=10000"))
+            .await?;
+        let count = page["events"].as_array().map(Vec::len).unwrap_or(0);
+        after = page["nextAfter"].as_u64().unwrap_or(after);
+        if count < 10_000 {
+            return Ok(after);
+        }
+    }
+}

@@ -658,17 +658,7 @@ async fn async_queue(
     let event = [("x-amz-invocation-type", "Event".to_string())];
     // Latency, idle: each event's START line carries the request id the 202 announced.
     let logs_path = format!("/shoal/v1/functions/{function}/logs");
-    let mut after = 0u64;
-    loop {
-        let page = client
-            .get_json(&format!("{logs_path}?after={after}&limit=10000"))
-            .await?;
-        let count = page["events"].as_array().map(Vec::len).unwrap_or(0);
-        after = page["nextAfter"].as_u64().unwrap_or(after);
-        if count < 10_000 {
-            break;
-        }
-    }
+    let mut after = latest_log(client, &logs_path).await?;
     let mut samples = Vec::new();
     for _ in 0..50 {
         let sent_ms = crate::timefmt::now_ms();
@@ -681,23 +671,8 @@ async fn async_queue(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        'wait: while Instant::now() < deadline {
-            let page = client
-                .get_json(&format!("{logs_path}?after={after}"))
-                .await?;
-            for e in page["events"].as_array().into_iter().flatten() {
-                if e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("START") && m.contains(&id))
-                {
-                    let started = e["timestamp"].as_u64().unwrap_or(sent_ms);
-                    samples.push(Duration::from_millis(started.saturating_sub(sent_ms)));
-                    after = page["nextAfter"].as_u64().unwrap_or(after);
-                    break 'wait;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        if let Some(d) = start_after(client, &logs_path, &mut after, sent_ms, Some(&id)).await? {
+            samples.push(d);
         }
     }
     let latency = Latencies::of(samples);
@@ -707,6 +682,53 @@ async fn async_queue(
         ms(latency.percentile(0.99))
     );
     Ok(())
+}
+
+/// The newest log position of a function (`logs_path` its logs endpoint).
+async fn latest_log(client: &Client, logs_path: &str) -> anyhow::Result<u64> {
+    let mut after = 0u64;
+    loop {
+        let page = client
+            .get_json(&format!("{logs_path}?after={after}&limit=10000"))
+            .await?;
+        let count = page["events"].as_array().map(Vec::len).unwrap_or(0);
+        after = page["nextAfter"].as_u64().unwrap_or(after);
+        if count < 10_000 {
+            return Ok(after);
+        }
+    }
+}
+
+/// How long after `sent_ms` the next START line past `after` (of request `id`, when
+/// given) was written, waiting up to 10 s for it; moves `after` past what was read.
+async fn start_after(
+    client: &Client,
+    logs_path: &str,
+    after: &mut u64,
+    sent_ms: u64,
+    id: Option<&str>,
+) -> anyhow::Result<Option<Duration>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let page = client
+            .get_json(&format!("{logs_path}?after={after}"))
+            .await?;
+        for e in page["events"].as_array().into_iter().flatten() {
+            if e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("START") && id.is_none_or(|id| m.contains(id)))
+            {
+                let started = e["timestamp"].as_u64().unwrap_or(sent_ms);
+                *after = page["nextAfter"].as_u64().unwrap_or(*after);
+                return Ok(Some(Duration::from_millis(started.saturating_sub(sent_ms))));
+            }
+        }
+        if id.is_none() {
+            *after = page["nextAfter"].as_u64().unwrap_or(*after);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(None)
 }
 
 /// Sleep of each invocation in the scale-out measurement: long enough that every

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{Latencies, ms};
+use super::{Latencies, latest_log, ms, start_after};
 use crate::cli::client::Client;
 
 const SQS_JSON: &str = "application/x-amz-json-1.0";
@@ -302,24 +302,8 @@ pub async fn run(
             json!({ "QueueUrl": url, "MessageBody": "{}" }),
         )
         .await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        'wait: while Instant::now() < deadline {
-            let page = client
-                .get_json(&format!("{logs_path}?after={after}"))
-                .await?;
-            for e in page["events"].as_array().into_iter().flatten() {
-                if e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.starts_with("START"))
-                {
-                    let started = e["timestamp"].as_u64().unwrap_or(sent_ms);
-                    samples.push(Duration::from_millis(started.saturating_sub(sent_ms)));
-                    after = page["nextAfter"].as_u64().unwrap_or(after);
-                    break 'wait;
-                }
-            }
-            after = page["nextAfter"].as_u64().unwrap_or(after);
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        if let Some(d) = start_after(client, &logs_path, &mut after, sent_ms, None).await? {
+            samples.push(d);
         }
     }
     let latency = Latencies::of(samples);
@@ -329,19 +313,4 @@ pub async fn run(
         ms(latency.percentile(0.99))
     );
     Ok(())
-}
-
-/// The newest log position of a function.
-async fn latest_log(client: &Client, logs_path: &str) -> anyhow::Result<u64> {
-    let mut after = 0u64;
-    loop {
-        let page = client
-            .get_json(&format!("{logs_path}?after={after}&limit=10000"))
-            .await?;
-        let count = page["events"].as_array().map(Vec::len).unwrap_or(0);
-        after = page["nextAfter"].as_u64().unwrap_or(after);
-        if count < 10_000 {
-            return Ok(after);
-        }
-    }
 }

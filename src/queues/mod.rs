@@ -25,6 +25,7 @@ use crate::function::ArnContext;
 use crate::timefmt::now_ms;
 
 mod fifo;
+pub mod policy;
 
 pub use fifo::is_fifo_name;
 
@@ -579,6 +580,35 @@ impl QueueService {
         }
     }
 
+    /// Changes the queue's `Policy` with `edit` (given the current one; `None` removes it),
+    /// under the lock, so that concurrent edits do not lose one another.
+    pub fn edit_policy(
+        &self,
+        name: &str,
+        edit: impl FnOnce(Option<&str>) -> Result<Option<String>, QueueError>,
+    ) -> Result<(), QueueError> {
+        let conn = self.lock();
+        let mut info = Self::info_locked(&conn, name)?;
+        match edit(info.attributes.get("Policy").map(String::as_str))? {
+            Some(policy) => info.attributes.insert("Policy".into(), policy),
+            None => info.attributes.remove("Policy"),
+        };
+        Self::store_attributes(&conn, name, &info.attributes)
+    }
+
+    fn store_attributes(
+        conn: &Connection,
+        name: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<(), QueueError> {
+        conn.execute(
+            "UPDATE queues SET attributes = ?2 WHERE name = ?1",
+            params![name, serde_json::to_string(attributes).unwrap_or_default()],
+        )
+        .map(|_| ())
+        .map_err(backend)
+    }
+
     /// SetQueueAttributes: validated attributes replace the queue's; an empty `Policy`,
     /// `RedrivePolicy`, `RedriveAllowPolicy` or `KmsMasterKeyId` removes it.
     pub fn set_attributes(
@@ -597,15 +627,7 @@ impl QueueService {
                 info.attributes.insert(key, value);
             }
         }
-        conn.execute(
-            "UPDATE queues SET attributes = ?2 WHERE name = ?1",
-            params![
-                name,
-                serde_json::to_string(&info.attributes).unwrap_or_default()
-            ],
-        )
-        .map_err(backend)?;
-        Ok(())
+        Self::store_attributes(&conn, name, &info.attributes)
     }
 
     pub fn tags(&self, name: &str) -> Result<BTreeMap<String, String>, QueueError> {

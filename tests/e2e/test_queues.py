@@ -1117,3 +1117,28 @@ def test_list_dead_letter_source_queues(sqs, make_queue):
     rest = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url, MaxResults=2,
                                               NextToken=first["NextToken"])
     assert sorted(first["queueUrls"] + rest["queueUrls"]) == sources, rest
+
+
+def test_add_and_remove_permission_edit_the_queue_policy(sqs, make_queue):
+    name, url = make_queue()
+    sqs.add_permission(QueueUrl=url, Label="send", AWSAccountIds=["111111111111"],
+                       Actions=["SendMessage"])
+    sqs.add_permission(QueueUrl=url, Label="read", AWSAccountIds=["111111111111",
+                                                                  "222222222222"],
+                       Actions=["ReceiveMessage", "DeleteMessage"])
+    policy = json.loads(sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(by_sid) == {"send", "read"}
+    assert by_sid["send"]["Action"] == "SQS:SendMessage"
+    assert by_sid["send"]["Principal"]["AWS"] == "arn:aws:iam::111111111111:root"
+    assert by_sid["read"]["Resource"] == queue_arn(name)
+    assert_code(client_error(sqs.add_permission, QueueUrl=url, Label="send",
+                             AWSAccountIds=["111111111111"], Actions=["SendMessage"]),
+                "InvalidParameterValue")
+    sqs.remove_permission(QueueUrl=url, Label="send")
+    assert_code(client_error(sqs.remove_permission, QueueUrl=url, Label="send"),
+                "InvalidParameterValue")
+    sqs.remove_permission(QueueUrl=url, Label="read")
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert "Policy" not in attrs, attrs

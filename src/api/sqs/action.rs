@@ -24,6 +24,8 @@ wire_actions! {
         ChangeMessageVisibility,
         ChangeMessageVisibilityBatch,
         ListDeadLetterSourceQueues,
+        AddPermission,
+        RemovePermission,
         TagQueue,
         UntagQueue,
         ListQueueTags,
@@ -48,7 +50,7 @@ mod tests {
 
     #[test]
     fn every_action_parses_from_its_target() {
-        assert_eq!(SqsAction::ALL.len(), 18);
+        assert_eq!(SqsAction::ALL.len(), 20);
         for &action in SqsAction::ALL {
             let target = format!("AmazonSQS.{}", action.name());
             assert_eq!(SqsAction::from_target(&target).unwrap(), action);

@@ -159,6 +159,8 @@ async fn run(action: SqsAction, call: &Call<'_>) -> Result<Value, SqsError> {
             messages::change_message_visibility_batch(call).await
         }
         SqsAction::ListDeadLetterSourceQueues => queues::list_dead_letter_source_queues(call).await,
+        SqsAction::AddPermission => queues::add_permission(call).await,
+        SqsAction::RemovePermission => queues::remove_permission(call).await,
         SqsAction::TagQueue => tags::tag_queue(call).await,
         SqsAction::UntagQueue => tags::untag_queue(call).await,
         SqsAction::ListQueueTags => tags::list_queue_tags(call).await,

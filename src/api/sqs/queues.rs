@@ -1,5 +1,6 @@
 //! The queue actions: CreateQueue, GetQueueUrl, ListQueues, DeleteQueue, PurgeQueue,
-//! GetQueueAttributes and SetQueueAttributes.
+//! GetQueueAttributes, SetQueueAttributes, ListDeadLetterSourceQueues, AddPermission and
+//! RemovePermission.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -175,5 +176,52 @@ pub(super) async fn set_queue_attributes(call: &Call<'_>) -> Result<Value, SqsEr
         .ok_or_else(|| SqsError::missing("Attributes"))?;
     let attrs = crate::queues::validate_attributes(&attributes)?;
     call.queues(move |q| q.set_attributes(&name, attrs)).await?;
+    Ok(json!({}))
+}
+
+/// AddPermission: a statement in the queue's policy (kept, not enforced).
+pub(super) async fn add_permission(call: &Call<'_>) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Input {
+        queue_url: String,
+        label: Option<String>,
+        #[serde(rename = "AWSAccountIds")]
+        aws_account_ids: Option<Vec<String>>,
+        actions: Option<Vec<String>>,
+    }
+    let input: Input = call.input()?;
+    let name = call.queue_name(&input.queue_url)?;
+    let key = call.scope.key(&name).into_owned();
+    let arn = call.scope.queue_arn(&name);
+    let label = input.label.ok_or_else(|| SqsError::missing("Label"))?;
+    let accounts = input.aws_account_ids.unwrap_or_default();
+    let actions = input.actions.unwrap_or_default();
+    call.queues(move |q| {
+        q.edit_policy(&key, |policy| {
+            crate::queues::policy::add(policy, &arn, &label, &accounts, &actions).map(Some)
+        })
+    })
+    .await?;
+    Ok(json!({}))
+}
+
+/// RemovePermission: the statement of a label leaves the queue's policy.
+pub(super) async fn remove_permission(call: &Call<'_>) -> Result<Value, SqsError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Input {
+        queue_url: String,
+        label: Option<String>,
+    }
+    let input: Input = call.input()?;
+    let name = call.queue_key(&input.queue_url)?;
+    let label = input.label.ok_or_else(|| SqsError::missing("Label"))?;
+    call.queues(move |q| {
+        q.edit_policy(&name, |policy| {
+            crate::queues::policy::remove(policy, &label)
+        })
+    })
+    .await?;
     Ok(json!({}))
 }

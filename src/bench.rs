@@ -675,13 +675,18 @@ async fn async_queue(
             samples.push(d);
         }
     }
+    print_start_latency("request to START (idle, ms resolution)", samples);
+    Ok(())
+}
+
+/// A latency line under a table: p50 and p99 of `samples`.
+fn print_start_latency(label: &str, samples: Vec<Duration>) {
     let latency = Latencies::of(samples);
     println!(
-        "  request to START (idle, ms resolution): p50 {} ms, p99 {} ms",
+        "  {label}: p50 {} ms, p99 {} ms",
         ms(latency.percentile(0.5)),
         ms(latency.percentile(0.99))
     );
-    Ok(())
 }
 
 /// The newest log position of a function (`logs_path` its logs endpoint).

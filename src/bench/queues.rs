@@ -13,7 +13,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{Latencies, latest_log, ms, start_after};
+use super::{Latencies, latest_log, ms, print_start_latency, start_after};
 use crate::cli::client::Client;
 
 const SQS_JSON: &str = "application/x-amz-json-1.0";
@@ -306,11 +306,9 @@ pub async fn run(
             samples.push(d);
         }
     }
-    let latency = Latencies::of(samples);
-    println!(
-        "  SendMessage to START on an idle mapping (ms resolution): p50 {} ms, p99 {} ms",
-        ms(latency.percentile(0.5)),
-        ms(latency.percentile(0.99))
+    print_start_latency(
+        "SendMessage to START on an idle mapping (ms resolution)",
+        samples,
     );
     Ok(())
 }

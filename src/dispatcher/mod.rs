@@ -410,7 +410,13 @@ impl Dispatcher {
     async fn put_back(&self, queued: &QueuedEvent) {
         let (id, attempts) = (queued.id, queued.attempts);
         match self
-            .blocking(move |s| s.reschedule(id, attempts, now_ms()))
+            .blocking(move |s| {
+                s.settle(&[Settlement::Reschedule {
+                    id,
+                    attempts,
+                    due_ms: now_ms(),
+                }])
+            })
             .await
         {
             Ok(()) => {

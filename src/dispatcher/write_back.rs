@@ -186,13 +186,9 @@ mod tests {
             self.inner
                 .claim_received_before(function, before, now, lease, limit)
         }
-        fn complete(&self, id: i64) -> Result<(), StoreError> {
+        fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
             self.check()?;
-            self.inner.complete(id)
-        }
-        fn reschedule(&self, id: i64, attempts: u32, due: u64) -> Result<(), StoreError> {
-            self.check()?;
-            self.inner.reschedule(id, attempts, due)
+            self.inner.settle(settlements)
         }
         fn release_leases(&self) -> Result<(), StoreError> {
             self.check()?;

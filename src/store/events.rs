@@ -76,24 +76,9 @@ pub trait EventStore: Send + Sync {
         lease_ms: u64,
         limit: usize,
     ) -> Result<Vec<QueuedEvent>, StoreError>;
-    /// Removes an event whose outcome has been dealt with.
-    fn complete(&self, id: i64) -> Result<(), StoreError>;
-    /// Puts an event back, due at `next_attempt_ms`, with its attempt count.
-    fn reschedule(&self, id: i64, attempts: u32, next_attempt_ms: u64) -> Result<(), StoreError>;
-    /// Writes the settlements of many events at once: all of them or none.
-    fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
-        for s in settlements {
-            match *s {
-                Settlement::Reschedule {
-                    id,
-                    attempts,
-                    due_ms,
-                } => self.reschedule(id, attempts, due_ms)?,
-                Settlement::Complete { id } => self.complete(id)?,
-            }
-        }
-        Ok(())
-    }
+    /// Writes the settlements of many events at once (a completed event leaves the
+    /// store; a rescheduled one is due again): all of them or none.
+    fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError>;
     /// Ends every lease: called at start, when no dispatcher of an earlier run can still
     /// be working on an event.
     fn release_leases(&self) -> Result<(), StoreError>;
@@ -359,23 +344,6 @@ impl EventStore for SqliteEventStore {
         Ok(claimed)
     }
 
-    fn complete(&self, id: i64) -> Result<(), StoreError> {
-        self.settling()
-            .execute("DELETE FROM async_events WHERE id = ?1", params![id])
-            .map(|_| ())
-            .map_err(backend)
-    }
-
-    fn reschedule(&self, id: i64, attempts: u32, next_attempt_ms: u64) -> Result<(), StoreError> {
-        self.settling()
-            .execute(
-                "UPDATE async_events SET attempts = ?2, due_ms = ?3, leased_until_ms = 0 WHERE id = ?1",
-                params![id, attempts, next_attempt_ms as i64],
-            )
-            .map(|_| ())
-            .map_err(backend)
-    }
-
     /// One transaction for the batch: its statements are prepared once and no fsync is
     /// made (the `settle` connection).
     fn settle(&self, settlements: &[Settlement]) -> Result<(), StoreError> {
@@ -506,8 +474,16 @@ mod tests {
             );
             // Leased events are not claimed again before the lease ends.
             assert_eq!(store.claim(20, 1000, 10).unwrap().len(), 1);
-            store.complete(claimed[0].id).unwrap();
-            store.reschedule(claimed[1].id, 1, 5000).unwrap();
+            store
+                .settle(&[Settlement::Complete { id: claimed[0].id }])
+                .unwrap();
+            store
+                .settle(&[Settlement::Reschedule {
+                    id: claimed[1].id,
+                    attempts: 1,
+                    due_ms: 5000,
+                }])
+                .unwrap();
         }
         let store = SqliteEventStore::open(&path).unwrap();
         // After the lease of event 3 ran out (a crash), it is claimed again.
@@ -532,7 +508,11 @@ mod tests {
             // One invocation ended by the shutdown goes back, due now, attempt uncounted;
             // the lease of the other is released as the server stops.
             store
-                .reschedule(claimed[0].id, claimed[0].attempts, 11)
+                .settle(&[Settlement::Reschedule {
+                    id: claimed[0].id,
+                    attempts: claimed[0].attempts,
+                    due_ms: 11,
+                }])
                 .unwrap();
             store.release_leases().unwrap();
         }
@@ -560,7 +540,9 @@ mod tests {
         let store = SqliteEventStore::open(&dir.path().join("shoal.db")).unwrap();
         store.enqueue(&[event(1)]).unwrap();
         let claimed = store.claim(1000, 1000, 10).unwrap();
-        store.complete(claimed[0].id).unwrap();
+        store
+            .settle(&[Settlement::Complete { id: claimed[0].id }])
+            .unwrap();
         assert!(store.claim(1000, 1000, 10).unwrap().is_empty());
         assert!(
             store.turns().is_empty(),

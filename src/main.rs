@@ -28,7 +28,7 @@ mod logs;
 mod mappings;
 mod metrics;
 #[cfg_attr(not(test), allow(dead_code))]
-// used by SNS filter policies, event source filters and the event bus as they land
+// the event bus uses the rest of it as it lands
 mod pattern;
 mod queues;
 mod region;
@@ -42,6 +42,7 @@ mod sigv4;
 mod sources;
 mod store;
 mod timefmt;
+mod topics;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 

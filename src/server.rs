@@ -195,6 +195,8 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::queues::QueueService::open(&data_dir.join("shoal.db"), arns.clone())
             .context("opening the queues")?,
     );
+    let topics = crate::topics::TopicService::open(&data_dir.join("shoal.db"), &arns.account_id)
+        .context("opening the topics")?;
     let mappings = crate::mappings::Mappings::open(
         &data_dir.join("shoal.db"),
         registry.clone(),
@@ -228,6 +230,9 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         queues.clone(),
         arns.clone(),
     )));
+    targets.register(Arc::new(crate::delivery::topic::TopicTarget::new(
+        topics.clone(),
+    )));
     let targets = Arc::new(targets);
     // The event sources: the async queue's consumer is the first.
     let dispatcher = crate::dispatcher::Dispatcher::new(
@@ -255,6 +260,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         mappings.clone(),
         arns.account_id.clone(),
     ));
+    sources.start(crate::topics::fanout::Fanout::new(topics.clone()));
     let state = Arc::new(AppState {
         registry,
         control,
@@ -265,6 +271,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         dispatcher: dispatcher.clone(),
         queues,
         mappings,
+        topics: topics.clone(),
         disk,
         async_payload_max: settings.async_payload_limit,
         arns,
@@ -284,6 +291,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let _ = state.public_addr.set(public_host(addr));
+    topics.set_public_url(format!("http://{}", public_host(addr)));
     tracing::info!(%addr, data_dir = %data_dir.display(), "shoal is serving the Lambda API on http://{addr}");
 
     let connection_limits = api::connections::ConnectionLimits {

@@ -10,7 +10,7 @@
 //! signed for that front's service. Everything no front takes is Lambda's REST API,
 //! signed for `lambda`.
 //!
-//! Each front is a module (`api/sqs/`) with a typed action enum ([`wire_actions!`]) and
+//! Each front is a module (`api/sqs/`, `api/sns/`) with a typed action enum ([`wire_actions!`]) and
 //! one function per action. Adding a service is one row here plus its front module.
 
 use std::future::Future;
@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, SharedState, sqs};
+use super::{ApiError, SharedState, sns, sqs};
 
 /// The service Lambda's REST API (everything no front takes) is signed for.
 pub(super) const REST_SIGNING_NAME: &str = "lambda";
@@ -36,10 +36,6 @@ pub(super) enum Wire {
     Json { target_prefix: &'static str },
     /// The query protocol: no `X-Amz-Target`, a credential scope naming the front's
     /// signing name, the action in the form field `Action`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "no query-protocol front is served yet")
-    )]
     Query,
 }
 
@@ -61,16 +57,26 @@ pub(super) struct Front {
 }
 
 /// Every wire front.
-pub(super) const FRONTS: &[Front] = &[Front {
-    name: "SQS",
-    signing_name: "sqs",
-    wire: Wire::Json {
-        target_prefix: sqs::TARGET_PREFIX,
+pub(super) const FRONTS: &[Front] = &[
+    Front {
+        name: "SQS",
+        signing_name: "sqs",
+        wire: Wire::Json {
+            target_prefix: sqs::TARGET_PREFIX,
+        },
+        body_max: sqs::BODY_MAX,
+        serve: sqs::serve,
+        error: sqs::foreign_error_response,
     },
-    body_max: sqs::BODY_MAX,
-    serve: sqs::serve,
-    error: sqs::foreign_error_response,
-}];
+    Front {
+        name: "SNS",
+        signing_name: "sns",
+        wire: Wire::Query,
+        body_max: sns::BODY_MAX,
+        serve: sns::serve,
+        error: sns::foreign_error_response,
+    },
+];
 
 /// The front a request is for: a `POST /` that one of [`FRONTS`] recognises.
 pub(super) fn front_of(method: &Method, path: &str, headers: &HeaderMap) -> Option<&'static Front> {

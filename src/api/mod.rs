@@ -24,7 +24,9 @@ mod functions;
 mod invoke;
 mod logs;
 mod mappings;
+mod query;
 pub mod scope;
+mod sns;
 mod sqs;
 mod tags;
 mod unconfigured;
@@ -66,6 +68,8 @@ pub struct AppState {
     pub queues: Arc<crate::queues::QueueService>,
     /// Event source mappings (their pollers run as an event source).
     pub mappings: Arc<crate::mappings::Mappings>,
+    /// Topics (their deliverer runs as an event source).
+    pub topics: Arc<crate::topics::TopicService>,
     /// The data disk's budget: checked before async events, queue messages and code
     /// packages are written.
     pub disk: Arc<crate::disk::DiskBudget>,
@@ -183,7 +187,7 @@ pub fn router(state: SharedState) -> Router {
             get(unconfigured::code_signing_config),
         )
         .route("/metrics", get(metrics))
-        .route("/", post(fronts::handle))
+        .route("/", post(fronts::handle).get(sns::link))
         .route(
             "/2016-08-19/account-settings",
             get(functions::account_settings),
@@ -407,7 +411,7 @@ async fn admit(
     );
     let silence = state.body_silence;
     let request = request.map(|body| Body::new(SilenceLimited::new(body, silence)));
-    if state.keys.is_some() && request.uri().path() != "/health" {
+    if state.keys.is_some() && request.uri().path() != "/health" && !is_message_link(&request) {
         return authenticate(&state, limit, request, next).await;
     }
     if declared_length(request.body()) > limit.max as u64 {
@@ -420,6 +424,18 @@ async fn admit(
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
     next.run(request).await
+}
+
+/// A `GET /?Action=ConfirmSubscription|Unsubscribe&...`: a link SNS puts in the messages
+/// it sends, followed without a signature (its token, or the subscription's ARN, is what
+/// it is allowed by, as on SNS).
+fn is_message_link(request: &Request) -> bool {
+    request.method() == Method::GET
+        && request.uri().path() == "/"
+        && request.uri().query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "Action" && sns::LINK_ACTIONS.contains(&v.as_ref()))
+        })
 }
 
 /// A request body that fails once nothing of it has arrived for `silence` (counted from

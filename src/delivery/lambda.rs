@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{Delivered, Delivery, DeliveryError, Target};
 use crate::arn::Arn;
 use crate::function::ArnContext;
-use crate::invoke::{Invocation, InvokeDoor, Mode, Origin};
+use crate::invoke::{Invocation, InvokeDoor, InvokeError, Mode, Origin};
 use crate::registry::Registry;
 
 pub struct FunctionTarget {
@@ -42,16 +42,20 @@ impl Target for FunctionTarget {
         Box::pin(async move {
             let (name, qualifier) = arn.function_parts()?;
             let key = self.arns.key_of_arn(&arn.region, name).into_owned();
-            let invocation = Invocation::new(key, delivery.body, Mode::Async, Origin::Destination)
+            let origin = delivery.origin.unwrap_or(Origin::Destination);
+            let invocation = Invocation::new(key, delivery.body, Mode::Async, origin)
                 .qualifier(qualifier.map(str::to_string))
                 .trace_id(delivery.trace_id);
             self.door
                 .invoke(invocation)
                 .await
                 .map(|_| ())
-                .map_err(|e| DeliveryError::Failed {
-                    arn: arn.to_string(),
-                    reason: e.to_string(),
+                .map_err(|e| match e {
+                    InvokeError::NotFound(_) => DeliveryError::NotFound(arn.to_string()),
+                    e => DeliveryError::Failed {
+                        arn: arn.to_string(),
+                        reason: e.to_string(),
+                    },
                 })
         })
     }

@@ -1,14 +1,16 @@
 //! The delivery door: "deliver this payload to an ARN".
 //!
-//! Async destinations and dead-letter queues use it today; SNS subscriptions, event-bus
+//! Async destinations, dead-letter queues and topic subscriptions use it; event-bus
 //! targets and workflow tasks will too. Each service that can receive deliveries
 //! registers one [`Target`] under its ARN service name (`lambda`: an async invocation
-//! through the invoke door; `sqs`: a message in a built-in queue). [`Targets`] parses the
+//! through the invoke door; `sqs`: a message in a built-in queue; `sns`: a message
+//! published to a topic). [`Targets`] parses the
 //! ARN once, refuses another account's or region's, and hands the delivery to the target
 //! of its service.
 
 pub mod lambda;
 pub mod queue;
+pub mod topic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use bytes::Bytes;
 
 use crate::arn::{Arn, ArnError};
 use crate::function::ArnContext;
-use crate::invoke::BoxFuture;
+use crate::invoke::{BoxFuture, Origin};
 use crate::queues::Attribute;
 use crate::region::validate_region;
 
@@ -30,6 +32,11 @@ pub struct Delivery {
     pub attributes: BTreeMap<String, Attribute>,
     /// The trace the delivery belongs to, followed into the target.
     pub trace_id: Option<String>,
+    /// Who delivers it (a function invoked by it is told), when not a destination.
+    pub origin: Option<Origin>,
+    /// A FIFO queue's message group and deduplication id.
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
 }
 
 impl Delivery {
@@ -49,6 +56,11 @@ impl Delivery {
         self.trace_id = trace_id;
         self
     }
+
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = Some(origin);
+        self
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +68,7 @@ pub enum DeliveryError {
     #[error("The destination ARN {0}")]
     Arn(#[from] ArnError),
     #[error(
-        "The destination ARN {0} is invalid: use a function (arn:aws:lambda:...:function:NAME) or a queue (arn:aws:sqs:...:NAME)"
+        "The destination ARN {0} is invalid: use a function (arn:aws:lambda:...:function:NAME), a queue (arn:aws:sqs:...:NAME) or a topic (arn:aws:sns:...:NAME)"
     )]
     Unsupported(String),
     #[error("The destination ARN {0} is invalid: it is in another account")]
@@ -193,7 +205,7 @@ mod tests {
     async fn unknown_services_foreign_and_malformed_arns_are_refused() {
         let (targets, recorder) = targets();
         for (raw, ok) in [
-            ("arn:aws:sns:us-east-1:000000000000:t", "unsupported"),
+            ("arn:aws:events:us-east-1:000000000000:t", "unsupported"),
             ("arn:aws:sqs:EU_WEST:000000000000:known", "foreign"),
             ("arn:aws:sqs:us-east-1:999999999999:known", "foreign"),
             ("not-an-arn", "malformed"),

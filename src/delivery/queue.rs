@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{Delivered, Delivery, DeliveryError, Target};
 use crate::arn::Arn;
 use crate::function::ArnContext;
-use crate::queues::QueueService;
+use crate::queues::{QueueError, QueueService};
 
 pub struct QueueTarget {
     queues: Arc<QueueService>,
@@ -40,7 +40,9 @@ impl Target for QueueTarget {
                 .into_owned();
             let queues = self.queues.clone();
             let body = String::from_utf8_lossy(&delivery.body).into_owned();
-            let message = crate::queues::Outgoing::new(body, delivery.attributes);
+            let mut message = crate::queues::Outgoing::new(body, delivery.attributes);
+            message.group_id = delivery.group_id;
+            message.dedup_id = delivery.dedup_id;
             let failed = |reason: String| DeliveryError::Failed {
                 arn: arn.to_string(),
                 reason,
@@ -49,7 +51,10 @@ impl Target for QueueTarget {
                 .await
                 .map_err(|e| failed(e.to_string()))?
                 .map(|_| ())
-                .map_err(|e| failed(e.to_string()))
+                .map_err(|e| match e {
+                    QueueError::NoSuchQueue => DeliveryError::NotFound(arn.to_string()),
+                    e => failed(e.to_string()),
+                })
         })
     }
 }

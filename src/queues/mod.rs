@@ -25,6 +25,7 @@ use crate::function::ArnContext;
 use crate::timefmt::now_ms;
 
 mod fifo;
+pub mod moves;
 pub mod policy;
 
 pub use fifo::is_fifo_name;
@@ -57,6 +58,9 @@ pub enum QueueError {
     /// An attribute this queue does not take.
     #[error("Unknown Attribute {0}.")]
     InvalidAttributeName(String),
+    /// A queue or task a move task names does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
     #[error("queue store failure: {0}")]
     Backend(String),
 }
@@ -411,6 +415,8 @@ pub struct QueueService {
     arrivals: Notify,
     /// When each queue's expired messages were last removed.
     swept: Mutex<HashMap<String, u64>>,
+    /// Message move tasks.
+    moves: moves::MoveTasks,
 }
 
 const SCHEMA: &str = "
@@ -449,8 +455,9 @@ CREATE TABLE IF NOT EXISTS queue_tags (
 );
 ";
 
-/// Stores of an earlier version lack the FIFO columns of `queue_messages`: they are added
-/// (empty for the messages already there, which are all in standard queues).
+/// Stores of an earlier version lack the FIFO columns of `queue_messages` and the source
+/// queue of dead-lettered messages: they are added (empty for the messages already
+/// there).
 fn add_fifo_columns(conn: &Connection) -> Result<(), QueueError> {
     let has_group: bool = conn
         .query_row(
@@ -465,6 +472,17 @@ fn add_fifo_columns(conn: &Connection) -> Result<(), QueueError> {
              ALTER TABLE queue_messages ADD COLUMN dedup_id TEXT;",
         )
         .map_err(backend)?;
+    }
+    let has_source: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('queue_messages') WHERE name = 'dead_letter_source')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    if !has_source {
+        conn.execute_batch("ALTER TABLE queue_messages ADD COLUMN dead_letter_source TEXT;")
+            .map_err(backend)?;
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (queue, group_id, seq);",
@@ -487,6 +505,7 @@ impl QueueService {
             arns,
             arrivals: Notify::new(),
             swept: Mutex::new(HashMap::new()),
+            moves: moves::MoveTasks::default(),
         })
     }
 
@@ -961,9 +980,9 @@ impl QueueService {
             }
             for row in &spent {
                 tx.execute(
-                    "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms, group_id, dedup_id)
-                     SELECT ?2, message_id, body, attributes, sent_ms, ?3, group_id, dedup_id FROM queue_messages WHERE seq = ?1",
-                    params![row.seq, target, now as i64],
+                    "INSERT INTO queue_messages (queue, message_id, body, attributes, sent_ms, visible_at_ms, group_id, dedup_id, dead_letter_source)
+                     SELECT ?2, message_id, body, attributes, sent_ms, ?3, group_id, dedup_id, ?4 FROM queue_messages WHERE seq = ?1",
+                    params![row.seq, target, now as i64, name],
                 )
                 .map_err(backend)?;
                 tx.execute(

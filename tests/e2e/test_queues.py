@@ -220,7 +220,7 @@ def test_nonexistent_queue_on_the_wire(endpoint):
     assert body.get("__type", "").endswith("QueueDoesNotExist"), body
 
 
-@pytest.mark.parametrize("action", ["StartMessageMoveTask", "listqueues", ""])
+@pytest.mark.parametrize("action", ["StartMessageMoveTasks", "listqueues", ""])
 def test_unknown_action_is_an_unsupported_operation(endpoint, action):
     r = support.http(endpoint, "POST", "/", body=b"{}",
                      headers={"X-Amz-Target": f"AmazonSQS.{action}",
@@ -1142,3 +1142,88 @@ def test_add_and_remove_permission_edit_the_queue_policy(sqs, make_queue):
     sqs.remove_permission(QueueUrl=url, Label="read")
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert "Policy" not in attrs, attrs
+
+
+# --------------------------------------------------------------------------- message move tasks
+
+
+def dead_lettered(sqs, make_queue, count: int) -> tuple[str, str, str, str]:
+    """A queue whose `count` messages went to its dead-letter queue after one receive:
+    (source name, source url, dlq name, dlq url)."""
+    dlq_name, dlq_url = make_queue("movedlq")
+    name, url = make_queue("movesrc", RedrivePolicy=redrive(dlq_name, 1))
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": f"m{i}"} for i in range(count)])
+    assert len(receive_all(sqs, url, count, VisibilityTimeout=0)) == count
+    # Received once each: the next receive moves them to the dead-letter queue.
+    assert receive(sqs, url, WaitTimeSeconds=0) == []
+    counts = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert counts["Attributes"]["ApproximateNumberOfMessages"] == str(count)
+    return name, url, dlq_name, dlq_url
+
+
+def wait_task(sqs, source_arn: str, status: str, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10)["Results"]
+        if tasks and tasks[0]["Status"] == status:
+            return tasks[0]
+        assert time.monotonic() < deadline, f"no task reached {status}: {tasks}"
+        time.sleep(0.1)
+
+
+def test_a_move_task_sends_dead_lettered_messages_back_to_their_queue(sqs, make_queue):
+    _, url, dlq_name, dlq_url = dead_lettered(sqs, make_queue, 5)
+    handle = sqs.start_message_move_task(SourceArn=queue_arn(dlq_name))["TaskHandle"]
+    assert handle
+    task = wait_task(sqs, queue_arn(dlq_name), "COMPLETED")
+    assert task["ApproximateNumberOfMessagesMoved"] == 5, task
+    assert task["ApproximateNumberOfMessagesToMove"] == 5, task
+    assert task["SourceArn"] == queue_arn(dlq_name)
+    assert "TaskHandle" not in task, "only a running task shows its handle"
+    back = receive_all(sqs, url, 5)
+    assert sorted(m["Body"] for m in back) == [f"m{i}" for i in range(5)]
+    assert receive(sqs, dlq_url, WaitTimeSeconds=0) == []
+    # Moved back, a message starts over: received once now, not yet dead-lettered.
+    attrs = sqs.receive_message(QueueUrl=url, AttributeNames=["ApproximateReceiveCount"],
+                                WaitTimeSeconds=0)
+    assert attrs.get("Messages", []) == [], "the five are in flight"
+
+
+def test_a_move_task_to_a_destination_at_a_rate_can_be_cancelled(sqs, make_queue):
+    _, _, dlq_name, _ = dead_lettered(sqs, make_queue, 6)
+    other_name, other_url = make_queue("movedst")
+    handle = sqs.start_message_move_task(SourceArn=queue_arn(dlq_name),
+                                         DestinationArn=queue_arn(other_name),
+                                         MaxNumberOfMessagesPerSecond=2)["TaskHandle"]
+    running = wait_task(sqs, queue_arn(dlq_name), "RUNNING")
+    assert running["TaskHandle"] == handle
+    assert running["DestinationArn"] == queue_arn(other_name)
+    assert running["MaxNumberOfMessagesPerSecond"] == 2
+    # One task at a time per source.
+    err = client_error(sqs.start_message_move_task, SourceArn=queue_arn(dlq_name))
+    assert_code(err, "InvalidParameterValue")
+    time.sleep(1.2)
+    sqs.cancel_message_move_task(TaskHandle=handle)
+    task = wait_task(sqs, queue_arn(dlq_name), "CANCELLED")
+    moved = task["ApproximateNumberOfMessagesMoved"]
+    assert 2 <= moved < 6, task
+    assert len(receive_all(sqs, other_url, moved)) == moved
+    # A finished task cannot be cancelled.
+    err = client_error(sqs.cancel_message_move_task, TaskHandle=handle)
+    assert_code(err, "InvalidParameterValue")
+
+
+def test_move_tasks_refuse_what_they_cannot_move(sqs, make_queue):
+    name, _ = make_queue("notdlq")
+    err = client_error(sqs.start_message_move_task, SourceArn=queue_arn(name))
+    assert_code(err, "InvalidParameterValue")
+    for call, kwargs in [
+        (sqs.start_message_move_task, {"SourceArn": queue_arn(name + "-missing")}),
+        (sqs.list_message_move_tasks, {"SourceArn": queue_arn(name + "-missing")}),
+        (sqs.cancel_message_move_task, {"TaskHandle": "bm9wZQ=="}),
+    ]:
+        assert_code(client_error(call, **kwargs), "ResourceNotFoundException")
+    err = client_error(sqs.start_message_move_task, SourceArn="not-an-arn")
+    assert_code(err, "InvalidParameterValue")
+    assert sqs.list_message_move_tasks(SourceArn=queue_arn(name))["Results"] == []

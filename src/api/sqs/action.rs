@@ -29,6 +29,9 @@ wire_actions! {
         TagQueue,
         UntagQueue,
         ListQueueTags,
+        StartMessageMoveTask,
+        ListMessageMoveTasks,
+        CancelMessageMoveTask,
     }
 }
 
@@ -50,7 +53,7 @@ mod tests {
 
     #[test]
     fn every_action_parses_from_its_target() {
-        assert_eq!(SqsAction::ALL.len(), 20);
+        assert_eq!(SqsAction::ALL.len(), 23);
         for &action in SqsAction::ALL {
             let target = format!("AmazonSQS.{}", action.name());
             assert_eq!(SqsAction::from_target(&target).unwrap(), action);
@@ -65,7 +68,7 @@ mod tests {
     #[test]
     fn unknown_actions_are_unsupported_operations() {
         for (target, named) in [
-            ("AmazonSQS.StartMessageMoveTask", "StartMessageMoveTask"),
+            ("AmazonSQS.StartMessageMoveTasks", "StartMessageMoveTasks"),
             ("AmazonSQS.listqueues", "listqueues"),
             ("AmazonSQS.", ""),
         ] {

@@ -113,6 +113,11 @@ impl From<QueueError> for SqsError {
                 "InvalidAttributeName",
                 "InvalidAttributeName",
             ),
+            QueueError::ResourceNotFound(_) => (
+                StatusCode::BAD_REQUEST,
+                "ResourceNotFoundException",
+                "ResourceNotFoundException",
+            ),
             QueueError::Backend(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",

@@ -10,6 +10,7 @@ mod action;
 mod endpoint;
 mod error;
 mod messages;
+mod moves;
 mod queues;
 mod tags;
 
@@ -164,6 +165,9 @@ async fn run(action: SqsAction, call: &Call<'_>) -> Result<Value, SqsError> {
         SqsAction::TagQueue => tags::tag_queue(call).await,
         SqsAction::UntagQueue => tags::untag_queue(call).await,
         SqsAction::ListQueueTags => tags::list_queue_tags(call).await,
+        SqsAction::StartMessageMoveTask => moves::start_message_move_task(call).await,
+        SqsAction::ListMessageMoveTasks => moves::list_message_move_tasks(call).await,
+        SqsAction::CancelMessageMoveTask => moves::cancel_message_move_task(call).await,
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod nginx;
 mod queues;
+mod topics;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -57,6 +58,9 @@ pub struct BenchArgs {
     /// Messages for the queue and event-source-mapping measurement (0 skips it).
     #[arg(long, default_value_t = 5000)]
     pub queue_messages: usize,
+    /// Messages published to a topic with ten function subscribers (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    pub topic_messages: usize,
     /// Isolation modes to measure, one server each (`none`, `namespaces`).
     #[arg(long, value_delimiter = ',', default_value = "none,namespaces")]
     pub isolation: Vec<String>,
@@ -314,12 +318,13 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
     let echo = Client::new(&format!("http://{}", start_echo_server().await?));
 
     let me = std::fs::read(std::env::current_exe()?)?;
+    let noop_zip = zip_of(&[("bootstrap", &me, 0o755)])?;
     create(
         &client,
         "noop-provided",
         "provided.al2023",
         "bootstrap",
-        zip_of(&[("bootstrap", &me, 0o755)])?,
+        noop_zip.clone(),
         json!({ NOOP_RUNTIME_VAR: "1" }),
     )
     .await?;
@@ -512,6 +517,17 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         )
         .await?;
     }
+    if args.topic_messages > 0 {
+        topics::run(
+            &client,
+            (&arn_parts.0, &arn_parts.1),
+            &noop_zip,
+            "noop-provided",
+            args.topic_messages,
+            args.concurrency.max(16),
+        )
+        .await?;
+    }
     if args.scale_out > 0 {
         println!();
         println!(
@@ -680,6 +696,27 @@ async fn async_queue(
 }
 
 /// A latency line under a table: p50 and p99 of `samples`.
+/// The header of a section of throughput rows ([`row`]).
+fn rate_header(title: &str) {
+    println!();
+    println!(
+        "{title:<40} {:>8} {:>9} {:>10} {:>9} {:>9}",
+        "messages", "seconds", "msgs/s", "p50 ms", "p99 ms"
+    );
+}
+
+/// A throughput row: `n` done in `took`, with the requests' latencies when known.
+fn row(label: &str, n: usize, took: Duration, lat: Option<&Latencies>) {
+    let (p50, p99) = lat.map_or(("-".to_string(), "-".to_string()), |l| {
+        (ms(l.percentile(0.5)), ms(l.percentile(0.99)))
+    });
+    println!(
+        "{label:<40} {n:>8} {:>9.3} {:>10.0} {p50:>9} {p99:>9}",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+}
+
 fn print_start_latency(label: &str, samples: Vec<Duration>) {
     let latency = Latencies::of(samples);
     println!(

@@ -74,6 +74,10 @@ enum Command {
     Rm(cli::NameArgs),
     /// Show a function's pending asynchronous events.
     Pending(cli::NameArgs),
+    /// Built-in queues: create, send, receive, list, purge, redrive, delete.
+    Queue(cli::queue::QueueArgs),
+    /// Topics: create, publish, subscribe functions, queues and HTTP endpoints, list, delete.
+    Topic(cli::topic::TopicArgs),
     /// Measure the invoke path against a plain HTTP baseline, in one run.
     Bench(bench::BenchArgs),
     /// The AWS SDKs functions import without bundling them.
@@ -142,6 +146,8 @@ fn main() -> std::process::ExitCode {
             Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
             Command::Pending(args) => cli::pending(args).await.map(|()| true),
+            Command::Queue(args) => cli::queue::run(args).await.map(|()| true),
+            Command::Topic(args) => cli::topic::run(args).await.map(|()| true),
             Command::Bench(args) => bench::run(args).await.map(|()| true),
             Command::Sdk(args) => match args.command {
                 sdk::SdkCommand::Install(install) => sdk::install(&install).map(|()| true),

@@ -49,6 +49,9 @@ pub(super) struct Front {
     pub wire: Wire,
     /// The largest request body it accepts.
     pub body_max: usize,
+    /// Whether it also takes `POST /<account>/<queue>` (SQS's query requests sent to a
+    /// queue's URL, as older SDKs send them).
+    pub queue_paths: bool,
     /// Answers one request (its body not yet read).
     pub serve: fn(SharedState, HeaderMap, Body) -> Answer,
     /// An error made outside the front (authentication, limits, axum's own answers) in
@@ -65,24 +68,54 @@ pub(super) const FRONTS: &[Front] = &[
             target_prefix: sqs::TARGET_PREFIX,
         },
         body_max: sqs::BODY_MAX,
+        queue_paths: false,
         serve: sqs::serve,
         error: sqs::foreign_error_response,
+    },
+    Front {
+        name: "SQS (query)",
+        signing_name: "sqs",
+        wire: Wire::Query,
+        body_max: sqs::BODY_MAX,
+        queue_paths: true,
+        serve: sqs::query::serve,
+        error: sqs::query::foreign_error_response,
     },
     Front {
         name: "SNS",
         signing_name: "sns",
         wire: Wire::Query,
         body_max: sns::BODY_MAX,
+        queue_paths: false,
         serve: sns::serve,
         error: sns::foreign_error_response,
     },
 ];
 
-/// The front a request is for: a `POST /` that one of [`FRONTS`] recognises.
+/// The front a request is for: a `POST /` that one of [`FRONTS`] recognises, or a `POST`
+/// to a queue's path that a front taking those recognises.
 pub(super) fn front_of(method: &Method, path: &str, headers: &HeaderMap) -> Option<&'static Front> {
-    (method == Method::POST && path == "/")
+    if method != Method::POST {
+        return None;
+    }
+    if path == "/" {
+        return lookup(FRONTS, headers);
+    }
+    is_queue_path(path)
         .then(|| lookup(FRONTS, headers))
         .flatten()
+        .filter(|front| front.queue_paths)
+}
+
+/// Whether a path is a queue's (`/<12-digit account>/<name>`).
+pub(super) fn is_queue_path(path: &str) -> bool {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(account), Some(name), None) => {
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// The service a request must be signed for: its front's, else Lambda's.
@@ -204,6 +237,7 @@ mod tests {
             signing_name: "sns",
             wire: Wire::Query,
             body_max: 1024,
+            queue_paths: false,
             serve: unreachable_serve,
             error: sqs::foreign_error_response,
         };
@@ -244,9 +278,26 @@ mod tests {
         assert!(front_of(&Method::GET, "/", &sqs).is_none());
         assert!(front_of(&Method::POST, "/2015-03-31/functions", &sqs).is_none());
         assert!(front_of(&Method::POST, "/", &HeaderMap::new()).is_none());
-        // No query-protocol front is served: a form request signed for sqs is not SQS's.
+        // A form request is told apart by the service it is signed for.
         let form = headers(&[("authorization", &signed_for("sqs"))]);
-        assert!(front_of(&Method::POST, "/", &form).is_none());
+        assert_eq!(
+            front_of(&Method::POST, "/", &form).map(|f| f.name),
+            Some("SQS (query)")
+        );
+        let sns = headers(&[("authorization", &signed_for("sns"))]);
+        assert_eq!(
+            front_of(&Method::POST, "/", &sns).map(|f| f.name),
+            Some("SNS")
+        );
+        // SQS's query requests may go to a queue's URL; no other front's may.
+        assert_eq!(
+            front_of(&Method::POST, "/000000000000/q", &form).map(|f| f.name),
+            Some("SQS (query)")
+        );
+        assert!(front_of(&Method::POST, "/000000000000/q", &sns).is_none());
+        assert!(front_of(&Method::POST, "/2015-03-31/functions", &form).is_none());
+        let lambda = headers(&[("authorization", &signed_for("lambda"))]);
+        assert!(front_of(&Method::POST, "/", &lambda).is_none());
     }
 
     #[test]
@@ -337,6 +388,15 @@ mod tests {
         let table = with_query_row();
         let sns = headers(&[("authorization", &signed_for("sns"))]);
         assert_eq!(lookup(&table, &sns).map(|f| f.name), Some("Notifications"));
+        assert!(is_queue_path("/123456789012/q"));
+        for path in [
+            "/12345678901/q",
+            "/123456789012/",
+            "/123456789012/q/x",
+            "/2015-03-31/functions",
+        ] {
+            assert!(!is_queue_path(path), "{path}");
+        }
         for other in ["sqs", "lambda"] {
             let h = headers(&[("authorization", &signed_for(other))]);
             assert!(lookup(&table, &h).is_none(), "{other}");
@@ -356,7 +416,15 @@ mod tests {
         for (i, a) in FRONTS.iter().enumerate() {
             assert_ne!(a.signing_name, REST_SIGNING_NAME, "{}", a.name);
             for b in &FRONTS[i + 1..] {
-                assert_ne!(a.signing_name, b.signing_name);
+                assert!(
+                    !(a.wire == Wire::Query
+                        && b.wire == Wire::Query
+                        && a.signing_name == b.signing_name),
+                    "{} and {} are both the query protocol of {}",
+                    a.name,
+                    b.name,
+                    a.signing_name
+                );
                 assert!(
                     !matches!((a.wire, b.wire), (Wire::Json { target_prefix: p }, Wire::Json { target_prefix: q }) if p == q),
                     "{} and {} share a target prefix",

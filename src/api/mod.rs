@@ -188,6 +188,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/", post(fronts::handle).get(sns::link))
+        .route("/{account}/{queue}", post(sqs_at_queue))
         .route(
             "/2016-08-19/account-settings",
             get(functions::account_settings),
@@ -235,6 +236,21 @@ async fn metrics(
     }
     let text = state.metrics.render(gauges);
     ([("content-type", "text/plain; version=0.0.4")], text)
+}
+
+/// `POST /<account>/<queue>`: SQS's query protocol sent to a queue's URL; any other
+/// two-segment `POST` no route takes is an unknown operation.
+async fn sqs_at_queue(
+    state: axum::extract::State<SharedState>,
+    path: axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let uri_path = request.uri().path().to_string();
+    if fronts::front_of(request.method(), &uri_path, &headers).is_none() {
+        return axum::response::IntoResponse::into_response(unknown_operation(request).await);
+    }
+    sqs::query::serve_at_queue(state, path, headers, request.into_body()).await
 }
 
 async fn unknown_operation(request: Request) -> ApiError {
@@ -374,11 +390,10 @@ fn body_limit(method: &Method, path: &str, headers: &HeaderMap, async_max: usize
                 limit(invoke::PAYLOAD_MAX_BYTES, "InvokeFunction")
             }
         }
-        ("POST", []) => match fronts::front_of(method, path, headers) {
+        _ => match fronts::front_of(method, path, headers) {
             Some(front) => limit(front.body_max, front.name),
             None => limit(SMALL_BODY_MAX, "this"),
         },
-        _ => limit(SMALL_BODY_MAX, "this"),
     }
 }
 

@@ -9,28 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{Latencies, latest_log, ms, print_start_latency, start_after};
+use super::{Latencies, latest_log, print_start_latency, rate_header, row, start_after};
 use crate::cli::client::Client;
 
-const SQS_JSON: &str = "application/x-amz-json-1.0";
-
 async fn sqs(client: &Client, action: &str, body: Value) -> anyhow::Result<Value> {
-    let reply = client
-        .send(
-            Method::POST,
-            "/",
-            &[
-                ("x-amz-target", format!("AmazonSQS.{action}")),
-                ("content-type", SQS_JSON.to_string()),
-            ],
-            Some(Bytes::from(body.to_string())),
-        )
-        .await?;
-    Ok(serde_json::from_slice(&reply.body).unwrap_or(Value::Null))
+    Ok(crate::cli::aws::sqs(client, action, &body).await?)
 }
 
 async fn create_queue(client: &Client, name: &str) -> anyhow::Result<String> {
@@ -177,17 +163,6 @@ fn store_baseline(path: &Path, n: usize) -> anyhow::Result<(Duration, Duration)>
     Ok((inserted, start.elapsed()))
 }
 
-fn row(label: &str, n: usize, took: Duration, lat: Option<&Latencies>) {
-    let (p50, p99) = lat.map_or(("-".to_string(), "-".to_string()), |l| {
-        (ms(l.percentile(0.5)), ms(l.percentile(0.99)))
-    });
-    println!(
-        "{label:<40} {n:>8} {:>9.3} {:>10.0} {p50:>9} {p99:>9}",
-        took.as_secs_f64(),
-        n as f64 / took.as_secs_f64()
-    );
-}
-
 /// Waits until the queue holds no message (visible or in flight); the time it took.
 async fn until_empty(client: &Client, url: &str, limit: Duration) -> anyhow::Result<Duration> {
     let start = Instant::now();
@@ -223,11 +198,7 @@ pub async fn run(
     n: usize,
     clients: usize,
 ) -> anyhow::Result<()> {
-    println!();
-    println!(
-        "{:<40} {:>8} {:>9} {:>10} {:>9} {:>9}",
-        "queues and mappings", "messages", "seconds", "msgs/s", "p50 ms", "p99 ms"
-    );
+    rate_header("queues and mappings");
     let path = data_dir.join("queue-baseline.db");
     let (inserted, deleted) =
         tokio::task::spawn_blocking(move || store_baseline(&path, n)).await??;

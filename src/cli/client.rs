@@ -71,6 +71,8 @@ pub struct Client {
     endpoint: String,
     http: HyperClient<HttpConnector, Full<Bytes>>,
     credentials: Option<Credentials>,
+    /// The service requests are signed for (`lambda`, `sqs`, `sns`).
+    service: &'static str,
 }
 
 impl Client {
@@ -82,7 +84,25 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             http,
             credentials: None,
+            service: "lambda",
         }
+    }
+
+    /// The same client, for another service's requests (signed for it). A query-protocol
+    /// service is told apart by its signature's scope, so without keys its requests are
+    /// signed with anonymous credentials (in `us-east-1`, or the keys' region), which an
+    /// open server does not check.
+    pub fn for_service(&self, service: &'static str) -> Self {
+        let mut client = self.clone();
+        client.service = service;
+        if client.credentials.is_none() && service != "lambda" {
+            client.credentials = Some(Credentials {
+                access_key_id: "ANONYMOUS".into(),
+                secret_access_key: "anonymous".into(),
+                region: "us-east-1".into(),
+            });
+        }
+        client
     }
 
     /// The same client, signing every request with `credentials`.
@@ -134,7 +154,11 @@ impl Client {
         for (name, value) in headers {
             builder = builder.header(*name, value);
         }
-        if body.is_some() {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
             builder = builder.header("content-type", "application/json");
         }
         let body = body.unwrap_or_default();
@@ -162,7 +186,7 @@ impl Client {
                 &credentials.access_key_id,
                 &credentials.secret_access_key,
                 &credentials.region,
-                "lambda",
+                self.service,
                 crate::timefmt::now_ms() / 1000,
             );
             for (name, value) in added {

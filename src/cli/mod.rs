@@ -1,5 +1,7 @@
-//! The friendly CLI: `deploy`, `invoke`, `logs`, `ls`, `rm`. Every command talks to a
-//! server through the same public API any other client uses (never around it).
+//! The friendly CLI: `deploy`, `invoke`, `logs`, `ls`, `rm`, `queue ...`, `topic ...`.
+//! Every command talks to a server through the same public API any other client uses
+//! (never around it): Lambda's REST API, SQS's JSON protocol and SNS's query protocol
+//! (`aws.rs`).
 
 pub mod client;
 
@@ -16,9 +18,10 @@ use client::{Client, ClientError};
 
 const FUNCTIONS: &str = "/2015-03-31/functions";
 const TAGS: &str = "/2017-03-31/tags";
+const MAPPINGS: &str = "/2015-03-31/event-source-mappings";
 
 /// Writes a line to stdout; a closed pipe (`shoal logs f | head`) ends the command quietly.
-fn emit(line: std::fmt::Arguments<'_>) {
+pub(crate) fn emit(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout
@@ -31,8 +34,12 @@ fn emit(line: std::fmt::Arguments<'_>) {
 }
 
 macro_rules! say {
-    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::cli::emit(format_args!($($arg)*)) };
 }
+
+pub mod aws;
+pub mod queue;
+pub mod topic;
 
 #[derive(Debug, clap::Args)]
 pub struct Endpoint {
@@ -83,6 +90,14 @@ pub struct DeployArgs {
     /// (outbound connections); sets the function's `shoal:network` tag.
     #[arg(long, value_parser = ["none", "egress"])]
     pub network: Option<String>,
+    /// Wire a queue to the function: the queue (created if missing) drives it through an
+    /// event source mapping.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+    /// Messages per batch of the --queue mapping (1-10,000; over 10 waits up to a second
+    /// to fill a batch).
+    #[arg(long, default_value_t = 10, requires = "queue")]
+    pub batch_size: u32,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -212,6 +227,84 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     };
     print_json(&result);
     warn_of_interpreter(&client, &args.runtime).await;
+    if let Some(queue) = &args.queue {
+        wire_queue(&client, &name, queue, args.batch_size).await?;
+    }
+    Ok(())
+}
+
+/// Makes `queue` (created if missing) drive function `name` through an event source
+/// mapping of `batch_size` (an existing mapping of the two is updated to it).
+async fn wire_queue(
+    client: &Client,
+    name: &str,
+    queue: &str,
+    batch_size: u32,
+) -> anyhow::Result<()> {
+    let queues = client.for_service("sqs");
+    let url = match queue::queue_url(&queues, queue).await {
+        Ok(url) => url,
+        Err(e)
+            if e.downcast_ref::<ClientError>().is_some_and(|e| {
+                matches!(e, ClientError::Api { code, .. } if code.ends_with("NonExistentQueue"))
+            }) =>
+        {
+            let mut attributes = json!({});
+            if crate::queues::is_fifo_name(queue) {
+                attributes["FifoQueue"] = json!("true");
+                attributes["ContentBasedDeduplication"] = json!("true");
+            }
+            let out = aws::sqs(
+                &queues,
+                "CreateQueue",
+                &json!({ "QueueName": queue, "Attributes": attributes }),
+            )
+            .await?;
+            eprintln!("created queue {queue}");
+            out["QueueUrl"].as_str().unwrap_or_default().to_string()
+        }
+        Err(e) => return Err(e),
+    };
+    let arn = queue::queue_arn(&queues, &url).await?;
+    let mut window = json!({});
+    if batch_size > 10 {
+        window = json!({ "MaximumBatchingWindowInSeconds": 1 });
+    }
+    let listed = client
+        .get_json(&format!(
+            "{MAPPINGS}?FunctionName={name}&EventSourceArn={}",
+            form_urlencoded::byte_serialize(arn.as_bytes()).collect::<String>()
+        ))
+        .await?;
+    let existing = listed["EventSourceMappings"]
+        .as_array()
+        .and_then(|list| list.first())
+        .and_then(|m| m["UUID"].as_str())
+        .map(str::to_string);
+    let mapping = match existing {
+        Some(uuid) => {
+            let mut change = json!({ "BatchSize": batch_size, "Enabled": true });
+            if let Some(w) = window.get("MaximumBatchingWindowInSeconds") {
+                change["MaximumBatchingWindowInSeconds"] = w.clone();
+            }
+            client
+                .send_json(Method::PUT, &format!("{MAPPINGS}/{uuid}"), &change)
+                .await?
+        }
+        None => {
+            let mut create = json!({
+                "EventSourceArn": arn, "FunctionName": name, "BatchSize": batch_size,
+            });
+            if let Some(w) = window.get("MaximumBatchingWindowInSeconds") {
+                create["MaximumBatchingWindowInSeconds"] = w.clone();
+            }
+            client.send_json(Method::POST, MAPPINGS, &create).await?
+        }
+    };
+    eprintln!(
+        "queue {queue} drives {name} (event source mapping {}, batches of {batch_size})",
+        mapping["UUID"].as_str().unwrap_or_default()
+    );
     Ok(())
 }
 

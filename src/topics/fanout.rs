@@ -272,7 +272,10 @@ async fn attempt(
                 .map_err(from_delivery)
         }
         Protocol::Sqs => targets
-            .deliver(&record.endpoint, queue_delivery(&live, &job, &urls))
+            .deliver(
+                &record.endpoint,
+                queue_delivery(&live, &job, &urls, &record.endpoint),
+            )
             .await
             .map_err(from_delivery),
         Protocol::Http | Protocol::Https => {
@@ -325,7 +328,7 @@ async fn dead_letter(
         return Settlement::Done { id: job.id };
     };
     match targets
-        .deliver(queue, queue_delivery(live, job, urls))
+        .deliver(queue, queue_delivery(live, job, urls, queue))
         .await
     {
         Ok(()) => {
@@ -347,9 +350,9 @@ async fn dead_letter(
     }
 }
 
-/// The message a queue gets: SNS's envelope, or with raw delivery the message itself
+/// The message `queue` gets: SNS's envelope, or with raw delivery the message itself
 /// with its attributes as the queue message's.
-fn queue_delivery(live: &Live, job: &Job, urls: &super::message::Urls) -> Delivery {
+fn queue_delivery(live: &Live, job: &Job, urls: &super::message::Urls, queue: &str) -> Delivery {
     let message = &job.message;
     let record = &live.record;
     let (body, attributes) = if live.compiled.raw {
@@ -366,7 +369,12 @@ fn queue_delivery(live: &Live, job: &Job, urls: &super::message::Urls) -> Delive
     let mut delivery = Delivery::new(body)
         .with_attributes(attributes)
         .with_trace(message.trace_id.clone());
-    if message.sequence_number.is_some() {
+    // A FIFO topic's message keeps its group and deduplication id in a FIFO queue.
+    let fifo_queue = crate::arn::Arn::parse(queue)
+        .ok()
+        .and_then(|arn| arn.queue_name().ok().map(crate::queues::is_fifo_name))
+        .unwrap_or(false);
+    if message.sequence_number.is_some() && fifo_queue {
         delivery.group_id = message.group_id.clone();
         delivery.dedup_id = message.dedup_id.clone();
     }

@@ -846,10 +846,14 @@ impl TopicService {
             results.push(Ok(receipt));
             batch.push((published, deliveries, dedup));
         }
+        let deliveries: usize = batch.iter().map(|(_, d, _)| d.len()).sum();
         if !batch.is_empty() {
             let jobs = self.store.publish(batch, now)?;
-            // FIFO deliveries are claimed in order; the others are delivered at once.
-            let _ = self.handoff.send(jobs);
+            // FIFO deliveries are claimed in order (an empty hand-over asks for a claim);
+            // the others are delivered at once.
+            if !jobs.is_empty() || (topic.fifo && deliveries > 0) {
+                let _ = self.handoff.send(jobs);
+            }
         }
         if topic.fifo {
             self.expire_dedup(now);

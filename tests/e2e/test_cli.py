@@ -329,3 +329,84 @@ def test_deploy_says_when_the_interpreter_is_not_the_runtimes_version(server, cl
     assert r.status == 200, r.body
     assert r.json() == {"Runtime": "provided.al2023", "Interpreter": None, "Version": None,
                       "Matches": True}
+
+
+def wait_for_output(cli, args, needle, timeout=10.0):
+    """Runs `shoal <args>` until its stdout holds `needle`; the last stdout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = ok(cli(*args)).stdout
+        if needle in out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.2)
+
+
+def test_queue_commands(cli, unique_name):
+    name = unique_name("cliq")
+    url = ok(cli("queue", "create", name, "--attr", "VisibilityTimeout=7")).stdout.strip()
+    assert url.endswith(f"/{support.ACCOUNT}/{name}"), url
+    assert url in ok(cli("queue", "ls", name)).stdout
+    attrs = json.loads(ok(cli("queue", "attrs", name)).stdout)
+    assert attrs["VisibilityTimeout"] == "7", attrs
+    message_id = ok(cli("queue", "send", name, "hello there")).stdout.strip()
+    assert message_id
+    kept = ok(cli("queue", "receive", name, "--keep", "--wait", "2")).stdout.splitlines()
+    assert [json.loads(line)["Body"] for line in kept] == ["hello there"]
+    assert json.loads(kept[0])["MessageId"] == message_id
+    # Kept messages are hidden for the visibility timeout, then received and deleted.
+    ok(cli("queue", "purge", name))
+    ok(cli("queue", "send", name, "second"))
+    got = ok(cli("queue", "receive", name, "--wait", "2")).stdout.splitlines()
+    assert [json.loads(line)["Body"] for line in got] == ["second"]
+    assert ok(cli("queue", "receive", name, "--wait", "0")).stdout == ""
+    ok(cli("queue", "rm", name))
+    missing = cli("queue", "send", name, "x")
+    assert missing.returncode != 0
+    assert "NonExistentQueue" in missing.stderr, missing.stderr
+
+
+def test_topic_commands_fan_out_to_a_queue(cli, unique_name):
+    topic = unique_name("clit")
+    queue_name = unique_name("clitq")
+    arn = ok(cli("topic", "create", topic)).stdout.strip()
+    assert arn == f"arn:aws:sns:{support.REGION}:{support.ACCOUNT}:{topic}", arn
+    assert arn in ok(cli("topic", "ls")).stdout
+    ok(cli("queue", "create", queue_name))
+    sub = ok(cli("topic", "subscribe", topic, "--queue", queue_name, "--raw",
+                 "--filter", '{"kind":["order"]}')).stdout.strip()
+    assert sub.startswith(arn + ":"), sub
+    subs = ok(cli("topic", "subs", topic)).stdout
+    assert f"sqs\tarn:aws:sqs:{support.REGION}:{support.ACCOUNT}:{queue_name}\t{sub}" in subs, subs
+    ok(cli("topic", "publish", topic, "skipped", "--attr", "kind=refund"))
+    message_id = ok(cli("topic", "publish", topic, "delivered", "--attr", "kind=order",
+                        "--subject", "hi")).stdout.strip()
+    assert message_id
+    got = ok(cli("queue", "receive", queue_name, "--wait", "5")).stdout.splitlines()
+    assert [json.loads(line)["Body"] for line in got] == ["delivered"], got
+    ok(cli("topic", "unsubscribe", sub))
+    assert sub not in ok(cli("topic", "subs", topic)).stdout
+    ok(cli("topic", "rm", topic))
+    assert arn not in ok(cli("topic", "ls")).stdout
+    ok(cli("queue", "rm", queue_name))
+    missing = cli("topic", "publish", topic, "x")
+    assert missing.returncode != 0 and topic in missing.stderr, missing.stderr
+
+
+def test_deploy_queue_wires_a_queue_to_the_function(cli, lam, hello):
+    queue_name = hello + "-in"
+    out = ok(deploy(cli, hello, str(HELLO), "--queue", queue_name, "--batch-size", "5"))
+    assert json.loads(out.stdout)["FunctionName"] == hello
+    assert f"created queue {queue_name}" in out.stderr, out.stderr
+    mappings = lam.list_event_source_mappings(FunctionName=hello)["EventSourceMappings"]
+    assert len(mappings) == 1, mappings
+    assert mappings[0]["EventSourceArn"].endswith(f":{queue_name}")
+    assert mappings[0]["BatchSize"] == 5
+    # Deploying again keeps the one mapping and takes the new batch size.
+    out = ok(deploy(cli, hello, str(HELLO), "--queue", queue_name, "--batch-size", "3"))
+    assert "created queue" not in out.stderr
+    mappings = lam.list_event_source_mappings(FunctionName=hello)["EventSourceMappings"]
+    assert [m["BatchSize"] for m in mappings] == [3], mappings
+    ok(cli("queue", "send", queue_name, '{"from":"queue"}'))
+    text = wait_for_output(cli, ("logs", hello), "REPORT RequestId:")
+    assert "Saying hello to world" in text, text
+    ok(cli("queue", "rm", queue_name))

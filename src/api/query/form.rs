@@ -36,6 +36,14 @@ impl Form {
         self.fields.get(name).map(String::as_str)
     }
 
+    /// The fields that are not part of a list or map (no `.` in their name).
+    pub fn scalars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields
+            .iter()
+            .filter(|(name, _)| !name.contains('.'))
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
     /// The numbered items under `prefix` (`prefix.1`, `prefix.1.Key`, ...), in the order
     /// of their numbers, each with its own fields (the item's value itself under `""`).
     /// Numbers that are not positive integers are not items.

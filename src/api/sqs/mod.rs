@@ -1,5 +1,7 @@
 //! The SQS front: the built-in queues on the Amazon SQS JSON protocol, `POST /` with
-//! `X-Amz-Target: AmazonSQS.<Action>`, as current boto3 and the AWS CLI speak it.
+//! `X-Amz-Target: AmazonSQS.<Action>`, as current boto3 and the AWS CLI speak it, and on
+//! SQS's older query protocol (`query.rs`: a form in, XML out), which it translates to
+//! and from the same actions.
 //!
 //! The front reads the request, parses its action ([`SqsAction`]) and hands it to that
 //! action's function (`queues.rs`, `messages.rs`, `tags.rs`), which parses its input and
@@ -11,6 +13,7 @@ mod endpoint;
 mod error;
 mod messages;
 mod moves;
+pub(super) mod query;
 mod queues;
 mod tags;
 
@@ -114,30 +117,44 @@ async fn handle(state: SharedState, headers: HeaderMap, body: Body) -> Response 
         Ok(action) => action,
         Err(e) => return e.into_response(),
     };
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or(DEFAULT_HOST)
-        .to_string();
-    let scope = match Scope::of(&state, &headers, None) {
-        Ok(scope) => scope,
+    let (scope, endpoint) = match request_place(&state, &headers) {
+        Ok(place) => place,
         Err(e) => return e.into_response(),
     };
     let call = Call {
         state: &state,
         scope,
-        endpoint: Endpoint {
+        endpoint,
+        body: &body,
+    };
+    match run_traced(action, &call).await {
+        Ok(value) => ok(value),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The region a request acts in and the endpoint its queue URLs are of.
+fn request_place(state: &SharedState, headers: &HeaderMap) -> Result<(Scope, Endpoint), ApiError> {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(DEFAULT_HOST)
+        .to_string();
+    let scope = Scope::of(state, headers, None)?;
+    Ok((
+        scope,
+        Endpoint {
             host,
             public: state.public_addr.get().cloned(),
             account: state.arns.account_id.clone(),
         },
-        body: &body,
-    };
+    ))
+}
+
+/// Runs one action in its span.
+async fn run_traced(action: SqsAction, call: &Call<'_>) -> Result<Value, SqsError> {
     let span = tracing::info_span!("sqs", action = action.name());
-    match tracing::Instrument::instrument(run(action, &call), span).await {
-        Ok(value) => ok(value),
-        Err(e) => e.into_response(),
-    }
+    tracing::Instrument::instrument(run(action, call), span).await
 }
 
 /// Runs one action: each has its own function.

@@ -89,8 +89,16 @@ pub struct NewDelivery {
     pub claimed: bool,
 }
 
+/// A publish waiting to be committed, and where its result goes.
+type Queued = (
+    Vec<NewMessage>,
+    Arc<Mutex<Option<Result<Vec<Job>, TopicError>>>>,
+);
+
 pub struct TopicStore {
     conn: Mutex<Connection>,
+    /// Publishes waiting for the next group commit.
+    queued: Mutex<Vec<Queued>>,
 }
 
 impl TopicStore {
@@ -104,6 +112,7 @@ impl TopicStore {
         .map_err(backend)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            queued: Mutex::new(Vec::new()),
         })
     }
 
@@ -219,76 +228,41 @@ impl TopicStore {
             .map_err(backend)
     }
 
-    /// Writes published messages and their deliveries in one transaction; returns, per
-    /// message, its row id and the jobs of its claimed deliveries. A message with a
-    /// deduplication key is recorded in the topic's window (`dedup`: topic, key).
+    /// Writes published messages and their deliveries; answers the jobs of their claimed
+    /// deliveries. A message with a deduplication key is recorded in the topic's window
+    /// (`dedup`: topic, key).
+    ///
+    /// Publishes are committed in groups: each queues its messages, then waits for the
+    /// connection; whoever holds it commits everything queued in one transaction (one
+    /// fsync for all) and leaves each publish its result, so a publish that finds its
+    /// result when it gets the connection returns it.
     pub fn publish(&self, messages: Vec<NewMessage>, now_ms: u64) -> Result<Vec<Job>, TopicError> {
+        let slot = Arc::new(Mutex::new(None));
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((messages, slot.clone()));
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let mut jobs = Vec::new();
-        {
-            let mut insert_message = tx
-                .prepare_cached("INSERT INTO topic_messages (record) VALUES (?1)")
-                .map_err(backend)?;
-            let mut insert_delivery = tx
-                .prepare_cached(
-                    "INSERT INTO topic_deliveries (message, subscription, lane, due_ms, claimed)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(backend)?;
-            let mut insert_dedup = tx
-                .prepare_cached(
-                    "INSERT INTO topic_dedup (topic, dedup_key, message_id, sequence, sent_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (topic, dedup_key) DO UPDATE SET
-                       message_id = ?3, sequence = ?4, sent_ms = ?5",
-                )
-                .map_err(backend)?;
-            for (published, deliveries, dedup) in messages {
-                if let Some((topic, key)) = &dedup {
-                    insert_dedup
-                        .execute(params![
-                            topic,
-                            key,
-                            published.message_id,
-                            published.sequence_number.clone().unwrap_or_default(),
-                            now_ms as i64
-                        ])
-                        .map_err(backend)?;
+        if let Some(result) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return result;
+        }
+        let group = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()));
+        let (requests, slots): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        match write_messages(&mut conn, requests, now_ms) {
+            Ok(results) => {
+                for (slot, jobs) in slots.iter().zip(results) {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ok(jobs));
                 }
-                if deliveries.is_empty() {
-                    continue;
-                }
-                let record = serde_json::to_string(&published).map_err(backend)?;
-                insert_message.execute(params![record]).map_err(backend)?;
-                let message_row = tx.last_insert_rowid();
-                let published = Arc::new(published);
-                for delivery in deliveries {
-                    insert_delivery
-                        .execute(params![
-                            message_row,
-                            delivery.subscription,
-                            delivery.lane,
-                            now_ms as i64,
-                            delivery.claimed as i64
-                        ])
-                        .map_err(backend)?;
-                    if delivery.claimed {
-                        jobs.push(Job {
-                            id: tx.last_insert_rowid(),
-                            subscription: delivery.subscription,
-                            attempts: 0,
-                            lane: delivery.lane,
-                            message: published.clone(),
-                        });
-                    }
+            }
+            Err(e) => {
+                for slot in &slots {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Err(e.clone()));
                 }
             }
         }
-        tx.commit().map_err(backend)?;
-        Ok(jobs)
+        drop(conn);
+        let result = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        result.unwrap_or_else(|| Err(TopicError::Backend("a publish was not written".into())))
     }
 
     /// Claims up to `limit` deliveries that are due, each the oldest of its lane.
@@ -449,4 +423,81 @@ fn delete_orphan_messages(tx: &rusqlite::Transaction<'_>) -> Result<(), TopicErr
     )
     .map(|_| ())
     .map_err(backend)
+}
+
+/// Writes the messages of several publishes in one transaction; the jobs of each.
+fn write_messages(
+    conn: &mut Connection,
+    requests: Vec<Vec<NewMessage>>,
+    now_ms: u64,
+) -> Result<Vec<Vec<Job>>, TopicError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let mut results = Vec::with_capacity(requests.len());
+    {
+        let mut insert_message = tx
+            .prepare_cached("INSERT INTO topic_messages (record) VALUES (?1)")
+            .map_err(backend)?;
+        let mut insert_delivery = tx
+            .prepare_cached(
+                "INSERT INTO topic_deliveries (message, subscription, lane, due_ms, claimed)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(backend)?;
+        let mut insert_dedup = tx
+            .prepare_cached(
+                "INSERT INTO topic_dedup (topic, dedup_key, message_id, sequence, sent_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (topic, dedup_key) DO UPDATE SET
+                       message_id = ?3, sequence = ?4, sent_ms = ?5",
+            )
+            .map_err(backend)?;
+        for messages in requests {
+            let mut jobs = Vec::new();
+            for (published, deliveries, dedup) in messages {
+                if let Some((topic, key)) = &dedup {
+                    insert_dedup
+                        .execute(params![
+                            topic,
+                            key,
+                            published.message_id,
+                            published.sequence_number.clone().unwrap_or_default(),
+                            now_ms as i64
+                        ])
+                        .map_err(backend)?;
+                }
+                if deliveries.is_empty() {
+                    continue;
+                }
+                let record = serde_json::to_string(&published).map_err(backend)?;
+                insert_message.execute(params![record]).map_err(backend)?;
+                let message_row = tx.last_insert_rowid();
+                let published = Arc::new(published);
+                for delivery in deliveries {
+                    insert_delivery
+                        .execute(params![
+                            message_row,
+                            delivery.subscription,
+                            delivery.lane,
+                            now_ms as i64,
+                            delivery.claimed as i64
+                        ])
+                        .map_err(backend)?;
+                    if delivery.claimed {
+                        jobs.push(Job {
+                            id: tx.last_insert_rowid(),
+                            subscription: delivery.subscription,
+                            attempts: 0,
+                            lane: delivery.lane,
+                            message: published.clone(),
+                        });
+                    }
+                }
+            }
+            results.push(jobs);
+        }
+    }
+    tx.commit().map_err(backend)?;
+    Ok(results)
 }

@@ -523,3 +523,48 @@ fn tags_follow_sns_limits() {
         Err(TopicError::ResourceNotFound(_))
     ));
 }
+
+#[test]
+fn concurrent_publishes_are_committed_together_and_each_gets_its_own_jobs() {
+    let (_dir, topics) = service();
+    let mut rx = topics.take_handoff().unwrap();
+    let topic = topics
+        .create_topic(&region(), "t", BTreeMap::new(), BTreeMap::new())
+        .unwrap();
+    topics
+        .subscribe(&topic, "sqs", Some(&queue("q")), BTreeMap::new(), false)
+        .unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let topics = topics.clone();
+            let topic = topic.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        let receipt = topics
+                            .publish(&topic, vec![text(&format!("{t}-{i}"))])
+                            .unwrap()
+                            .pop()
+                            .unwrap()
+                            .unwrap();
+                        receipt.message_id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 400);
+    let jobs = handed(&topics, &mut rx);
+    assert_eq!(jobs.len(), 400);
+    let mut bodies: Vec<&str> = jobs.iter().map(|j| j.message.message.as_str()).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 400, "every publish's delivery, once");
+    assert_eq!(topics.pending().unwrap(), 400);
+}

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use md5::{Digest, Md5};
@@ -35,7 +35,7 @@ pub const DEFAULT_RETENTION_S: u64 = 345_600;
 /// The largest message (and the default `MaximumMessageSize`): 1 MiB, as SQS since 2025.
 pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum QueueError {
     #[error("The specified queue does not exist.")]
     NoSuchQueue,
@@ -407,8 +407,15 @@ pub fn validate_name(name: &str) -> Result<(), QueueError> {
     }
 }
 
+/// Where a send waiting for its group commit finds its result.
+type SendSlot = Arc<Mutex<Option<Result<Vec<Sent>, QueueError>>>>;
+
 pub struct QueueService {
     conn: Mutex<Connection>,
+    /// Sends waiting for the next group commit: queue, messages, result.
+    queued_sends: Mutex<Vec<(String, Vec<Outgoing>, SendSlot)>>,
+    /// Queue records read so far (see [`QueueService::info`]).
+    infos: Mutex<HashMap<String, QueueInfo>>,
     /// The account in its home region: queues are kept by key (see `crate::region`).
     arns: ArnContext,
     /// Woken on every send, for long polls.
@@ -502,6 +509,8 @@ impl QueueService {
         add_fifo_columns(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            queued_sends: Mutex::new(Vec::new()),
+            infos: Mutex::new(HashMap::new()),
             arns,
             arrivals: Notify::new(),
             swept: Mutex::new(HashMap::new()),
@@ -559,6 +568,7 @@ impl QueueService {
             }
             return Ok(());
         }
+        self.forget_infos();
         let tx = write_transaction(&mut conn)?;
         tx.execute(
             "INSERT INTO queues (name, created_ms, attributes) VALUES (?1, ?2, ?3)",
@@ -612,6 +622,7 @@ impl QueueService {
             Some(policy) => info.attributes.insert("Policy".into(), policy),
             None => info.attributes.remove("Policy"),
         };
+        self.forget_infos();
         Self::store_attributes(&conn, name, &info.attributes)
     }
 
@@ -646,6 +657,7 @@ impl QueueService {
                 info.attributes.insert(key, value);
             }
         }
+        self.forget_infos();
         Self::store_attributes(&conn, name, &info.attributes)
     }
 
@@ -702,9 +714,29 @@ impl QueueService {
         tx.commit().map_err(backend)
     }
 
+    /// A queue's record, from the cache of records (filled on first read, emptied by every
+    /// change of a queue, which happens under the connection's lock).
     pub fn info(&self, name: &str) -> Result<QueueInfo, QueueError> {
+        if let Some(info) = self
+            .infos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(info.clone());
+        }
         let conn = self.lock();
-        Self::info_locked(&conn, name)
+        let info = Self::info_locked(&conn, name)?;
+        self.infos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), info.clone());
+        Ok(info)
+    }
+
+    /// Empties the cache of queue records (the caller holds the connection's lock).
+    fn forget_infos(&self) {
+        self.infos.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn info_locked(conn: &Connection, name: &str) -> Result<QueueInfo, QueueError> {
@@ -776,6 +808,7 @@ impl QueueService {
 
     pub fn delete(&self, name: &str) -> Result<(), QueueError> {
         let mut conn = self.lock();
+        self.forget_infos();
         let tx = write_transaction(&mut conn)?;
         let deleted = tx
             .execute("DELETE FROM queues WHERE name = ?1", params![name])
@@ -837,21 +870,88 @@ impl QueueService {
     /// Commits messages to a queue (all or none); returns their ids (and sequence numbers,
     /// in a FIFO queue). A FIFO message whose deduplication id was sent in the last five
     /// minutes is not enqueued again: the first one's id and sequence number answer for it.
+    ///
+    /// Sends are committed in groups: each queues its messages, then waits for the
+    /// connection; whoever holds it writes every queued send in one transaction (each in
+    /// a savepoint of its own, so one send's failure is its alone) with one fsync, and
+    /// leaves each its result.
     pub fn send(&self, name: &str, messages: &[Outgoing]) -> Result<Vec<Sent>, QueueError> {
+        let slot: SendSlot = Arc::new(Mutex::new(None));
+        self.queued_sends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_string(), messages.to_vec(), slot.clone()));
         let mut conn = self.lock();
-        let info = Self::info_locked(&conn, name)?;
+        if let Some(result) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return result;
+        }
+        let group =
+            std::mem::take(&mut *self.queued_sends.lock().unwrap_or_else(|p| p.into_inner()));
+        let now = now_ms();
+        let written = write_transaction(&mut conn).and_then(|tx| {
+            let results: Vec<_> = group
+                .iter()
+                .map(|(queue, messages, _)| Self::send_one(&tx, queue, messages, now))
+                .collect();
+            tx.commit().map_err(backend)?;
+            Ok(results)
+        });
+        // Every result is left before the connection is let go: a send that gets it next
+        // finds its own.
+        match written {
+            Ok(results) => {
+                for ((_, _, slot), result) in group.iter().zip(results) {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+                }
+            }
+            Err(e) => {
+                for (_, _, slot) in &group {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Err(e.clone()));
+                }
+            }
+        }
+        drop(conn);
+        self.arrivals.notify_waiters();
+        let result = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        result.unwrap_or_else(|| Err(QueueError::Backend("a send was not written".into())))
+    }
+
+    /// Writes one send's messages inside a group's transaction, undone alone (a
+    /// savepoint) when it fails.
+    fn send_one(
+        tx: &rusqlite::Transaction<'_>,
+        name: &str,
+        messages: &[Outgoing],
+        now: u64,
+    ) -> Result<Vec<Sent>, QueueError> {
+        tx.execute_batch("SAVEPOINT send_one").map_err(backend)?;
+        let result = Self::insert_messages(tx, name, messages, now);
+        let end = if result.is_ok() {
+            "RELEASE send_one"
+        } else {
+            "ROLLBACK TO send_one; RELEASE send_one"
+        };
+        tx.execute_batch(end).map_err(backend)?;
+        result
+    }
+
+    fn insert_messages(
+        tx: &rusqlite::Transaction<'_>,
+        name: &str,
+        messages: &[Outgoing],
+        now: u64,
+    ) -> Result<Vec<Sent>, QueueError> {
+        let info = Self::info_locked(tx, name)?;
         let fifo = is_fifo_name(name);
         let orderings = messages
             .iter()
             .map(|m| Self::ordering_of(fifo, &info, m))
             .collect::<Result<Vec<_>, _>>()?;
-        let now = now_ms();
-        let tx = write_transaction(&mut conn)?;
         let mut sent = Vec::with_capacity(messages.len());
         for (message, ordering) in messages.iter().zip(orderings) {
             if let Some(ordering) = &ordering
                 && let Some((id, seq)) =
-                    fifo::deduplicate(&tx, name, &info.attributes, ordering, now)?
+                    fifo::deduplicate(tx, name, &info.attributes, ordering, now)?
             {
                 sent.push(Sent {
                     message_id: id,
@@ -882,15 +982,13 @@ impl QueueService {
             .map_err(backend)?;
             let seq = tx.last_insert_rowid();
             if let Some(ordering) = &ordering {
-                fifo::remember(&tx, name, &info.attributes, ordering, &id, seq, now)?;
+                fifo::remember(tx, name, &info.attributes, ordering, &id, seq, now)?;
             }
             sent.push(Sent {
                 message_id: id,
                 sequence_number: ordering.is_some().then(|| fifo::sequence_number(seq)),
             });
         }
-        tx.commit().map_err(backend)?;
-        self.arrivals.notify_waiters();
         Ok(sent)
     }
 
@@ -1207,6 +1305,44 @@ mod tests {
         expected.extend_from_slice(b"v");
         assert_eq!(md5_of_attributes(&attrs), Some(md5_hex(&expected)));
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn concurrent_sends_commit_together_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = Arc::new(
+            QueueService::open(
+                &dir.path().join("q.db"),
+                ArnContext::new("us-east-1", "000000000000"),
+            )
+            .unwrap(),
+        );
+        queues
+            .create("q", BTreeMap::new(), BTreeMap::new())
+            .unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let queues = queues.clone();
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    for i in 0..40 {
+                        let queue = if i % 4 == 3 { "missing" } else { "q" };
+                        let batch = [Outgoing::new(format!("{t}-{i}"), BTreeMap::new())];
+                        match queues.send(queue, &batch) {
+                            Ok(ids) => {
+                                assert_eq!(ids.len(), 1);
+                                sent += 1;
+                            }
+                            Err(e) => assert_eq!(e, QueueError::NoSuchQueue),
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let sent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(sent, 8 * 30);
+        assert_eq!(queues.counts("q").unwrap().0, 240);
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! Deliveries to HTTP endpoints: one POST per attempt, as SNS makes it (its headers, a
-//! 15 s limit), over a client that keeps connections to an endpoint alive between
-//! deliveries.
+//! Deliveries to HTTP and HTTPS endpoints: one POST per attempt, as SNS makes it (its
+//! headers, a 15 s limit), over a client that keeps connections to an endpoint alive
+//! between deliveries. HTTPS endpoints must present a certificate the host trusts (its
+//! certificate store, or the file `SSL_CERT_FILE` names), as SNS requires a trusted one.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Uri;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -14,13 +16,13 @@ use hyper_util::rt::TokioExecutor;
 /// How long one attempt may take, answer included.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Checks an `http` endpoint URL: `http://host[:port][/path]`.
-pub fn parse_endpoint(endpoint: &str) -> Result<Uri, String> {
+/// Checks an endpoint URL of `scheme` (`http` or `https`): `scheme://host[:port][/path]`.
+pub fn parse_endpoint(endpoint: &str, scheme: &str) -> Result<Uri, String> {
     let uri: Uri = endpoint
         .parse()
         .map_err(|e| format!("{endpoint} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{endpoint} must start with http://"));
+    if uri.scheme_str() != Some(scheme) {
+        return Err(format!("{endpoint} must start with {scheme}://"));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{endpoint} names no host"));
@@ -48,7 +50,7 @@ impl std::fmt::Display for HttpFailure {
 
 #[derive(Clone)]
 pub struct HttpSender {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HttpSender {
@@ -56,10 +58,23 @@ impl HttpSender {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::warn!(error = %e, "no trusted certificates found (the host's store, SSL_CERT_FILE): deliveries to https endpoints will fail");
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                )
+            }
+        };
+        let https = tls.https_or_http().enable_http1().wrap_connector(connector);
         Self {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector),
+                .build(https),
         }
     }
 
@@ -70,7 +85,9 @@ impl HttpSender {
         headers: &[(&str, String)],
         body: String,
     ) -> Result<(), HttpFailure> {
-        let uri = parse_endpoint(endpoint).map_err(HttpFailure::Unreachable)?;
+        let uri = endpoint
+            .parse::<Uri>()
+            .map_err(|e| HttpFailure::Unreachable(e.to_string()))?;
         let mut request = hyper::Request::post(uri);
         for (name, value) in headers {
             request = request.header(*name, value.as_str());
@@ -120,9 +137,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_must_be_http_urls_with_a_host() {
-        assert!(parse_endpoint("http://127.0.0.1:8080/hook").is_ok());
-        assert!(parse_endpoint("http://localhost").is_ok());
+    fn endpoints_must_be_urls_of_their_scheme_with_a_host() {
+        assert!(parse_endpoint("http://127.0.0.1:8080/hook", "http").is_ok());
+        assert!(parse_endpoint("http://localhost", "http").is_ok());
+        assert!(parse_endpoint("https://localhost/x", "https").is_ok());
         for bad in [
             "https://x/",
             "ftp://x/",
@@ -130,8 +148,9 @@ mod tests {
             "not a url",
             "http:///path",
         ] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
+            assert!(parse_endpoint(bad, "http").is_err(), "{bad}");
         }
+        assert!(parse_endpoint("http://x/", "https").is_err());
     }
 
     #[tokio::test]

@@ -619,13 +619,8 @@ impl TopicService {
                     ));
                 }
             }
-            Protocol::Http => {
-                http::parse_endpoint(endpoint).map_err(|e| bad(&e))?;
-            }
-            Protocol::Https => {
-                return Err(bad(
-                    "https endpoints are not supported by this server (it has no TLS client); use http",
-                ));
+            Protocol::Http | Protocol::Https => {
+                http::parse_endpoint(endpoint, protocol.name()).map_err(|e| bad(&e))?;
             }
         }
         Ok(())

@@ -194,7 +194,7 @@ fn subscriptions_check_their_endpoints_and_are_idempotent() {
         ("sqs", function.clone()),
         ("sqs", queue("q.fifo")),
         ("http", "ftp://x".to_string()),
-        ("https", "https://example.test/".to_string()),
+        ("https", "http://example.test/".to_string()),
         ("email", "a@b.c".to_string()),
         ("carrier-pigeon", "x".to_string()),
         (

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -207,7 +208,7 @@ class Hook:
     """An HTTP endpoint of the test's own on 127.0.0.1 (a free port): records every POST
     and answers 200."""
 
-    def __init__(self):
+    def __init__(self, tls: "ssl.SSLContext | None" = None):
         self.posts: list[Post] = []
         self._lock = threading.Lock()
         posts, lock = self.posts, self._lock
@@ -226,7 +227,11 @@ class Hook:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        scheme = "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}/hook"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         self._stopped = False
@@ -869,3 +874,65 @@ def test_kill_9_while_publishing_loses_no_acknowledged_message(server_with, caps
     # A kill can repeat at most what was in flight: the deliverer's 256 attempts, and the
     # batch whose answer it cut off.
     assert all(d <= 2 * (256 + 10) for d in duplicates), duplicates
+
+
+
+# --------------------------------------------------------------------------- https
+
+
+def certificate_authority(folder) -> tuple[str, str, str]:
+    """A CA and a certificate it issued for 127.0.0.1, made with openssl in `folder`:
+    (CA cert, leaf cert, leaf key) paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = folder / "ca.pem", folder / "ca-key.pem"
+    leaf, key, csr = folder / "leaf.pem", folder / "leaf-key.pem", folder / "leaf.csr"
+    ext = folder / "leaf.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    for cmd in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", ca_key,
+         "-out", ca, "-subj", "/CN=shoal-test-ca"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-days", "1", "-out", leaf, "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True, timeout=60)
+    return str(ca), str(leaf), str(key)
+
+
+def tls_hook(leaf: str, key: str) -> Hook:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf, key)
+    return Hook(context)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_https_endpoints_need_a_certificate_the_server_trusts(server_with, tmp_path, unique_name):
+    """The server trusts the CA that SSL_CERT_FILE names: an HTTPS endpoint with a
+    certificate it issued is asked to confirm and gets notifications over TLS; an endpoint
+    whose certificate another CA issued is never reached (its handshake fails)."""
+    ca, leaf, key = certificate_authority(tmp_path / "trusted")
+    _, other_leaf, other_key = certificate_authority(tmp_path / "other")
+    srv = server_with(env={"SSL_CERT_FILE": ca})
+    sns = sns_client(srv.endpoint)
+    secure, untrusted = tls_hook(leaf, key), tls_hook(other_leaf, other_key)
+    try:
+        assert secure.url.startswith("https://127.0.0.1:")
+        topic = sns.create_topic(Name=unique_name("tls"))["TopicArn"]
+        pending = sns.subscribe(TopicArn=topic, Protocol="https", Endpoint=secure.url)
+        assert pending["SubscriptionArn"] == "pending confirmation"
+        token = confirmation_request(secure, topic)["Token"]
+        arn = sns.confirm_subscription(TopicArn=topic, Token=token)["SubscriptionArn"]
+        sns.publish(TopicArn=topic, Message="over tls")
+        [post] = wait_notifications(secure, 1)
+        assert post.json()["Message"] == "over tls"
+        assert post.headers["x-amz-sns-subscription-arn"] == arn
+        other = sns.subscribe(TopicArn=topic, Protocol="https", Endpoint=untrusted.url,
+                              ReturnSubscriptionArn=True)["SubscriptionArn"]
+        time.sleep(1.5)
+        assert untrusted.posts == [], "no request gets through a refused handshake"
+        attributes = sns.get_subscription_attributes(SubscriptionArn=other)["Attributes"]
+        assert attributes["PendingConfirmation"] == "true", attributes
+    finally:
+        secure.stop()
+        untrusted.stop()

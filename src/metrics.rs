@@ -26,9 +26,21 @@ pub mod names {
     pub const ASYNC_DEPTH: &str = "shoal_async_queue_depth";
     pub const DEAD_LETTER_ERRORS: &str = "shoal_dead_letter_errors_total";
     pub const ASYNC_AGE: &str = "shoal_async_oldest_event_age_ms";
+    pub const TOPIC_PUBLISHED: &str = "shoal_topic_messages_published_total";
+    pub const TOPIC_DELIVERIES: &str = "shoal_topic_deliveries_total";
 }
 
 const HELP: &[(&str, &str, &str)] = &[
+    (
+        names::TOPIC_PUBLISHED,
+        "counter",
+        "Messages published to topics (committed; duplicates of FIFO topics excluded).",
+    ),
+    (
+        names::TOPIC_DELIVERIES,
+        "counter",
+        "Delivery attempts of topic messages, by subscription protocol and outcome.",
+    ),
     (
         names::INVOCATIONS,
         "counter",

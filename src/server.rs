@@ -195,8 +195,12 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::queues::QueueService::open(&data_dir.join("shoal.db"), arns.clone())
             .context("opening the queues")?,
     );
-    let topics = crate::topics::TopicService::open(&data_dir.join("shoal.db"), &arns.account_id)
-        .context("opening the topics")?;
+    let topics = crate::topics::TopicService::open(
+        &data_dir.join("shoal.db"),
+        &arns.account_id,
+        metrics.clone(),
+    )
+    .context("opening the topics")?;
     let mappings = crate::mappings::Mappings::open(
         &data_dir.join("shoal.db"),
         registry.clone(),

@@ -290,7 +290,10 @@ async fn attempt(
         }
     };
     let failure = match result {
-        Ok(()) => return Settlement::Done { id: job.id },
+        Ok(()) => {
+            topics.count_delivery(record.protocol, "delivered");
+            return Settlement::Done { id: job.id };
+        }
         Err(failure) => failure,
     };
     let tried = job.attempts + 1;
@@ -301,6 +304,7 @@ async fn attempt(
     };
     if let Some(delay) = policy.delay_ms(tried).filter(|_| !failure.permanent) {
         tracing::debug!(reason = %failure.reason, retry_in_ms = delay, "delivery failed; it will be tried again");
+        topics.count_delivery(record.protocol, "retried");
         return Settlement::Retry {
             id: job.id,
             attempts: tried,
@@ -309,23 +313,26 @@ async fn attempt(
     }
     if matches!(message.kind, Kind::SubscriptionConfirmation { .. }) {
         tracing::warn!(reason = %failure.reason, "the subscription confirmation request could not be delivered");
+        topics.count_delivery(record.protocol, "dropped");
         return Settlement::Done { id: job.id };
     }
-    dead_letter(targets, &live, &job, &urls, &failure).await
+    let (settlement, outcome) = dead_letter(targets, &live, &job, &urls, &failure).await;
+    topics.count_delivery(record.protocol, outcome);
+    settlement
 }
 
 /// Sends an undeliverable message to the subscription's dead-letter queue, if it has
-/// one; without one it is dropped (as on SNS).
+/// one; without one it is dropped (as on SNS). Answers the outcome's metric label too.
 async fn dead_letter(
     targets: &Targets,
     live: &Live,
     job: &Job,
     urls: &super::message::Urls,
     failure: &Failure,
-) -> Settlement {
+) -> (Settlement, &'static str) {
     let Some(queue) = &live.compiled.dead_letter else {
         tracing::warn!(reason = %failure.reason, attempts = job.attempts + 1, "a topic message could not be delivered and the subscription has no dead-letter queue: it is dropped");
-        return Settlement::Done { id: job.id };
+        return (Settlement::Done { id: job.id }, "dropped");
     };
     match targets
         .deliver(queue, queue_delivery(live, job, urls, queue))
@@ -333,19 +340,22 @@ async fn dead_letter(
     {
         Ok(()) => {
             tracing::info!(reason = %failure.reason, dead_letter_queue = %queue, "an undeliverable topic message went to the dead-letter queue");
-            Settlement::Done { id: job.id }
+            (Settlement::Done { id: job.id }, "dead_lettered")
         }
         Err(e @ DeliveryError::Failed { .. }) => {
             tracing::warn!(error = %e, "the dead-letter queue did not take the message; trying again");
-            Settlement::Retry {
-                id: job.id,
-                attempts: job.attempts,
-                due_ms: now_ms() + DEAD_LETTER_RETRY_MS,
-            }
+            (
+                Settlement::Retry {
+                    id: job.id,
+                    attempts: job.attempts,
+                    due_ms: now_ms() + DEAD_LETTER_RETRY_MS,
+                },
+                "retried",
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, reason = %failure.reason, "an undeliverable topic message could not go to its dead-letter queue: it is dropped");
-            Settlement::Done { id: job.id }
+            (Settlement::Done { id: job.id }, "dropped")
         }
     }
 }

@@ -232,6 +232,7 @@ impl State {
 
 pub struct TopicService {
     store: TopicStore,
+    metrics: Arc<crate::metrics::Metrics>,
     state: RwLock<State>,
     account: String,
     /// The server's public URL, for the links in messages (set once it listens).
@@ -246,7 +247,11 @@ pub struct TopicService {
 }
 
 impl TopicService {
-    pub fn open(path: &Path, account: &str) -> Result<Arc<Self>, TopicError> {
+    pub fn open(
+        path: &Path,
+        account: &str,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Arc<Self>, TopicError> {
         let store = TopicStore::open(path)?;
         let mut state = State::default();
         for topic in store.topics()? {
@@ -260,6 +265,7 @@ impl TopicService {
         let (handoff, rx) = mpsc::unbounded_channel();
         Ok(Arc::new(Self {
             store,
+            metrics,
             state: RwLock::new(state),
             account: account.to_string(),
             urls: OnceLock::new(),
@@ -838,6 +844,10 @@ impl TopicService {
                 None => None,
             };
             let deliveries = self.matching(&topic, &published);
+            self.metrics.inc(
+                crate::metrics::names::TOPIC_PUBLISHED,
+                &[("topic", &topic.name)],
+            );
             results.push(Ok(receipt));
             batch.push((published, deliveries, dedup));
         }
@@ -1035,6 +1045,14 @@ impl TopicService {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn pending(&self) -> Result<u64, TopicError> {
         self.store.pending()
+    }
+
+    /// Counts how a delivery attempt to a `protocol` subscription ended.
+    pub(crate) fn count_delivery(&self, protocol: Protocol, outcome: &str) {
+        self.metrics.inc(
+            crate::metrics::names::TOPIC_DELIVERIES,
+            &[("protocol", protocol.name()), ("outcome", outcome)],
+        );
     }
 
     /// Whether a topic exists (the delivery door's check).

@@ -9,7 +9,7 @@ const ACCOUNT: &str = "000000000000";
 
 fn service() -> (tempfile::TempDir, Arc<TopicService>) {
     let dir = tempfile::tempdir().unwrap();
-    let topics = TopicService::open(&dir.path().join("t.db"), ACCOUNT).unwrap();
+    let topics = TopicService::open(&dir.path().join("t.db"), ACCOUNT, Default::default()).unwrap();
     (dir, topics)
 }
 
@@ -149,7 +149,7 @@ fn topics_and_subscriptions_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let (topic, sub) = {
-        let topics = TopicService::open(&path, ACCOUNT).unwrap();
+        let topics = TopicService::open(&path, ACCOUNT, Default::default()).unwrap();
         let topic = topics
             .create_topic(&region(), "t", BTreeMap::new(), attrs(&[("team", "a")]))
             .unwrap();
@@ -164,7 +164,7 @@ fn topics_and_subscriptions_survive_a_reopen() {
             .unwrap();
         (topic, sub)
     };
-    let topics = TopicService::open(&path, ACCOUNT).unwrap();
+    let topics = TopicService::open(&path, ACCOUNT, Default::default()).unwrap();
     assert_eq!(topics.tags(&topic).unwrap()["team"], "a");
     assert_eq!(
         topics.subscription_attributes(&sub).unwrap()["RawMessageDelivery"],
@@ -455,7 +455,7 @@ fn fifo_topics_deduplicate_and_claim_each_lane_in_order() {
 fn retries_come_back_when_due_and_claims_are_released_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let topics = TopicService::open(&path, ACCOUNT).unwrap();
+    let topics = TopicService::open(&path, ACCOUNT, Default::default()).unwrap();
     let mut rx = topics.take_handoff().unwrap();
     let topic = topics
         .create_topic(&region(), "t", BTreeMap::new(), BTreeMap::new())
@@ -496,7 +496,7 @@ fn retries_come_back_when_due_and_claims_are_released_at_start() {
     assert_eq!(retried[0].message.message, "two");
     // A crash leaves it claimed; the next start releases it.
     drop(topics);
-    let topics = TopicService::open(&path, ACCOUNT).unwrap();
+    let topics = TopicService::open(&path, ACCOUNT, Default::default()).unwrap();
     let again = topics.claim(10).unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message.message, "two");

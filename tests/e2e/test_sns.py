@@ -662,8 +662,17 @@ def test_invalid_filter_policies_are_refused(sns, make_topic, unique_name):
 # --------------------------------------------------------------------------- failures
 
 
+def delivery_count(endpoint: str, protocol: str, outcome: str) -> int:
+    """`shoal_topic_deliveries_total` for a protocol and outcome."""
+    series = f'shoal_topic_deliveries_total{{protocol="{protocol}",outcome="{outcome}"}} '
+    text = urllib.request.urlopen(endpoint + "/metrics", timeout=10).read().decode()
+    return next((int(line[len(series):]) for line in text.splitlines()
+                 if line.startswith(series)), 0)
+
+
 def test_an_endpoint_that_went_away_sends_the_message_to_the_dead_letter_queue(
-        sns, sqs, make_topic, make_queue, hook):
+        server, sns, sqs, make_topic, make_queue, hook):
+    dead_lettered = delivery_count(server.endpoint, "http", "dead_lettered")
     topic = make_topic()
     dlq_arn, dlq_url = make_queue()
     sub = subscribe_http(sns, hook, topic)
@@ -682,6 +691,9 @@ def test_an_endpoint_that_went_away_sends_the_message_to_the_dead_letter_queue(
     assert doc["MessageId"] == message_id, doc
     assert doc["TopicArn"] == topic, doc
     assert_no_more(sqs, dlq_url)
+    # Counted (the session server's other tests may dead-letter too: at least ours).
+    assert delivery_count(server.endpoint, "http", "dead_lettered") >= dead_lettered + 1
+    assert delivery_count(server.endpoint, "http", "retried") >= 1
 
 
 # --------------------------------------------------------------------------- batches

@@ -46,6 +46,7 @@ struct Input {
     filter_criteria: Option<Value>,
     function_response_types: Option<Vec<String>>,
     scaling_config: Option<ScalingInput>,
+    tags: Option<BTreeMap<String, String>>,
     #[serde(flatten)]
     other: BTreeMap<String, Value>,
 }
@@ -93,6 +94,7 @@ fn input_of(scope: &Scope, body: &[u8]) -> Result<MappingInput, ApiError> {
         function_response_types: input.function_response_types,
         maximum_concurrency: input.scaling_config.map(|s| s.maximum_concurrency),
         unsupported,
+        tags: input.tags,
     })
 }
 

@@ -1,4 +1,5 @@
-//! Tagging: TagResource, UntagResource and ListTags on functions.
+//! Tagging: TagResource, UntagResource and ListTags on functions and event source
+//! mappings (`arn:aws:lambda:REGION:ACCOUNT:event-source-mapping:UUID`).
 //!
 //! Tags are the function's own (Lambda tags functions, not versions or aliases). One tag
 //! means something to Shoal: `shoal:network` selects the function's network mode, so a
@@ -23,6 +24,15 @@ const TAGS_BODY_MAX: usize = 256 * 1024;
 #[serde(rename_all = "PascalCase")]
 struct TagResourceRequest {
     tags: Option<BTreeMap<String, String>>,
+}
+
+/// The UUID of the event source mapping an ARN names, when it names one.
+fn tagged_mapping(resource: &str) -> Option<&str> {
+    let arn = crate::arn::Arn::parse(resource).ok()?;
+    (arn.service == "lambda")
+        .then_some(())
+        .and_then(|()| resource.rsplit_once(":event-source-mapping:"))
+        .map(|(_, uuid)| uuid)
 }
 
 /// The function a taggable resource ARN names; versions and aliases carry no tags.
@@ -85,7 +95,6 @@ pub async fn tag(
     Path(resource): Path<String>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let name = tagged_function(&state, &scope, &resource)?;
     let body = read_body(body, TAGS_BODY_MAX, || {
         ApiError::RequestTooLarge(format!(
             "Request must be smaller than {TAGS_BODY_MAX} bytes"
@@ -97,6 +106,11 @@ pub async fn tag(
         .tags
         .ok_or_else(|| ApiError::InvalidParameterValue("Tags is a required parameter".into()))?;
     function::validate_tags(&tags)?;
+    if let Some(uuid) = tagged_mapping(&resource) {
+        state.mappings.retag(&scope, uuid, tags, &[])?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let name = tagged_function(&state, &scope, &resource)?;
     check_network_available(&state, &tags)?;
     retag(&state, &scope, &name, tags, &[]).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -108,7 +122,6 @@ pub async fn untag(
     Path(resource): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<StatusCode, ApiError> {
-    let name = tagged_function(&state, &scope, &resource)?;
     let keys: Vec<String> = query
         .into_iter()
         .filter(|(k, _)| k == "tagKeys")
@@ -119,6 +132,11 @@ pub async fn untag(
             "TagKeys is a required parameter".into(),
         ));
     }
+    if let Some(uuid) = tagged_mapping(&resource) {
+        state.mappings.retag(&scope, uuid, BTreeMap::new(), &keys)?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let name = tagged_function(&state, &scope, &resource)?;
     retag(&state, &scope, &name, BTreeMap::new(), &keys).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -128,6 +146,10 @@ pub async fn list(
     scope: Scope,
     Path(resource): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(uuid) = tagged_mapping(&resource) {
+        let mapping = state.mappings.get(&scope, uuid)?;
+        return Ok(Json(json!({ "Tags": mapping.tags })));
+    }
     let name = tagged_function(&state, &scope, &resource)?;
     let document = state
         .registry

@@ -84,6 +84,9 @@ pub struct Mapping {
     pub state_reason: String,
     pub last_modified_ms: u64,
     pub last_processing_result: String,
+    /// The mapping's tags (`CreateEventSourceMapping`'s `Tags`, TagResource).
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 impl Mapping {
@@ -111,6 +114,7 @@ impl Mapping {
             state_reason: "USER_INITIATED".into(),
             last_modified_ms: crate::timefmt::now_ms(),
             last_processing_result: results::NONE.into(),
+            tags: Default::default(),
         }
     }
 

@@ -185,6 +185,8 @@ impl Mappings {
             .function
             .clone()
             .ok_or_else(|| MappingError::Invalid("FunctionName is required.".into()))?;
+        let tags = input.tags.clone().unwrap_or_default();
+        crate::function::validate_tags(&tags).map_err(|e| MappingError::Invalid(e.to_string()))?;
         let change = spec::check(input)?;
         self.check_function(&function, qualifier.as_deref())?;
         let queue = self.queue_of(scope, &source_arn)?;
@@ -194,6 +196,7 @@ impl Mappings {
             (source_arn, queue),
             scope.region.clone(),
         );
+        mapping.tags = tags;
         spec::apply(&mut mapping, change);
         spec::check_whole(&mapping, mapping.queue.ends_with(".fifo"))?;
         self.conflict_of(&mapping)?;
@@ -244,6 +247,26 @@ impl Mappings {
         };
         tracing::info!(uuid = %mapping.uuid, enabled = mapping.enabled, "event source mapping updated");
         Ok((mapping, state))
+    }
+
+    /// TagResource / UntagResource on a mapping: adds `add`, removes `remove`.
+    pub fn retag(
+        &self,
+        scope: &ArnContext,
+        uuid: &str,
+        add: std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), MappingError> {
+        let mut mapping = self.get(scope, uuid)?;
+        mapping.tags.extend(add);
+        for key in remove {
+            mapping.tags.remove(key);
+        }
+        crate::function::validate_tags(&mapping.tags)
+            .map_err(|e| MappingError::Invalid(e.to_string()))?;
+        self.store.put(&mapping)?;
+        self.write().insert(mapping.uuid.clone(), mapping);
+        Ok(())
     }
 
     /// DeleteEventSourceMapping; answers the mapping as it was (`Deleting`).

@@ -33,6 +33,8 @@ pub struct MappingInput {
     pub maximum_concurrency: Option<Option<i64>>,
     /// Parameters given that queue sources do not take (stream and Kafka settings).
     pub unsupported: Vec<&'static str>,
+    /// `Tags` (create only).
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A change to apply to a mapping, checked (see [`check`]).

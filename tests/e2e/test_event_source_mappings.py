@@ -155,6 +155,20 @@ def test_create_get_list_update_delete(lam, sqs):
     assert lam.list_event_source_mappings(FunctionName=fn)["EventSourceMappings"] == []
 
 
+def test_mappings_take_tags(lam, sqs):
+    qname, _ = make_queue(sqs)
+    fn = make_function(lam, ECHO)
+    created = lam.create_event_source_mapping(
+        EventSourceArn=queue_arn(qname), FunctionName=fn, Tags={"team": "a"})
+    arn = created["EventSourceMappingArn"]
+    assert lam.list_tags(Resource=arn)["Tags"] == {"team": "a"}
+    lam.tag_resource(Resource=arn, Tags={"stage": "dev"})
+    lam.untag_resource(Resource=arn, TagKeys=["team"])
+    assert lam.list_tags(Resource=arn)["Tags"] == {"stage": "dev"}
+    lam.delete_event_source_mapping(UUID=created["UUID"])
+    assert client_error(lam.list_tags, Resource=arn)[1] == "ResourceNotFoundException"
+
+
 def test_bad_input_gets_lambdas_errors(lam, lam_nv, sqs):
     qname, _ = make_queue(sqs)
     fn = make_function(lam, ECHO)

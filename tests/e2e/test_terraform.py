@@ -1,16 +1,20 @@
 """Terraform with the hashicorp/aws provider against Shoal: a stack of a zip function, an
-alias, an event invoke config, provisioned concurrency and two queues (one the other's
-dead-letter queue, by redrive policy) is applied, planned again without changes, used,
-and destroyed.
+alias, an event invoke config, provisioned concurrency, queues (one the dead-letter queue of
+another, by redrive policy; a FIFO queue with content-based deduplication; one with a queue
+policy letting the topic send to it), an event source mapping from a queue to the function,
+and a topic with two subscriptions (the function; the queue, raw and with a filter policy)
+is applied, planned again without changes, used (a publish reaches the queue and the
+function, a message sent to the mapped queue reaches the function), and destroyed.
 
 Needs `terraform` on PATH (or $SHOAL_TERRAFORM) and the hashicorp/aws provider in a local
 filesystem mirror ($SHOAL_TF_PLUGINS, default /opt/tf-plugins, laid out as
 registry.terraform.io/hashicorp/aws/<version>/<os_arch>/): nothing is downloaded. The test
 skips, saying which, when either is absent.
 
-Most of its time is the provider's own: after creating a queue it polls its attributes
-until six answers in a row (5 s apart) match, as it does on AWS, and the second queue waits
-for the first.
+Most of its time is the provider's own: after creating a queue, or setting or removing a
+queue policy, it polls the queue's attributes until six answers in a row (5 s apart) match,
+as it does on AWS; the work queue waits for its dead-letter queue, the mapping for the work
+queue, and on destroy the inbox queue for its policy's removal.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import boto3
@@ -53,10 +58,12 @@ pytestmark = [
                               "(set $SHOAL_TF_PLUGINS to the mirror's folder)"),
 ]
 
+# Prints the event it gets, on one line, for the test to read from the function's log.
 HANDLER = """
-import os
+import json
 
 def handler(event, context):
+    print("event", json.dumps(event))
     return {"echo": event, "version": context.function_version,
             "arn": context.invoked_function_arn}
 """
@@ -90,6 +97,7 @@ provider "aws" {{
   skip_region_validation      = true
   endpoints {{
     lambda = "{endpoint}"
+    sns    = "{endpoint}"
     sqs    = "{endpoint}"
   }}
 }}
@@ -144,6 +152,58 @@ resource "aws_lambda_provisioned_concurrency_config" "live" {{
   qualifier                         = aws_lambda_alias.live.name
   provisioned_concurrent_executions = 1
 }}
+
+resource "aws_lambda_event_source_mapping" "work" {{
+  event_source_arn = aws_sqs_queue.work.arn
+  function_name    = aws_lambda_function.fn.arn
+  batch_size       = 10
+  tags             = {{ team = "shoal" }}
+}}
+
+resource "aws_sqs_queue" "orders" {{
+  name                        = "{prefix}-orders.fifo"
+  fifo_queue                  = true
+  content_based_deduplication = true
+}}
+
+resource "aws_sns_topic" "events" {{
+  name = "{prefix}-events"
+  tags = {{ team = "shoal" }}
+}}
+
+resource "aws_sqs_queue" "inbox" {{
+  name = "{prefix}-inbox"
+}}
+
+resource "aws_sqs_queue_policy" "inbox" {{
+  queue_url = aws_sqs_queue.inbox.id
+  policy = jsonencode({{
+    Version = "2012-10-17"
+    Statement = [{{
+      Effect    = "Allow"
+      Principal = {{ Service = "sns.amazonaws.com" }}
+      Action    = "sqs:SendMessage"
+      Resource  = aws_sqs_queue.inbox.arn
+      Condition = {{ ArnEquals = {{ "aws:SourceArn" = aws_sns_topic.events.arn }} }}
+    }}]
+  }})
+}}
+
+resource "aws_sns_topic_subscription" "inbox" {{
+  topic_arn            = aws_sns_topic.events.arn
+  protocol             = "sqs"
+  endpoint             = aws_sqs_queue.inbox.arn
+  raw_message_delivery = true
+  filter_policy        = jsonencode({{ kind = ["order"] }})
+}}
+
+# (On AWS the topic would also need an aws_lambda_permission letting sns.amazonaws.com invoke
+# the function; Shoal does not serve a function's resource policy, so the stack has none.)
+resource "aws_sns_topic_subscription" "fn" {{
+  topic_arn = aws_sns_topic.events.arn
+  protocol  = "lambda"
+  endpoint  = aws_lambda_function.fn.arn
+}}
 """
 
 
@@ -160,6 +220,39 @@ def client(service: str, endpoint: str):
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
                         aws_access_key_id="x", aws_secret_access_key="x",
                         config=Config(retries={"max_attempts": 0}, read_timeout=30))
+
+
+def logged_events(endpoint: str, function: str) -> list[dict]:
+    """The events the function printed (`event <json>` lines of its log)."""
+    return [json.loads(e["message"][len("event "):])
+            for e in support.all_log_events(endpoint, function)
+            if e["message"].startswith("event ")]
+
+
+def records(endpoint: str, function: str, source: str) -> list[dict]:
+    """The records from `source` ("aws:sns" or "aws:sqs") the function was invoked with."""
+    return [r for event in logged_events(endpoint, function) for r in event.get("Records", [])
+            if source in (r.get("EventSource"), r.get("eventSource"))]
+
+
+def receive(sqs, url: str, want: int, timeout: float = 10.0) -> list[dict]:
+    """Receives (and deletes) messages until `want` came or `timeout` passed, then once more
+    with a one-second long poll, so that a message too many is seen; all of them."""
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                    WaitTimeSeconds=1).get("Messages", [])
+        for m in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        got += batch
+        if len(got) > want or (len(got) == want and not batch) or time.monotonic() > deadline:
+            return got
+
+
+def queue_depth(sqs, url: str) -> tuple[int, int]:
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
 
 
 def terraform(stack: Path, env: dict, *args: str, ok_codes=(0,)) -> subprocess.CompletedProcess:
@@ -211,9 +304,59 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
         "maxReceiveCount": 3}, attrs
     assert sqs.list_queue_tags(QueueUrl=work_url)["Tags"] == {"team": "shoal"}
 
+    # The FIFO queue deduplicates by content: the same body twice is one message.
+    orders_url = sqs.get_queue_url(QueueName=f"{prefix}-orders.fifo")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=orders_url, AttributeNames=["All"])["Attributes"]
+    assert (attrs["FifoQueue"], attrs["ContentBasedDeduplication"]) == ("true", "true"), attrs
+    for _ in range(2):
+        sqs.send_message(QueueUrl=orders_url, MessageBody="order 1", MessageGroupId="g")
+    assert [m["Body"] for m in receive(sqs, orders_url, 1)] == ["order 1"]
+
+    # The topic's two subscriptions: a publish reaches the function, and the queue when
+    # the filter policy lets it through (raw: the bare message, not SNS's envelope).
+    sns = client("sns", endpoint)
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:{prefix}-events"
+    inbox_url = sqs.get_queue_url(QueueName=f"{prefix}-inbox")["QueueUrl"]
+    subs = {s["Protocol"]: s for s in sns.list_subscriptions_by_topic(TopicArn=topic)[
+        "Subscriptions"]}
+    assert sorted(subs) == ["lambda", "sqs"], subs
+    assert subs["lambda"]["Endpoint"] == support.function_arn(fn), subs
+    assert subs["sqs"]["Endpoint"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-inbox", subs
+    attrs = sns.get_subscription_attributes(
+        SubscriptionArn=subs["sqs"]["SubscriptionArn"])["Attributes"]
+    assert attrs["RawMessageDelivery"] == "true", attrs
+    assert json.loads(attrs["FilterPolicy"]) == {"kind": ["order"]}, attrs
+    kind = lambda v: {"kind": {"DataType": "String", "StringValue": v}}  # noqa: E731
+    order = sns.publish(TopicArn=topic, Message='{"order": 2}', MessageAttributes=kind("order"))
+    note = sns.publish(TopicArn=topic, Message="just a note", MessageAttributes=kind("note"))
+    assert [m["Body"] for m in receive(sqs, inbox_url, 1)] == ['{"order": 2}']
+    got = support.wait_for(lambda: records(endpoint, fn, "aws:sns"), lambda rs: len(rs) >= 2,
+                           timeout=30, interval=0.2, what="2 SNS records in the function's log")
+    assert sorted((r["Sns"]["MessageId"], r["Sns"]["Message"], r["Sns"]["TopicArn"])
+                  for r in got) == sorted([(order["MessageId"], '{"order": 2}', topic),
+                                           (note["MessageId"], "just a note", topic)]), got
+
+    # The event source mapping hands what is sent to the work queue to the function, and
+    # deletes it once the function succeeded.
+    [mapping] = lam.list_event_source_mappings(FunctionName=fn)["EventSourceMappings"]
+    assert (mapping["State"], mapping["BatchSize"]) == ("Enabled", 10), mapping
+    assert mapping["EventSourceArn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-work", mapping
+    assert lam.list_tags(Resource=mapping["EventSourceMappingArn"])["Tags"] == {"team": "shoal"}
+    sent = sqs.send_message(QueueUrl=work_url, MessageBody="via the mapping")
+    [record] = support.wait_for(lambda: records(endpoint, fn, "aws:sqs"), lambda rs: len(rs) >= 1,
+                                timeout=30, interval=0.2, what="an SQS record in the function's log")
+    assert (record["messageId"], record["body"], record["eventSourceARN"]) == (
+        sent["MessageId"], "via the mapping", mapping["EventSourceArn"]), record
+    support.wait_for(lambda: queue_depth(sqs, work_url), lambda d: d == (0, 0), timeout=15,
+                     interval=0.2, what="the work queue emptied by the mapping")
+
     terraform(stack, env, "destroy", "-auto-approve")
     names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
     assert fn not in names, names
     assert sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
+    assert topic not in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+    assert [s for s in sns.list_subscriptions()["Subscriptions"] if s["TopicArn"] == topic] == []
+    assert lam.list_event_source_mappings(
+        EventSourceArn=mapping["EventSourceArn"])["EventSourceMappings"] == []
     state = json.loads((stack / "terraform.tfstate").read_text())
     assert state["resources"] == [], state["resources"]

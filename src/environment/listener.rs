@@ -7,6 +7,7 @@
 //! heads of at most `max_buf` bytes, and a pause after a failed `accept` instead of a
 //! spin. On the host's loopback each connection is admitted by a [`PeerCheck`] first.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,27 +32,20 @@ pub struct ListenerLimits {
     pub max_buf: usize,
 }
 
-/// Serves `service` on `listener` within `limits`; each connection is admitted by
-/// `peers` first when it is given (a listener on the host's loopback, where any local
-/// process could connect). `what` names the listener in logs. Runs until aborted;
-/// aborting it ends every connection.
-pub async fn serve<S, B>(
+/// Serves `listener` within `limits`, handing each connection to `connection`; each is
+/// admitted by `peers` first when it is given (a listener on the host's loopback, where
+/// any local process could connect). `what` names the listener in logs. Runs until
+/// aborted; aborting it ends every connection.
+pub async fn serve<F, Fut>(
     listener: tokio::net::TcpListener,
     limits: ListenerLimits,
     peers: Option<Arc<PeerCheck>>,
     env: Arc<str>,
     what: &'static str,
-    service: S,
+    connection: F,
 ) where
-    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    F: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut over_cap: u64 = 0;
@@ -86,7 +80,7 @@ pub async fn serve<S, B>(
                 };
                 let peers = peers.clone();
                 let env = env.clone();
-                let service = service.clone();
+                let connection = connection.clone();
                 connections.spawn(async move {
                     let _slot = slot;
                     if let Some(peers) = peers {
@@ -112,15 +106,43 @@ pub async fn serve<S, B>(
                         }
                     }
                     let _ = stream.set_nodelay(true);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(limits.header_timeout)
-                        .max_buf_size(limits.max_buf)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    connection(stream).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+}
+
+/// A connection handler that serves `service` with hyper, within `limits` (a head within
+/// `header_timeout` of the connection waiting for one, at most `max_buf` bytes).
+pub fn hyper_connections<S, B>(
+    limits: ListenerLimits,
+    service: S,
+) -> impl Fn(tokio::net::TcpStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>
++ Clone
++ Send
++ 'static
+where
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |stream| {
+        let service = service.clone();
+        Box::pin(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_buf)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        })
     }
 }

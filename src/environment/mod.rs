@@ -13,6 +13,7 @@ pub mod output;
 pub mod peer;
 pub mod platform_api;
 pub mod runtime_api;
+pub mod runtime_http;
 pub mod sandbox;
 pub mod watchdog;
 
@@ -373,8 +374,14 @@ async fn serve_runtime_api(
         header_timeout: RUNTIME_API_HEADER_TIMEOUT,
         max_buf: RUNTIME_API_BUFFER_MAX,
     };
-    let service = hyper::service::service_fn(move |req| runtime_api::handle(api.clone(), req));
-    listener::serve(listener, limits, peers, env, "Runtime API", service).await
+    let http = runtime_http::Limits {
+        header_timeout: limits.header_timeout,
+        max_buf: limits.max_buf,
+    };
+    let connection = move |stream| {
+        runtime_api::serve_connection(api.clone(), runtime_http::Connection::new(stream, http))
+    };
+    listener::serve(listener, limits, peers, env, "Runtime API", connection).await
 }
 
 /// Resolves once the process tree has exited.

@@ -95,7 +95,15 @@ impl PlatformApi {
             api: self.clone(),
             caller,
         };
-        listener::serve(listener, self.limits, peers, env, "platform API", service)
+        let connections = listener::hyper_connections(self.limits, service);
+        listener::serve(
+            listener,
+            self.limits,
+            peers,
+            env,
+            "platform API",
+            connections,
+        )
     }
 }
 

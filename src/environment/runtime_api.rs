@@ -7,15 +7,14 @@
 //! Status codes and bodies follow AWS's Runtime API.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, StatusCode};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use super::runtime_http::{Answer, BodyError, Connection, Head};
 
 /// Lambda's limit on a synchronous response (6 MB).
 pub const RESPONSE_MAX_BYTES: usize = 6 * 1024 * 1024;
@@ -90,67 +89,58 @@ impl RuntimeApiState {
     }
 }
 
-type ApiResponse = Response<Full<Bytes>>;
-
-fn json(status: StatusCode, body: serde_json::Value) -> ApiResponse {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("static response parts are valid")
-}
-
-fn error(status: StatusCode, error_type: &str, message: &str) -> ApiResponse {
-    json(
+fn error(status: StatusCode, error_type: &str, message: &str) -> Answer {
+    Answer::json(
         status,
-        serde_json::json!({ "errorType": error_type, "errorMessage": message }),
+        serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string(),
     )
 }
 
 /// `202 {"status":"OK"}`, the answer to every accepted post (built from static parts: it
 /// is on the path of every invocation).
-fn accepted() -> ApiResponse {
-    Response::builder()
-        .status(StatusCode::ACCEPTED)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(br#"{"status":"OK"}"#)))
-        .expect("static response parts are valid")
+fn accepted() -> Answer {
+    Answer::json(
+        StatusCode::ACCEPTED,
+        Bytes::from_static(br#"{"status":"OK"}"#),
+    )
 }
 
-/// Serves one request of the Runtime API.
-pub async fn handle(
-    state: Arc<RuntimeApiState>,
-    req: Request<Incoming>,
-) -> Result<ApiResponse, Infallible> {
-    let path = req.uri().path().to_string();
-    let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
-        return Ok(error(
+/// Serves one Runtime API connection until it closes.
+pub async fn serve_connection(state: Arc<RuntimeApiState>, mut conn: Connection) {
+    while let Some(head) = conn.next_head().await {
+        let answer = handle(&state, head, &mut conn).await;
+        if !conn.answer(answer).await {
+            break;
+        }
+    }
+}
+
+/// Answers one request of the Runtime API.
+async fn handle(state: &RuntimeApiState, head: Head, conn: &mut Connection) -> Answer {
+    let Some(rest) = head.path.strip_prefix("/2018-06-01/runtime/") else {
+        return error(
             StatusCode::NOT_FOUND,
             "InvalidRequest",
             "unknown Runtime API path",
-        ));
+        );
     };
     let segments: Vec<&str> = rest.split('/').collect();
-    let method = req.method().clone();
-    Ok(match (method, segments.as_slice()) {
-        (Method::GET, ["invocation", "next"]) => next(&state).await,
+    match (&head.method, segments.as_slice()) {
+        (&Method::GET, ["invocation", "next"]) => next(state).await,
         // Bodies are read only for an invocation in flight (claimed first, so that two
         // posts for one id never both buffer a body) and only under their limits.
-        (Method::POST, ["invocation", id, "response"]) => {
+        (&Method::POST, ["invocation", id, "response"]) => {
             let id = id.to_string();
             let Some(reply) = state.claim(&id) else {
-                return Ok(unknown_request(&id));
+                return unknown_request(&id);
             };
-            match Limited::new(req.into_body(), RESPONSE_MAX_BYTES)
-                .collect()
-                .await
-            {
+            match conn.read_body(RESPONSE_MAX_BYTES).await {
                 Ok(body) => {
                     // The invoker may have given up (timeout); the outcome then has no reader.
-                    let _ = reply.send(RuntimeOutcome::Response(body.to_bytes()));
+                    let _ = reply.send(RuntimeOutcome::Response(body));
                     accepted()
                 }
-                Err(e) if e.is::<LengthLimitError>() => {
+                Err(BodyError::TooLarge) => {
                     let _ = reply.send(RuntimeOutcome::ResponseTooLarge);
                     error(
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,7 +150,7 @@ pub async fn handle(
                         ),
                     )
                 }
-                Err(_) => {
+                Err(BodyError::Broken) => {
                     // The body was cut off (the connection broke): the runtime may post again.
                     state.restore(id, reply);
                     error(
@@ -171,21 +161,21 @@ pub async fn handle(
                 }
             }
         }
-        (Method::POST, ["invocation", id, "error"]) => {
+        (&Method::POST, ["invocation", id, "error"]) => {
             let id = id.to_string();
             let Some(reply) = state.claim(&id) else {
-                return Ok(unknown_request(&id));
+                return unknown_request(&id);
             };
-            let (error_type, body) = read_error(req).await;
+            let (error_type, body) = read_error(&head, conn).await;
             let _ = reply.send(RuntimeOutcome::Error { error_type, body });
             accepted()
         }
-        (Method::POST, ["init", "error"]) => {
+        (&Method::POST, ["init", "error"]) => {
             let initializing = || matches!(*state.init.borrow(), InitState::Initializing);
             if !initializing() {
-                return Ok(init_error_too_late());
+                return init_error_too_late();
             }
-            let (error_type, body) = read_error(req).await;
+            let (error_type, body) = read_error(&head, conn).await;
             let failed = state.init.send_if_modified(|s| {
                 if matches!(s, InitState::Initializing) {
                     *s = InitState::Failed {
@@ -213,10 +203,10 @@ pub async fn handle(
             "InvalidRequest",
             "unknown Runtime API path",
         ),
-    })
+    }
 }
 
-fn init_error_too_late() -> ApiResponse {
+fn init_error_too_late() -> Answer {
     error(
         StatusCode::FORBIDDEN,
         "InvalidStateTransition",
@@ -224,7 +214,7 @@ fn init_error_too_late() -> ApiResponse {
     )
 }
 
-fn unknown_request(id: &str) -> ApiResponse {
+fn unknown_request(id: &str) -> Answer {
     error(
         StatusCode::BAD_REQUEST,
         "InvalidRequestID",
@@ -232,23 +222,13 @@ fn unknown_request(id: &str) -> ApiResponse {
     )
 }
 
-async fn read_error(req: Request<Incoming>) -> (Option<String>, Bytes) {
-    let error_type = req
-        .headers()
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = match Limited::new(req.into_body(), ERROR_MAX_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
+async fn read_error(head: &Head, conn: &mut Connection) -> (Option<String>, Bytes) {
+    let error_type = head.function_error_type.clone();
+    let body = conn.read_body(ERROR_MAX_BYTES).await.unwrap_or_default();
     (error_type, body)
 }
 
-async fn next(state: &RuntimeApiState) -> ApiResponse {
+async fn next(state: &RuntimeApiState) -> Answer {
     state.init.send_if_modified(|s| {
         if matches!(s, InitState::Initializing) {
             *s = InitState::Ready(Instant::now());
@@ -268,31 +248,32 @@ async fn next(state: &RuntimeApiState) -> ApiResponse {
             "the environment is shutting down",
         );
     };
+    let request_id = dispatch.request_id.clone();
     state
         .inflight
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(dispatch.request_id.clone(), dispatch.reply);
-    let mut builder = Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json")
-        .header("lambda-runtime-aws-request-id", &dispatch.request_id)
-        .header(
-            "lambda-runtime-deadline-ms",
-            dispatch.deadline_ms.to_string(),
-        )
-        .header("lambda-runtime-invoked-function-arn", &dispatch.invoked_arn)
-        .header("lambda-runtime-trace-id", &dispatch.trace_id);
-    if let Some(context) = &dispatch.client_context {
-        builder = builder.header("lambda-runtime-client-context", context);
-    }
-    builder
-        .body(Full::new(dispatch.payload))
-        .unwrap_or_else(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceException",
-                "invalid event headers",
+        .insert(dispatch.request_id, dispatch.reply);
+    let answer = Answer::json(StatusCode::OK, dispatch.payload)
+        .header("lambda-runtime-aws-request-id", request_id)
+        .and_then(|a| {
+            a.header(
+                "lambda-runtime-deadline-ms",
+                dispatch.deadline_ms.to_string(),
             )
         })
+        .and_then(|a| a.header("lambda-runtime-invoked-function-arn", dispatch.invoked_arn))
+        .and_then(|a| a.header("lambda-runtime-trace-id", dispatch.trace_id));
+    let answer = match (answer, dispatch.client_context) {
+        (Some(answer), Some(context)) => answer.header("lambda-runtime-client-context", context),
+        (answer, None) => answer,
+        (None, Some(_)) => None,
+    };
+    answer.unwrap_or_else(|| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            "invalid event headers",
+        )
+    })
 }

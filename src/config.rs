@@ -13,6 +13,36 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
+/// How many threads run the server's async work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerThreads {
+    /// Half the CPUs, at least one.
+    Auto,
+    Fixed(usize),
+}
+
+impl WorkerThreads {
+    /// The number of threads on a host with `cpus` CPUs.
+    pub fn count(self, cpus: usize) -> usize {
+        match self {
+            Self::Auto => (cpus / 2).max(1),
+            Self::Fixed(n) => n,
+        }
+    }
+}
+
+fn parse_worker_threads(raw: &str) -> Result<WorkerThreads, String> {
+    match raw.trim() {
+        "auto" => Ok(WorkerThreads::Auto),
+        n => match n.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(WorkerThreads::Fixed(n)),
+            _ => Err(format!(
+                "worker threads must be `auto` or a number from 1 to 1024, not `{raw}`"
+            )),
+        },
+    }
+}
+
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw.trim())
         .map_err(|e| format!("'{raw}' is not a duration like 3s, 500ms or 10m: {e}"))
@@ -180,6 +210,13 @@ pub struct ServerSettings {
     /// Asynchronous events running at once.
     #[arg(long, env = "SHOAL_ASYNC_CONCURRENCY", default_value_t = 64)]
     pub async_concurrency: usize,
+
+    /// Threads that run the server's connections and tasks: a number, or `auto` (half the
+    /// CPUs, at least one: the other half is left to the functions' own processes, and
+    /// fewer threads hand an invocation between threads less often). Storage work runs on
+    /// threads of its own either way.
+    #[arg(long, env = "SHOAL_WORKER_THREADS", default_value = "auto", value_parser = parse_worker_threads)]
+    pub worker_threads: WorkerThreads,
 
     /// How long a client may take to send a request's headers, counted from the
     /// connection (or from the first byte of a later request on it); then it is closed.
@@ -374,6 +411,7 @@ struct FileSettings {
     retry_base_delay: Option<String>,
     async_payload_limit: Option<usize>,
     async_concurrency: Option<usize>,
+    worker_threads: Option<toml::Value>,
     header_timeout: Option<String>,
     idle_timeout: Option<String>,
     max_header_bytes: Option<usize>,
@@ -520,6 +558,15 @@ impl ServerSettings {
         if let (Some(v), true) = (file.async_concurrency, defaulted("async_concurrency")) {
             self.async_concurrency = v;
         }
+        if let (Some(v), true) = (file.worker_threads, defaulted("worker_threads")) {
+            let raw = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(n) => n.to_string(),
+                other => format!("{other:?}"),
+            };
+            self.worker_threads = parse_worker_threads(&raw)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        }
         if let (Some(v), true) = (file.header_timeout, defaulted("header_timeout")) {
             self.header_timeout = duration(v)?;
         }
@@ -611,6 +658,29 @@ mod tests {
         assert_eq!(from_file.disk_reserve, crate::disk::Reserve::Percent(5));
         let from_flag = parse(&["--disk-reserve", "1GB"], file);
         assert_eq!(from_flag.disk_reserve, crate::disk::Reserve::Bytes(1 << 30));
+    }
+
+    #[test]
+    fn worker_threads_are_half_the_cpus_unless_set() {
+        let defaults = parse(&[], "");
+        assert_eq!(defaults.worker_threads, WorkerThreads::Auto);
+        assert_eq!(defaults.worker_threads.count(1), 1);
+        assert_eq!(defaults.worker_threads.count(2), 1);
+        assert_eq!(defaults.worker_threads.count(16), 8);
+        assert_eq!(
+            parse(&[], "worker_threads = 3\n").worker_threads,
+            WorkerThreads::Fixed(3)
+        );
+        assert_eq!(
+            parse(&["--worker-threads", "2"], "worker_threads = \"auto\"\n").worker_threads,
+            WorkerThreads::Fixed(2)
+        );
+        assert_eq!(
+            parse(&[], "worker_threads = \"auto\"\n").worker_threads,
+            WorkerThreads::Auto
+        );
+        assert!(parse_worker_threads("0").is_err());
+        assert!(parse_worker_threads("many").is_err());
     }
 
     #[test]

@@ -114,14 +114,24 @@ fn main() -> std::process::ExitCode {
         };
     }
     let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // The server's settings are whole (its config file read) before its runtime is built:
+    // they say how many threads it has.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let (Command::Server(settings), Some(server_matches)) =
+        (&mut cli.command, matches.subcommand_matches("server"))
     {
+        if let Err(e) = settings.apply_file(server_matches) {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder.worker_threads(settings.worker_threads.count(cpus));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -130,11 +140,8 @@ fn main() -> std::process::ExitCode {
     };
     let result: anyhow::Result<bool> = runtime.block_on(async {
         match cli.command {
-            Command::Server(mut settings) => {
+            Command::Server(settings) => {
                 init_tracing();
-                if let Some(server_matches) = matches.subcommand_matches("server") {
-                    settings.apply_file(server_matches)?;
-                }
                 server::run(settings).await.map(|()| true)
             }
             Command::Deploy(args) => cli::deploy(args).await.map(|()| true),

@@ -296,7 +296,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let _ = state.public_addr.set(public_host(addr));
     topics.set_public_url(format!("http://{}", public_host(addr)));
-    tracing::info!(%addr, data_dir = %data_dir.display(), "shoal is serving the Lambda API on http://{addr}");
+    tracing::info!(%addr, data_dir = %data_dir.display(), worker_threads = tokio::runtime::Handle::current().metrics().num_workers(), "shoal is serving the Lambda API on http://{addr}");
 
     let connection_limits = api::connections::ConnectionLimits {
         header_timeout: settings.header_timeout,

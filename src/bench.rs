@@ -29,7 +29,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use serde_json::json;
 
-use crate::cli::client::Client;
+use crate::cli::client::{Client, ClientError};
 use crate::config::ServerSettings;
 
 /// Set in a function's environment, makes this binary a no-op Runtime API client.
@@ -540,14 +540,20 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         let metrics = Client::new(&format!("http://{}", server.addr));
         for name in ["noop-provided", "noop-python"] {
             let own_before = rss_kb(std::process::id());
-            let (created, spawn_time) = scale_out(&client, &metrics, name, args.scale_out).await?;
+            let burst = scale_out(&client, &metrics, name, args.scale_out).await?;
             println!(
                 "{:<34} {:>10} {:>10.3} {:>12.0}",
                 name,
-                created,
-                spawn_time.as_secs_f64(),
-                created as f64 / spawn_time.as_secs_f64()
+                burst.created,
+                burst.elapsed.as_secs_f64(),
+                burst.created as f64 / burst.elapsed.as_secs_f64()
             );
+            if let Some(first) = &burst.first_refusal {
+                println!(
+                    "  {} of {} refused; the first: {first}",
+                    burst.refused, args.scale_out
+                );
+            }
             let env_kb: Vec<u64> = function_pids(name).into_iter().map(rss_kb).collect();
             let own_after = rss_kb(std::process::id());
             if !env_kb.is_empty() {
@@ -777,14 +783,26 @@ async fn start_after(
 /// invocation needs its own environment.
 const SCALE_OUT_SLEEP: Duration = Duration::from_millis(1000);
 
-/// Fires `n` invocations at once at a function with no warm environment; returns how many
-/// environments were started and how long the burst took beyond the functions' own sleep.
+/// What one scale-out burst did.
+struct Burst {
+    /// Environments started.
+    created: u64,
+    /// How long the burst took beyond the functions' own sleep.
+    elapsed: Duration,
+    /// Invocations the server refused (a throttle, or no disk room for another `/tmp`),
+    /// and the first refusal's error.
+    refused: usize,
+    first_refusal: Option<String>,
+}
+
+/// Fires `n` invocations at once at a function with no warm environment. A refusal is
+/// counted and reported, not fatal: how far a burst scales on this host is the figure.
 async fn scale_out(
     client: &Client,
     metrics: &Client,
     name: &str,
     n: usize,
-) -> anyhow::Result<(u64, Duration)> {
+) -> anyhow::Result<Burst> {
     client
         .send_json(
             Method::PUT,
@@ -805,12 +823,25 @@ async fn scale_out(
             client.send(Method::POST, &path, &[], Some(body)).await
         }));
     }
+    let (mut refused, mut first_refusal) = (0, None);
     for task in tasks {
-        task.await??;
+        match task.await? {
+            Ok(_) => {}
+            Err(e @ ClientError::Api { .. }) => {
+                refused += 1;
+                first_refusal.get_or_insert_with(|| e.to_string());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let elapsed = start.elapsed().saturating_sub(SCALE_OUT_SLEEP);
     let created = cold_start_count(metrics, name).await? - before;
-    Ok((created, elapsed.max(Duration::from_millis(1))))
+    Ok(Burst {
+        created,
+        elapsed: elapsed.max(Duration::from_millis(1)),
+        refused,
+        first_refusal,
+    })
 }
 
 async fn cold_start_count(metrics: &Client, name: &str) -> anyhow::Result<u64> {

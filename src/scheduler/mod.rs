@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::environment::sandbox::SandboxError;
 use crate::environment::{Launcher, StartError};
 use crate::function::FunctionRecord;
 use crate::metrics::{self, Metrics, names};
@@ -93,6 +94,17 @@ pub struct Scheduler<L: Launch = Launcher> {
 /// How often a waiting admission looks again without being told of freed capacity (the
 /// one told may have been of a function that could not use it).
 const WAIT_RECHECK: Duration = Duration::from_millis(20);
+
+/// How a cold start got its environment.
+enum Started<E> {
+    New(Arc<E>),
+    /// An idle one of its own version, found while it made disk room.
+    Warm(Member<E>),
+}
+
+/// How many idle environments one cold start may evict for the disk room of its `/tmp`
+/// (each frees at least one image; a start needing more than this many is refused).
+const DISK_EVICTIONS: usize = 8;
 
 /// An environment held for one invocation. Dropping a lease without releasing it
 /// destroys the environment (the invocation's state is unknown).
@@ -337,8 +349,9 @@ impl<L: Launch> Scheduler<L> {
             return Ok(lease(member, false));
         }
         self.metrics.inc(names::COLD_STARTS, &[("function", name)]);
-        match self.launcher.start(record, false).await {
-            Ok(env) => Ok(lease(Member::new(env, record, Kind::OnDemand), true)),
+        match self.start_making_disk_room(record, &key, memory).await {
+            Ok(Started::New(env)) => Ok(lease(Member::new(env, record, Kind::OnDemand), true)),
+            Ok(Started::Warm(member)) => Ok(lease(member, false)),
             Err(e) => {
                 let mut state = self.lock();
                 if let Some(pool) = state.pools.get_mut(&key) {
@@ -349,6 +362,78 @@ impl<L: Launch> Scheduler<L> {
                 drop(state);
                 self.capacity_freed.notify_one();
                 Err(e.into())
+            }
+        }
+    }
+
+    /// Starts an environment for `record`. The `/tmp` images that idle environments hold
+    /// count against the data disk as their memory counts against the capacity: when the
+    /// disk cannot promise another `/tmp`, the least recently used idle environment (of any
+    /// function) goes, waited for until its image is gone, and the start is tried again, up
+    /// to [`DISK_EVICTIONS`] times. Only when no idle environment is left does the
+    /// invocation get the disk's error.
+    ///
+    /// While it waits, an environment of its own version may have come back idle (the
+    /// burst it is part of is ending): it takes that one instead, warm, and gives back
+    /// what it claimed for the cold start.
+    async fn start_making_disk_room(
+        &self,
+        record: &FunctionRecord,
+        key: &PoolKey,
+        memory: u64,
+    ) -> Result<Started<L::Env>, StartError> {
+        let mut evictions = 0;
+        loop {
+            match self.launcher.start(record, false).await {
+                Ok(env) => return Ok(Started::New(env)),
+                Err(StartError::Sandbox(SandboxError::DiskFull(message)))
+                    if evictions < DISK_EVICTIONS =>
+                {
+                    let (warm, stale, evicted) = {
+                        let mut state = self.lock();
+                        let state = &mut *state;
+                        let (warm, stale) = match state.pools.get_mut(key) {
+                            Some(pool) => {
+                                let stale = pool
+                                    .refresh(&record.revision_id, |e| self.launcher.is_alive(e));
+                                let warm = pool.take_warm();
+                                if warm.is_some() {
+                                    pool.shift(Kind::OnDemand, Phase::Starting, Phase::Gone);
+                                    state.load.free_memory(memory);
+                                }
+                                (warm, stale)
+                            }
+                            None => (None, Vec::new()),
+                        };
+                        state.load.free_memory(memory_of(&stale));
+                        let evicted = if warm.is_some() {
+                            Vec::new()
+                        } else {
+                            state.pools.evict(1)
+                        };
+                        state.load.free_memory(memory_of(&evicted));
+                        (warm, stale, evicted)
+                    };
+                    self.shut_down(stale);
+                    if let Some(member) = warm {
+                        return Ok(Started::Warm(member));
+                    }
+                    if evicted.is_empty() {
+                        return Err(StartError::Sandbox(SandboxError::DiskFull(message)));
+                    }
+                    evictions += 1;
+                    self.count_evictions(&evicted);
+                    tracing::debug!(
+                        function = %record.spec.name,
+                        "an idle environment goes to make disk room for a /tmp"
+                    );
+                    let envs = evicted.into_iter().map(|m| m.env).collect();
+                    self.launcher
+                        .stop_all(envs, self.limits.shutdown_grace)
+                        .await;
+                    self.capacity_freed.notify_one();
+                }
+                Err(e) => return Err(e),
             }
         }
     }

@@ -44,6 +44,8 @@ struct FakeLauncher {
     next_id: AtomicUsize,
     started: Mutex<Vec<Arc<FakeEnv>>>,
     fail_start: AtomicBool,
+    /// Running environments whose `/tmp` the disk can hold (none: no limit).
+    disk_room: Mutex<Option<usize>>,
 }
 
 impl FakeLauncher {
@@ -72,6 +74,13 @@ impl Launch for FakeLauncher {
     ) -> Result<Arc<FakeEnv>, StartError> {
         if self.fail_start.load(Ordering::SeqCst) {
             return Err(StartError::Runtime("no such runtime".into()));
+        }
+        if let Some(room) = *self.disk_room.lock().unwrap() {
+            if self.running().len() >= room {
+                return Err(StartError::Sandbox(SandboxError::DiskFull(
+                    "no room for another /tmp".into(),
+                )));
+            }
         }
         let env = Arc::new(FakeEnv {
             id: self.next_id.fetch_add(1, Ordering::SeqCst),
@@ -291,6 +300,31 @@ async fn a_cold_start_evicts_as_many_as_it_needs() {
     let big_env = invoke(&s, &big).await;
     assert_eq!(launcher.running(), vec![big_env]);
     assert_eq!(memory_used(&s), 256);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cold_start_evicts_idle_environments_for_the_disk_room_of_its_tmp() {
+    let (s, launcher) = scheduler(limits(10, 10_240));
+    *launcher.disk_room.lock().unwrap() = Some(2);
+    let (a, b, c) = (latest("a"), latest("b"), latest("c"));
+    let env_a = invoke(&s, &a).await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let held_b = busy(&s, &b).await;
+    // c's /tmp fits once a's idle environment is gone (waited for), never b's busy one.
+    let held_c = busy(&s, &c).await;
+    assert_eq!(launcher.env(env_a).end(), Some(End::ShutDown));
+    assert_eq!(census(&s, &a), (0, 0, 0));
+    assert_eq!(memory_used(&s), 256);
+    // Nothing idle is left to evict: the disk's error reaches the caller.
+    match s.acquire(&a).await {
+        Err(AcquireError::Start(StartError::Sandbox(SandboxError::DiskFull(_)))) => {}
+        Err(e) => panic!("failed otherwise: {e}"),
+        Ok(_) => panic!("admitted"),
+    }
+    assert_eq!(memory_used(&s), 256);
+    assert_eq!(account_inflight(&s), 2);
+    held_b.release(true);
+    held_c.release(true);
 }
 
 #[tokio::test(start_paused = true)]

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -34,10 +35,11 @@ def handler(event, context):
 ''')
 
 TMP_WRITER = support.py_zip('''
-import os
+import os, time
 def handler(event, context):
     with open("/tmp/probe", "wb") as f:
         f.write(b"x" * 1024)
+    time.sleep(event.get("sleep", 0))
     s = os.statvfs("/tmp")
     return {"tmp_mb": s.f_blocks * s.f_frsize // (1 << 20)}
 ''')
@@ -238,18 +240,23 @@ def test_a_full_disk_refuses_async_events_queue_messages_and_code_then_recovers(
 @needs_root
 def test_tmp_images_of_two_functions_cannot_exceed_the_disk(disk_server, unique_name):
     """Each live environment is promised its whole /tmp: a second function whose /tmp
-    would not fit beside the first's fails its cold start with a clear 503, and starts
-    once the first's environment is gone."""
+    would not fit beside the first's busy environment fails its cold start with a clear
+    503; once the first's environment is idle, the second's cold start evicts it and
+    starts."""
     srv = disk_server(1600, "--isolation", "namespaces", "--tmp-storage", "disk",
-                      "--disk-reserve", "64MB", keep_alive="2s")
+                      "--disk-reserve", "64MB")
     lam = _lambda(srv)
     maker = support.FunctionMaker(lam)
     first, second = unique_name("tmp-a"), unique_name("tmp-b")
     for name in (first, second):
         maker.create(TMP_WRITER, name=name, EphemeralStorage={"Size": 900})
-    out = invoke(lam, first)
-    assert "FunctionError" not in out, out["raw"]
-    assert out["json"]["tmp_mb"] >= 900, out["json"]
+    busy = {}
+    holder = threading.Thread(
+        target=lambda: busy.update(out=support.invoke_http(srv.endpoint, first, {"sleep": 2})))
+    holder.start()
+    support.wait_for_logs(srv.endpoint, first,
+                          lambda ev: any(e["message"].startswith("START") for e in ev),
+                          timeout=15)
 
     r = support.invoke_http(srv.endpoint, second, {})
     assert r.status == 503, r
@@ -258,15 +265,16 @@ def test_tmp_images_of_two_functions_cannot_exceed_the_disk(disk_server, unique_
     assert message.startswith("Shoal's data disk is full: a /tmp of 900 MB"), message
     assert "promised to the /tmp of live environments" in message, message
 
-    # The first function's environment goes after its keep-alive; its promise with it.
-    deadline = time.monotonic() + 20
-    while True:
-        r = support.invoke_http(srv.endpoint, second, {})
-        if r.status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    holder.join(timeout=30)
+    assert busy["out"].status == 200, busy["out"]
+    assert busy["out"].json()["tmp_mb"] >= 900, busy["out"]
+    # The first function's environment is idle now: the second's cold start evicts it.
+    r = support.invoke_http(srv.endpoint, second, {})
     assert r.status == 200, r
     assert r.json()["tmp_mb"] >= 900, r
+    # And back: the first's cold start evicts the second's idle environment.
+    r = support.invoke_http(srv.endpoint, first, {})
+    assert r.status == 200, r
     maker.delete_all()
 
 

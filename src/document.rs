@@ -78,6 +78,14 @@ pub struct FunctionDocument {
     /// The function's tags (Lambda tags functions, not versions or aliases).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Function URLs, keyed by the qualifier they serve (`$LATEST` for the unqualified
+    /// function, or an alias name).
+    #[serde(default)]
+    pub urls: BTreeMap<String, crate::urls::UrlConfig>,
+    /// Resource-policy statements, keyed by qualifier (`$LATEST` for the unqualified
+    /// function, a version or an alias).
+    #[serde(default)]
+    pub policies: BTreeMap<String, Vec<crate::policy::Statement>>,
 }
 
 fn one() -> u64 {
@@ -102,6 +110,8 @@ impl FunctionDocument {
             provisioned: BTreeMap::new(),
             event_invoke_configs: BTreeMap::new(),
             tags: BTreeMap::new(),
+            urls: BTreeMap::new(),
+            policies: BTreeMap::new(),
         }
     }
 

@@ -30,6 +30,7 @@ mod metrics;
 #[cfg_attr(not(test), allow(dead_code))]
 // the event bus uses the rest of it as it lands
 mod pattern;
+mod policy;
 mod queues;
 mod region;
 mod registry;
@@ -43,6 +44,7 @@ mod sources;
 mod store;
 mod timefmt;
 mod topics;
+mod urls;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 

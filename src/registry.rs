@@ -6,7 +6,7 @@
 //! database). Changes to one function are read-modify-write of its whole document under
 //! one async mutex; reads never wait for them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use crate::code::{CodeError, CodeStore};
@@ -31,6 +31,9 @@ pub enum RegistryError {
     Invalid(String),
     #[error("{0}")]
     PreconditionFailed(String),
+    /// A function's resource policy would pass its size limit.
+    #[error("{0}")]
+    PolicyTooLarge(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -76,7 +79,18 @@ pub struct Registry {
     code: CodeStore,
     runtimes: Arc<RuntimeCatalog>,
     cache: RwLock<BTreeMap<String, Arc<FunctionDocument>>>,
+    /// Function URL id -> (function key, qualifier), kept with the cache.
+    urls: RwLock<HashMap<String, (String, String)>>,
     writes: tokio::sync::Mutex<()>,
+}
+
+/// The URL ids of `document`, with what each serves.
+fn urls_of(document: &FunctionDocument) -> impl Iterator<Item = (String, (String, String))> + '_ {
+    let key = document.key().into_owned();
+    document
+        .urls
+        .iter()
+        .map(move |(qualifier, url)| (url.url_id.clone(), (key.clone(), qualifier.clone())))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -123,6 +137,7 @@ impl Registry {
             .collect();
         code.remove_unreferenced(&in_use)
             .map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let urls = documents.iter().flat_map(urls_of).collect();
         let cache = documents
             .into_iter()
             .map(|d| (d.key().into_owned(), Arc::new(d)))
@@ -133,6 +148,7 @@ impl Registry {
             code,
             runtimes,
             cache: RwLock::new(cache),
+            urls: RwLock::new(urls),
             writes: tokio::sync::Mutex::new(()),
         })
     }
@@ -212,11 +228,32 @@ impl Registry {
             .sum()
     }
 
+    /// The function and qualifier the function URL `url_id` serves.
+    pub fn url(&self, url_id: &str) -> Option<(Arc<FunctionDocument>, String)> {
+        let (key, qualifier) = self
+            .urls
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(url_id)
+            .cloned()?;
+        Some((self.get(&key)?, qualifier))
+    }
+
+    fn index_urls(&self, key: &str, document: Option<&FunctionDocument>) {
+        let mut urls = self.urls.write().unwrap_or_else(|p| p.into_inner());
+        urls.retain(|_, (of, _)| of != key);
+        if let Some(document) = document {
+            urls.extend(urls_of(document));
+        }
+    }
+
     fn publish(&self, document: Arc<FunctionDocument>) {
+        let key = document.key().into_owned();
+        self.index_urls(&key, Some(&document));
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(document.key().into_owned(), document);
+            .insert(key, document);
     }
 
     fn check_runtime(&self, runtime: &str) -> Result<(), RegistryError> {
@@ -450,6 +487,7 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+        self.index_urls(key, None);
         Ok(())
     }
 
@@ -474,6 +512,7 @@ impl Registry {
             }
             doc.versions.remove(index);
             doc.provisioned.remove(version);
+            doc.policies.remove(version);
             Ok(())
         })
         .await

@@ -59,6 +59,16 @@ pub fn stream_date(ms: u64) -> String {
     format!("{y:04}/{mo:02}/{d:02}")
 }
 
+/// `07/Sep/2021:22:50:22 +0000`: the request time of an HTTP event (`requestContext.time`).
+pub fn clf_timestamp(ms: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s, _) = civil(ms);
+    let month = MONTHS[(mo as usize).clamp(1, 12) - 1];
+    format!("{d:02}/{month}/{y:04}:{h:02}:{mi:02}:{s:02} +0000")
+}
+
 /// `20240101T000000Z`: the `X-Amz-Date` shape.
 pub fn amz_date(epoch_secs: u64) -> String {
     let (y, mo, d, h, mi, s, _) = civil(epoch_secs * 1000);
@@ -101,6 +111,10 @@ mod tests {
             "2024-02-29T12:34:56.789+0000"
         );
         assert_eq!(iso_timestamp(1_709_210_096_789), "2024-02-29T12:34:56.789Z");
+        assert_eq!(
+            clf_timestamp(1_631_055_022_677),
+            "07/Sep/2021:22:50:22 +0000"
+        );
         assert_eq!(stream_date(1_709_210_096_789), "2024/02/29");
         assert_eq!(amz_date(1_709_210_096), "20240229T123456Z");
         assert_eq!(parse_amz_date("20240229T123456Z"), Some(1_709_210_096));

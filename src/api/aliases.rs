@@ -251,6 +251,9 @@ pub async fn delete(
             // Deleting an alias that does not exist succeeds, as on Lambda.
             doc.aliases.remove(&alias_name);
             doc.provisioned.remove(&alias_name);
+            // Its URL and its policy go with it.
+            doc.urls.remove(&alias_name);
+            doc.policies.remove(&alias_name);
             Ok(())
         })
         .await?;

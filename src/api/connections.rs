@@ -189,13 +189,19 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::new());
+    let peer = stream.peer_addr().ok();
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
     });
     let tower = TowerToHyperService::new(app);
     let tracked = activity.clone();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let in_flight = tracked.request_started();
         let response = hyper::service::Service::call(&tower, request);
         async move {

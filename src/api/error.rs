@@ -37,6 +37,8 @@ pub enum ApiError {
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
+    PolicyLengthExceeded(String),
+    #[error("{0}")]
     Service(String),
     /// The server cannot take the request for now (its data disk is full, or it is
     /// shutting down): 503 `ServiceException`, which clients retry.
@@ -89,6 +91,7 @@ impl ApiError {
             }
             Self::AccessDenied(_) => "AccessDeniedException",
             Self::PreconditionFailed(_) => "PreconditionFailedException",
+            Self::PolicyLengthExceeded(_) => "PolicyLengthExceededException",
             Self::Service(_) | Self::Unavailable(_) => "ServiceException",
         }
     }
@@ -101,9 +104,9 @@ impl ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden { .. } | Self::AccessDenied(_) => StatusCode::FORBIDDEN,
             Self::ResourceConflict(_) => StatusCode::CONFLICT,
-            Self::InvalidParameterValue(_) | Self::InvalidRequestContent(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidParameterValue(_)
+            | Self::InvalidRequestContent(_)
+            | Self::PolicyLengthExceeded(_) => StatusCode::BAD_REQUEST,
             Self::RequestTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,

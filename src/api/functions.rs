@@ -124,12 +124,13 @@ pub struct UpdateConfigurationRequest {
     dead_letter_config: Option<DeadLetterInput>,
 }
 
+/// `Marker` and `MaxItems`, the paging of Lambda's list operations.
 #[derive(Deserialize)]
 pub struct ListQuery {
     #[serde(rename = "Marker")]
-    marker: Option<String>,
+    pub(super) marker: Option<String>,
     #[serde(rename = "MaxItems")]
-    max_items: Option<String>,
+    pub(super) max_items: Option<String>,
 }
 
 fn decode_zip(

@@ -24,12 +24,15 @@ mod functions;
 mod invoke;
 mod logs;
 mod mappings;
+mod policy;
 mod query;
 pub mod scope;
 mod sns;
 mod sqs;
 mod tags;
 mod unconfigured;
+mod url_front;
+mod urls;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -183,6 +186,22 @@ pub fn router(state: SharedState) -> Router {
             post(tags::tag).delete(tags::untag).get(tags::list),
         )
         .route(
+            "/2015-03-31/functions/{name}/policy",
+            post(policy::add).get(policy::get),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy/{sid}",
+            axum::routing::delete(policy::remove),
+        )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            post(urls::create)
+                .get(urls::get)
+                .put(urls::update)
+                .delete(urls::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(urls::list))
+        .route(
             "/2020-06-30/functions/{name}/code-signing-config",
             get(unconfigured::code_signing_config),
         )
@@ -214,6 +233,11 @@ pub fn router(state: SharedState) -> Router {
         .method_not_allowed_fallback(unknown_operation)
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(axum::middleware::from_fn(request_context))
+        // Function URLs are answered in their own format, before the API's authentication.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            url_front::intercept,
+        ))
         .with_state(state)
 }
 
@@ -780,6 +804,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Conflict(m) => ApiError::ResourceConflict(m),
             RegistryError::PreconditionFailed(m) => ApiError::PreconditionFailed(m),
             RegistryError::Invalid(m) => ApiError::InvalidParameterValue(m),
+            RegistryError::PolicyTooLarge(m) => ApiError::PolicyLengthExceeded(m),
             RegistryError::Internal(m) => ApiError::Service(m),
         }
     }

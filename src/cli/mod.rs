@@ -98,6 +98,10 @@ pub struct DeployArgs {
     /// to fill a batch).
     #[arg(long, default_value_t = 10, requires = "queue")]
     pub batch_size: u32,
+    /// Give the function a public URL (auth type NONE, with the permission that needs)
+    /// and print it.
+    #[arg(long)]
+    pub url: bool,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -230,7 +234,50 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     if let Some(queue) = &args.queue {
         wire_queue(&client, &name, queue, args.batch_size).await?;
     }
+    if args.url {
+        let url = public_url(&client, &name).await?;
+        eprintln!("function URL: {url}");
+    }
     Ok(())
+}
+
+/// The public URL of function `name`: its URL (made with auth type NONE if it has none),
+/// and the permission that lets everyone invoke it.
+async fn public_url(client: &Client, name: &str) -> anyhow::Result<String> {
+    let path = format!("/2021-10-31/functions/{name}/url");
+    let config = match client.get_json(&path).await {
+        Ok(config) => config,
+        Err(ClientError::Api { code, .. }) if code == "ResourceNotFoundException" => {
+            client
+                .send_json(Method::POST, &path, &json!({ "AuthType": "NONE" }))
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if config["AuthType"] == "NONE" {
+        let permission = json!({
+            "StatementId": "FunctionURLAllowPublicAccess",
+            "Action": "lambda:InvokeFunctionUrl",
+            "Principal": "*",
+            "FunctionUrlAuthType": "NONE",
+        });
+        let added = client
+            .send_json(
+                Method::POST,
+                &format!("{FUNCTIONS}/{name}/policy"),
+                &permission,
+            )
+            .await;
+        match added {
+            Ok(_) => {}
+            Err(ClientError::Api { code, .. }) if code == "ResourceConflictException" => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(config["FunctionUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// Makes `queue` (created if missing) drive function `name` through an event source

@@ -48,6 +48,20 @@ def test_deploy_prints_configuration(cli, lam, hello):
     assert lam.get_function(FunctionName=hello)["Configuration"]["CodeSha256"] == cfg["CodeSha256"]
 
 
+def test_deploy_with_url_prints_a_public_url(cli, lam, hello):
+    out = ok(deploy(cli, hello, str(HELLO), "--url"))
+    line = [l for l in out.stderr.splitlines() if l.startswith("function URL: ")]
+    assert line, out.stderr
+    url = line[0].removeprefix("function URL: ")
+    assert ".lambda-url." in url and url.endswith("/"), url
+    got = subprocess.run(["curl", "-sS", url], capture_output=True, text=True, timeout=30)
+    assert got.returncode == 0, got.stderr
+    assert "Hello" in got.stdout, got.stdout
+    # Deploying again keeps the same URL.
+    again = ok(deploy(cli, hello, str(HELLO), "--url"))
+    assert f"function URL: {url}" in again.stderr
+
+
 def test_invoke_prints_payload(cli, hello):
     ok(deploy(cli, hello))
     out = ok(cli("invoke", hello, "--payload", '{"name":"x"}'))

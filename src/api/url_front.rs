@@ -73,6 +73,8 @@ fn message(status: StatusCode, text: &str) -> Response {
 fn http(answer: HttpAnswer) -> Response {
     let mut response = (answer.status, answer.body).into_response();
     let headers = response.headers_mut();
+    // The function's headers, not the defaults of the body type.
+    headers.remove("content-type");
     for (name, value) in answer.headers.iter() {
         // Framing is the server's to set.
         if matches!(
@@ -82,9 +84,6 @@ fn http(answer: HttpAnswer) -> Response {
             continue;
         }
         headers.append(name.clone(), value.clone());
-    }
-    if !answer.headers.contains_key("content-type") {
-        headers.remove("content-type");
     }
     response
 }

@@ -247,6 +247,7 @@ def test_curl_gets_status_headers_cookies_and_the_event(url_fn, server):
                                  "--data-binary", '{"hello": "url"}')
     assert status == 200, body
     assert headers["x-echo"] == ["yes"]
+    assert headers["content-type"] == ["application/json"], headers
     assert headers["set-cookie"] == ["a=1; Path=/", "b=2; Max-Age=60"]
     assert headers["x-amzn-requestid"]
     out = json.loads(body)

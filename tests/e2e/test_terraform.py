@@ -197,12 +197,44 @@ resource "aws_sns_topic_subscription" "inbox" {{
   filter_policy        = jsonencode({{ kind = ["order"] }})
 }}
 
-# (On AWS the topic would also need an aws_lambda_permission letting sns.amazonaws.com invoke
-# the function; Shoal does not serve a function's resource policy, so the stack has none.)
+resource "aws_lambda_permission" "sns" {{
+  statement_id  = "sns"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.fn.function_name
+  principal     = "sns.amazonaws.com"
+  source_arn    = aws_sns_topic.events.arn
+}}
+
 resource "aws_sns_topic_subscription" "fn" {{
   topic_arn = aws_sns_topic.events.arn
   protocol  = "lambda"
   endpoint  = aws_lambda_function.fn.arn
+}}
+
+# A public function URL on the alias, with the permission that opens it, and CORS.
+resource "aws_lambda_function_url" "live" {{
+  function_name      = aws_lambda_function.fn.function_name
+  qualifier          = aws_lambda_alias.live.name
+  authorization_type = "NONE"
+  cors {{
+    allow_origins  = ["https://app.example"]
+    allow_methods  = ["GET", "POST"]
+    expose_headers = ["x-version"]
+    max_age        = 60
+  }}
+}}
+
+resource "aws_lambda_permission" "url" {{
+  statement_id           = "FunctionURLAllowPublicAccess"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.fn.function_name
+  qualifier              = aws_lambda_alias.live.name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}}
+
+output "url" {{
+  value = aws_lambda_function_url.live.function_url
 }}
 """
 
@@ -303,6 +335,24 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
         "deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-dlq",
         "maxReceiveCount": 3}, attrs
     assert sqs.list_queue_tags(QueueUrl=work_url)["Tags"] == {"team": "shoal"}
+
+    # The alias's URL answers a browser-like request with the function's answer and CORS.
+    url = lam.get_function_url_config(FunctionName=fn, Qualifier="live")["FunctionUrl"]
+    state = json.loads((stack / "terraform.tfstate").read_text())
+    assert state["outputs"]["url"]["value"] == url, state["outputs"]
+    got = subprocess.run(["curl", "-sS", "-H", "Origin: https://app.example",
+                          "-D", "-", url + "?from=tf"], capture_output=True, text=True, timeout=30)
+    assert got.returncode == 0, got.stderr
+    head, _, body = got.stdout.partition("\n\n")  # (text mode: \r\n read as \n)
+    assert head.startswith("HTTP/1.1 200"), got.stdout
+    assert "access-control-allow-origin: https://app.example" in head.lower(), head
+    assert head.lower().count("content-type:") == 1, head
+    echoed = json.loads(body)
+    assert echoed["version"] == "1" and echoed["echo"]["rawQueryString"] == "from=tf", echoed
+    policy = json.loads(lam.get_policy(FunctionName=fn, Qualifier="live")["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["FunctionURLAllowPublicAccess"], policy
+    assert [s["Sid"] for s in json.loads(lam.get_policy(FunctionName=fn)["Policy"])[
+        "Statement"]] == ["sns"]
 
     # The FIFO queue deduplicates by content: the same body twice is one message.
     orders_url = sqs.get_queue_url(QueueName=f"{prefix}-orders.fifo")["QueueUrl"]

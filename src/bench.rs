@@ -427,6 +427,24 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             );
         }
     }
+    // The same no-op behind a function URL (path form): the event is built and the
+    // answer made by payload format 2.0's rules.
+    let url_path = function_url_path(&client, "noop-provided").await?;
+    sequential(&client, &url_path, 50).await?; // warm up
+    let lat = sequential(&client, &url_path, args.requests).await?;
+    let (tput, busy_cpu) = throughput(&client, &url_path, args.concurrency, args.duration).await?;
+    warm_row("function URL noop-provided", &lat, tput, busy_cpu);
+    if let Some((nginx_p50, nginx_tput, client_cpu, client_busy_cpu, _)) = &nginx {
+        println!(
+            "  function URL against nginx: p50 {:.1}x nginx's, throughput {:.0}% of nginx's; \
+             shoal's CPU per request {} us sequential, {} us with {} clients",
+            lat.percentile(0.5).as_secs_f64() / nginx_p50.as_secs_f64(),
+            100.0 * tput / nginx_tput,
+            micros(lat.cpu_per_request.saturating_sub(*client_cpu)),
+            micros(busy_cpu.saturating_sub(*client_busy_cpu)),
+            args.concurrency
+        );
+    }
     drop(nginx);
     for (name, p50, cpu, busy_cpu) in &warm {
         println!(
@@ -777,6 +795,34 @@ async fn start_after(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(None)
+}
+
+/// Gives function `name` a public URL (auth type NONE and its permission); the URL's
+/// path form on this server.
+async fn function_url_path(client: &Client, name: &str) -> anyhow::Result<String> {
+    let config = client
+        .send_json(
+            Method::POST,
+            &format!("/2021-10-31/functions/{name}/url"),
+            &json!({ "AuthType": "NONE" }),
+        )
+        .await?;
+    client
+        .send_json(
+            Method::POST,
+            &format!("/2015-03-31/functions/{name}/policy"),
+            &json!({
+                "StatementId": "public", "Action": "lambda:InvokeFunctionUrl",
+                "Principal": "*", "FunctionUrlAuthType": "NONE",
+            }),
+        )
+        .await?;
+    let url = config["FunctionUrl"].as_str().unwrap_or_default();
+    let id = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('.').next())
+        .unwrap_or_default();
+    Ok(format!("{}{id}/", crate::urls::PATH_PREFIX))
 }
 
 /// Sleep of each invocation in the scale-out measurement: long enough that every

@@ -12,6 +12,7 @@ import fs from "node:fs";
 import path from "node:path";
 import util from "node:util";
 import { createRequire } from "node:module";
+import { Writable } from "node:stream";
 import { pathToFileURL } from "node:url";
 
 const env = process.env;
@@ -172,6 +173,93 @@ function postError(urlPath, error) {
   return post(urlPath, JSON.stringify(response), { [ERROR_TYPE_HEADER]: headerSafe(response.errorType) });
 }
 
+// ------------------------------------------------------------------ response streaming
+
+// As Lambda's Node runtime: `awslambda.streamifyResponse(handler)` marks a handler that
+// takes (event, responseStream, context) and writes its response as it goes;
+// `awslambda.HttpResponseStream.from(stream, {statusCode, headers, cookies})` puts the
+// HTTP prelude a function URL reads in front of the body.
+const STREAMING = Symbol.for("aws.lambda.runtime.handler.streaming");
+const HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response";
+
+globalThis.awslambda = {
+  streamifyResponse(handler) {
+    handler[STREAMING] = "response";
+    return handler;
+  },
+  HttpResponseStream: class HttpResponseStream {
+    static from(stream, prelude) {
+      stream.setContentType(HTTP_INTEGRATION);
+      stream.prelude = JSON.stringify(prelude ?? {});
+      return stream;
+    }
+  },
+};
+
+// A Writable whose bytes go to /response as one chunked POST in streaming mode; an error
+// after it began is reported in the body's trailers.
+function responseStream(urlPath) {
+  let req = null;
+  let contentType = "application/octet-stream";
+  let settle;
+  const done = new Promise((resolve) => (settle = resolve));
+  const open = () => {
+    if (req) return req;
+    req = http.request(
+      {
+        host: apiHost,
+        port: apiPort,
+        method: "POST",
+        path: urlPath,
+        agent,
+        headers: {
+          "Lambda-Runtime-Function-Response-Mode": "streaming",
+          "Transfer-Encoding": "chunked",
+          "Content-Type": contentType,
+          Trailer: "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => settle());
+        res.on("error", () => settle());
+      },
+    );
+    req.on("error", (e) => {
+      process.stdout.write(`[WARNING] Runtime API ${urlPath} failed: ${e}\n`);
+      settle();
+    });
+    if (stream.prelude !== undefined) {
+      req.write(stream.prelude);
+      req.write(Buffer.alloc(8));
+    }
+    return req;
+  };
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      open().write(chunk, callback);
+    },
+    final(callback) {
+      open().end();
+      callback();
+    },
+  });
+  stream.setContentType = (type) => {
+    contentType = type;
+  };
+  stream.fail = (error) => {
+    const body = toRapidResponse(error);
+    const r = open();
+    r.addTrailers({
+      "Lambda-Runtime-Function-Error-Type": headerSafe(body.errorType),
+      "Lambda-Runtime-Function-Error-Body": Buffer.from(JSON.stringify(body)).toString("base64"),
+    });
+    r.end();
+  };
+  stream.done = done;
+  return stream;
+}
+
 // ------------------------------------------------------------------ handler loading
 
 const require = createRequire(import.meta.url);
@@ -226,7 +314,7 @@ let current = null; // the invocation in progress: { id, onEmptyLoop }
 // a returned promise settles it; callback/context.done/succeed/fail settle it; with
 // callbackWaitsForEmptyEventLoop (default) a callback result, or a handler that never
 // answers, is delivered when the event loop is empty.
-function invoke(handler, event, headers, id) {
+function invoke(handler, event, headers, id, stream) {
   return new Promise((resolve) => {
     let finished = false;
     let waitForEmptyEventLoop = true;
@@ -277,7 +365,9 @@ function invoke(handler, event, headers, id) {
         awsRequestId: id,
         getRemainingTimeInMillis: () => deadline - Date.now(),
       };
-      const result = handler(JSON.parse(event), context, callback);
+      const result = stream
+        ? handler(JSON.parse(event), stream, context)
+        : handler(JSON.parse(event), context, callback);
       if (result && typeof result.then === "function") {
         result.then(
           (r) => done(null, r),
@@ -354,8 +444,22 @@ async function main() {
     if (traceId) env._X_AMZN_TRACE_ID = traceId;
     else delete env._X_AMZN_TRACE_ID;
 
-    const outcome = await invoke(handler, next.body.toString("utf8"), headers, id);
     const base = `${API}/invocation/${encodeURIComponent(id)}`;
+    if (handler[STREAMING] === "response") {
+      const stream = responseStream(`${base}/response`);
+      const outcome = await invoke(handler, next.body.toString("utf8"), headers, id, stream);
+      const pending = drained();
+      if (pending) await pending;
+      if ("error" in outcome) {
+        logError("Invoke Error", outcome.error);
+        stream.fail(outcome.error);
+      } else if (!stream.writableEnded) {
+        stream.end();
+      }
+      await stream.done;
+      continue;
+    }
+    const outcome = await invoke(handler, next.body.toString("utf8"), headers, id);
     let body;
     if (!("error" in outcome)) {
       try {

@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::Scope;
+use super::eventstream;
 use super::{ApiError, SharedState, read_body};
 use crate::invoke::{Invocation, InvokeOutcome, Mode, Origin};
 
@@ -78,6 +79,23 @@ fn client_context(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(value.to_string()))
 }
 
+/// The function an invoke names and the qualifier (the query's, else the name's).
+fn target(
+    scope: &Scope,
+    raw: &str,
+    query: InvokeQuery,
+) -> Result<(String, Option<String>), ApiError> {
+    let reference = super::function_ref(scope, raw)?;
+    let qualifier = query
+        .qualifier
+        .filter(|q| !q.is_empty())
+        .or(reference.qualifier);
+    if let Some(q) = qualifier.as_deref() {
+        crate::function::validate_qualifier(q)?;
+    }
+    Ok((reference.name, qualifier))
+}
+
 pub async fn invoke(
     State(state): State<SharedState>,
     scope: Scope,
@@ -86,15 +104,7 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let reference = super::function_ref(&scope, &raw)?;
-    let qualifier = query
-        .qualifier
-        .filter(|q| !q.is_empty())
-        .or(reference.qualifier);
-    let name = reference.name;
-    if let Some(q) = qualifier.as_deref() {
-        crate::function::validate_qualifier(q)?;
-    }
+    let (name, qualifier) = target(&scope, &raw, query)?;
     let mode = mode(&headers)?;
     let client_context = client_context(&headers)?;
     let (limit, operation) = match mode {
@@ -141,4 +151,155 @@ pub async fn invoke(
         }
     }
     Ok(http)
+}
+
+/// InvokeWithResponseStream (`POST /2021-11-15/functions/{name}/response-streaming-invocations`):
+/// the response as an event stream of `PayloadChunk`s as the function writes them, then
+/// one `InvokeComplete` (with the error, if the function failed, and the log tail when
+/// asked for). Errors before anything was streamed (no such function, a throttle) are
+/// answered as Invoke answers them.
+pub async fn invoke_stream(
+    State(state): State<SharedState>,
+    scope: Scope,
+    Path(raw): Path<String>,
+    Query(query): Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (name, qualifier) = target(&scope, &raw, query)?;
+    let log_tail = wants_tail(&headers)?;
+    let mode = match header(&headers, "x-amz-invocation-type") {
+        None | Some("RequestResponse") => Mode::Sync { log_tail },
+        Some("DryRun") => Mode::DryRun,
+        Some(other) => {
+            return Err(ApiError::InvalidParameterValue(format!(
+                "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: \
+                 Member must satisfy enum value set: [RequestResponse, DryRun]"
+            )));
+        }
+    };
+    let client_context = client_context(&headers)?;
+    let payload = read_body(body, PAYLOAD_MAX_BYTES, || {
+        ApiError::RequestTooLarge(format!(
+            "Request must be smaller than {PAYLOAD_MAX_BYTES} bytes for the InvokeWithResponseStream operation"
+        ))
+    })
+    .await?;
+    let invocation = Invocation::new(scope.owned_key(name.clone()), payload, mode, Origin::Api)
+        .qualifier(qualifier.clone())
+        .trace_id(header(&headers, "x-amzn-trace-id").map(str::to_string))
+        .client_context(client_context);
+    if mode == Mode::DryRun {
+        state.invoke.invoke(invocation).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let (content_type, version) =
+        match super::streamed::begin(state.invoke.clone(), invocation).await {
+            super::streamed::Began::Finished(outcome) => {
+                // Nothing was streamed: the whole answer (or the error) at once.
+                let InvokeOutcome::Completed(response) = outcome? else {
+                    return Err(ApiError::Service("the invocation did not complete".into()));
+                };
+                let version = response.executed_version.clone();
+                if response.function_error.is_none() && !response.payload.is_empty() {
+                    let _ = tx
+                        .send(eventstream::event(
+                            "PayloadChunk",
+                            "application/octet-stream",
+                            &response.payload,
+                        ))
+                        .await;
+                }
+                let _ = tx
+                    .send(complete(Ok(InvokeOutcome::Completed(response))))
+                    .await;
+                drop(tx);
+                (None, version)
+            }
+            super::streamed::Began::Streaming {
+                content_type,
+                mut tail,
+            } => {
+                tokio::spawn(async move {
+                    loop {
+                        match tail.next().await {
+                            super::streamed::Next::Chunk(chunk) => {
+                                let event = eventstream::event(
+                                    "PayloadChunk",
+                                    "application/octet-stream",
+                                    &chunk,
+                                );
+                                if tx.send(event).await.is_err() {
+                                    // The client left; the invocation runs to its end.
+                                    return;
+                                }
+                            }
+                            super::streamed::Next::End(outcome) => {
+                                let _ = tx.send(complete(outcome)).await;
+                                return;
+                            }
+                        }
+                    }
+                });
+                let document = state.registry.get(&scope.key(&name));
+                let version = document
+                    .and_then(|d| {
+                        d.primary_version(qualifier.as_deref().unwrap_or(crate::function::LATEST))
+                    })
+                    .unwrap_or_else(|| crate::function::LATEST.to_string());
+                (content_type, version)
+            }
+        };
+    let mut http = Response::new(Body::new(eventstream::ChannelBody(rx)));
+    let out = http.headers_mut();
+    out.insert(
+        "content-type",
+        HeaderValue::from_str(
+            content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        )
+        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(version) = HeaderValue::from_str(&version) {
+        out.insert("x-amz-executed-version", version);
+    }
+    Ok(http)
+}
+
+/// The `InvokeComplete` event of an outcome: the function's error type and message when
+/// it failed, the log tail when asked for.
+fn complete(outcome: super::streamed::Outcome) -> bytes::Bytes {
+    let mut body = serde_json::json!({});
+    match outcome {
+        Ok(InvokeOutcome::Completed(response)) => {
+            if response.function_error.is_some() {
+                let error: serde_json::Value =
+                    serde_json::from_slice(&response.payload).unwrap_or_default();
+                body["ErrorCode"] = error
+                    .get("errorType")
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!("Unhandled"));
+                body["ErrorDetails"] = error.get("errorMessage").cloned().unwrap_or_else(|| {
+                    serde_json::json!(String::from_utf8_lossy(&response.payload))
+                });
+            }
+            if let Some(tail) = response.log_tail {
+                body["LogResult"] =
+                    serde_json::json!(base64::engine::general_purpose::STANDARD.encode(tail));
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let error = ApiError::from(e);
+            body["ErrorCode"] = serde_json::json!(error.code());
+            body["ErrorDetails"] = serde_json::json!(error.to_string());
+        }
+    }
+    eventstream::event(
+        "InvokeComplete",
+        "application/json",
+        body.to_string().as_bytes(),
+    )
 }

@@ -19,6 +19,7 @@ mod async_config;
 mod concurrency;
 pub mod connections;
 pub mod error;
+mod eventstream;
 mod fronts;
 mod functions;
 mod invoke;
@@ -29,6 +30,7 @@ mod query;
 pub mod scope;
 mod sns;
 mod sqs;
+mod streamed;
 mod tags;
 mod unconfigured;
 mod url_front;
@@ -127,6 +129,10 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            post(invoke::invoke_stream),
         )
         .route(
             "/2015-03-31/functions/{name}/versions",
@@ -404,6 +410,15 @@ fn body_limit(method: &Method, path: &str, headers: &HeaderMap, async_max: usize
             upload: true,
             ..limit(UPLOAD_BODY_MAX, "UpdateFunctionCode")
         },
+        (
+            "POST",
+            [
+                "2021-11-15",
+                "functions",
+                _,
+                "response-streaming-invocations",
+            ],
+        ) => limit(invoke::PAYLOAD_MAX_BYTES, "InvokeWithResponseStream"),
         ("POST", ["2015-03-31", "functions", _, "invocations"]) => {
             if headers
                 .get("x-amz-invocation-type")

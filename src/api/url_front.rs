@@ -15,16 +15,20 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use serde_json::json;
 
 use super::invoke::PAYLOAD_MAX_BYTES;
+use super::streamed::{Began, Next as Piece, Tail};
 use super::{SharedState, read_body};
 use crate::function::LATEST;
 use crate::invoke::{Invocation, InvokeError, InvokeOutcome, Mode, Origin};
+
+/// The content type of a streamed answer that begins with an HTTP prelude.
+const HTTP_INTEGRATION: &str = "application/vnd.awslambda.http-integration-response";
 use crate::urls::answer::{self, HttpAnswer};
 use crate::urls::event::{HttpRequest, RequestContext, event_v2};
-use crate::urls::{AuthType, UrlConfig};
+use crate::urls::{AuthType, InvokeMode, UrlConfig};
 
 /// Takes the requests addressed to a function URL; passes every other on.
 pub async fn intercept(State(state): State<SharedState>, request: Request, next: Next) -> Response {
@@ -188,7 +192,29 @@ async fn serve(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
     );
-    let mut response = match state.invoke.invoke(invocation).await {
+    // A function may stream its answer in either mode: in BUFFERED mode it is gathered
+    // and sent whole, in RESPONSE_STREAM mode sent as it comes.
+    let outcome = match super::streamed::begin(state.invoke.clone(), invocation).await {
+        Began::Finished(outcome) => outcome,
+        Began::Streaming { content_type, tail } => {
+            let buffered = url.invoke_mode == InvokeMode::Buffered;
+            let mut response = streaming_answer(content_type, tail, buffered).await;
+            if let Some(cors) = &url.cors {
+                cors.decorate(origin.as_deref(), response.headers_mut());
+            }
+            return response;
+        }
+    };
+    let mut response = answer_of(outcome);
+    if let Some(cors) = &url.cors {
+        cors.decorate(origin.as_deref(), response.headers_mut());
+    }
+    response
+}
+
+/// The answer to a URL request of a function that answered at once (or failed).
+fn answer_of(outcome: super::streamed::Outcome) -> Response {
+    match outcome {
         Ok(InvokeOutcome::Completed(done)) if done.function_error.is_some() => {
             http(HttpAnswer::bad_gateway())
         }
@@ -211,11 +237,129 @@ async fn serve(
             let error = super::ApiError::from(e);
             message(error.status(), &error.to_string())
         }
-    };
-    if let Some(cors) = &url.cors {
-        cors.decorate(origin.as_deref(), response.headers_mut());
+    }
+}
+
+/// Where a streamed HTTP answer's prelude (JSON status, headers and cookies) ends: eight
+/// NUL bytes, as `awslambda.HttpResponseStream` writes them.
+const PRELUDE_END: [u8; 8] = [0; 8];
+/// The most of a prelude read before the stream is taken as a plain body.
+const PRELUDE_MAX: usize = 64 * 1024;
+
+/// The answer to a URL request of a function that streams: with an HTTP prelude
+/// (`application/vnd.awslambda.http-integration-response`) its status and headers, else
+/// 200 with the stream's content type; the body sent as the function writes it, or, when
+/// `buffered`, once it has all come (502 if the function failed meanwhile).
+async fn streaming_answer(
+    content_type: Option<String>,
+    mut tail: Tail,
+    buffered: bool,
+) -> Response {
+    let mut status = StatusCode::OK;
+    let mut headers = HeaderMap::new();
+    let mut first = bytes::BytesMut::new();
+    let mut ended = false;
+    if content_type.as_deref() == Some(HTTP_INTEGRATION) {
+        // Read until the prelude's end.
+        loop {
+            if let Some(at) = first.windows(8).position(|w| w == PRELUDE_END) {
+                let prelude = first.split_to(at);
+                first.advance(8);
+                match answer::from_output(&with_status(&prelude)) {
+                    Ok(parsed) => {
+                        status = parsed.status;
+                        headers = parsed.headers;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "a streamed answer's prelude is malformed")
+                    }
+                }
+                break;
+            }
+            if first.len() > PRELUDE_MAX {
+                break;
+            }
+            match tail.next().await {
+                Piece::Chunk(chunk) => first.extend_from_slice(&chunk),
+                Piece::End(outcome) => {
+                    ended = true;
+                    if !matches!(&outcome, Ok(InvokeOutcome::Completed(d)) if d.function_error.is_none())
+                    {
+                        return answer_of(outcome);
+                    }
+                    break;
+                }
+            }
+        }
+    } else if let Some(value) = content_type.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert("content-type", value);
+    }
+    if buffered {
+        while !ended {
+            match tail.next().await {
+                Piece::Chunk(chunk) => first.extend_from_slice(&chunk),
+                Piece::End(outcome) => {
+                    if !matches!(&outcome, Ok(InvokeOutcome::Completed(d)) if d.function_error.is_none())
+                    {
+                        return answer_of(outcome);
+                    }
+                    ended = true;
+                }
+            }
+        }
+        return http(HttpAnswer {
+            status,
+            headers,
+            body: first.freeze(),
+        });
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        if !first.is_empty() && tx.send(first.freeze()).await.is_err() {
+            return;
+        }
+        if ended {
+            return;
+        }
+        loop {
+            match tail.next().await {
+                Piece::Chunk(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                Piece::End(outcome) => {
+                    if let Ok(InvokeOutcome::Completed(d)) = &outcome
+                        && let Some(kind) = d.function_error
+                    {
+                        tracing::info!(kind, "a streamed URL answer ended with a function error");
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    let mut response = Response::new(axum::body::Body::new(super::eventstream::ChannelBody(rx)));
+    *response.status_mut() = status;
+    for (name, value) in headers.iter() {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection" | "keep-alive"
+        ) {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
     }
     response
+}
+
+/// A prelude as a response object: `statusCode` defaults to 200.
+fn with_status(prelude: &[u8]) -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(prelude).unwrap_or(json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.entry("statusCode").or_insert(json!(200));
+        object.remove("body");
+    }
+    value.to_string().into_bytes()
 }
 
 /// Whether the caller may invoke this URL; `requestContext.authorizer` when it is signed.

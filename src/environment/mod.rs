@@ -12,6 +12,7 @@ pub mod listener;
 pub mod output;
 pub mod peer;
 pub mod platform_api;
+pub mod response_stream;
 pub mod runtime_api;
 pub mod runtime_http;
 pub mod sandbox;
@@ -425,6 +426,8 @@ pub struct EventSpec {
     pub client_context: Option<String>,
     pub invoked_arn: String,
     pub timeout: Duration,
+    /// Where a streamed response goes as it comes (the caller asked for a stream).
+    pub stream: Option<response_stream::StreamSink>,
 }
 
 impl Environment {
@@ -479,6 +482,7 @@ impl Environment {
             client_context: event.client_context,
             invoked_arn: event.invoked_arn,
             reply: reply_tx,
+            stream: event.stream,
         };
         if self.inbox.send(dispatch).await.is_err() {
             return Err(InvokeFailure::Exited(self.exit_reason()));

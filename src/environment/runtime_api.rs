@@ -14,6 +14,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::response_stream::{STREAM_MAX_BYTES, StreamPart, StreamSink};
 use super::runtime_http::{Answer, BodyError, Connection, Head};
 
 /// Lambda's limit on a synchronous response (6 MB).
@@ -31,6 +32,14 @@ pub struct Dispatch {
     /// The ARN the caller invoked (qualified when a version or alias was named).
     pub invoked_arn: String,
     pub reply: oneshot::Sender<RuntimeOutcome>,
+    /// Where a streamed response goes as it comes (the caller asked for a stream).
+    pub stream: Option<StreamSink>,
+}
+
+/// An invocation handed to the runtime and not answered yet.
+struct Pending {
+    reply: oneshot::Sender<RuntimeOutcome>,
+    stream: Option<StreamSink>,
 }
 
 /// What the runtime reported for an invocation.
@@ -43,6 +52,12 @@ pub enum RuntimeOutcome {
     },
     /// The response exceeded [`RESPONSE_MAX_BYTES`].
     ResponseTooLarge,
+    /// A streamed response ended: the payload (whole when no one read the stream, else
+    /// empty: its pieces went to the stream), and the error its trailers reported, if any.
+    Streamed {
+        payload: Bytes,
+        error: Option<(Option<String>, Bytes)>,
+    },
 }
 
 /// The init phase, as the runtime reports it.
@@ -59,7 +74,7 @@ pub enum InitState {
 
 pub struct RuntimeApiState {
     inbox: tokio::sync::Mutex<mpsc::Receiver<Dispatch>>,
-    inflight: Mutex<HashMap<String, oneshot::Sender<RuntimeOutcome>>>,
+    inflight: Mutex<HashMap<String, Pending>>,
     pub init: watch::Sender<InitState>,
 }
 
@@ -73,7 +88,7 @@ impl RuntimeApiState {
     }
 
     /// Takes the invocation `request_id` out of the in-flight set: the caller completes it.
-    fn claim(&self, request_id: &str) -> Option<oneshot::Sender<RuntimeOutcome>> {
+    fn claim(&self, request_id: &str) -> Option<Pending> {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -81,11 +96,11 @@ impl RuntimeApiState {
     }
 
     /// Puts back an invocation whose outcome could not be read.
-    fn restore(&self, request_id: String, reply: oneshot::Sender<RuntimeOutcome>) {
+    fn restore(&self, request_id: String, pending: Pending) {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(request_id, reply);
+            .insert(request_id, pending);
     }
 }
 
@@ -129,11 +144,19 @@ async fn handle(state: &RuntimeApiState, head: Head, conn: &mut Connection) -> A
         (&Method::GET, ["invocation", "next"]) => next(state).await,
         // Bodies are read only for an invocation in flight (claimed first, so that two
         // posts for one id never both buffer a body) and only under their limits.
-        (&Method::POST, ["invocation", id, "response"]) => {
+        (&Method::POST, ["invocation", id, "response"]) if head.streaming => {
             let id = id.to_string();
-            let Some(reply) = state.claim(&id) else {
+            let Some(pending) = state.claim(&id) else {
                 return unknown_request(&id);
             };
+            stream_response(&head, conn, pending).await
+        }
+        (&Method::POST, ["invocation", id, "response"]) => {
+            let id = id.to_string();
+            let Some(pending) = state.claim(&id) else {
+                return unknown_request(&id);
+            };
+            let reply = pending.reply;
             match conn.read_body(RESPONSE_MAX_BYTES).await {
                 Ok(body) => {
                     // The invoker may have given up (timeout); the outcome then has no reader.
@@ -152,7 +175,13 @@ async fn handle(state: &RuntimeApiState, head: Head, conn: &mut Connection) -> A
                 }
                 Err(BodyError::Broken) => {
                     // The body was cut off (the connection broke): the runtime may post again.
-                    state.restore(id, reply);
+                    state.restore(
+                        id,
+                        Pending {
+                            reply,
+                            stream: pending.stream,
+                        },
+                    );
                     error(
                         StatusCode::BAD_REQUEST,
                         "InvalidRequest",
@@ -163,11 +192,13 @@ async fn handle(state: &RuntimeApiState, head: Head, conn: &mut Connection) -> A
         }
         (&Method::POST, ["invocation", id, "error"]) => {
             let id = id.to_string();
-            let Some(reply) = state.claim(&id) else {
+            let Some(pending) = state.claim(&id) else {
                 return unknown_request(&id);
             };
             let (error_type, body) = read_error(&head, conn).await;
-            let _ = reply.send(RuntimeOutcome::Error { error_type, body });
+            let _ = pending
+                .reply
+                .send(RuntimeOutcome::Error { error_type, body });
             accepted()
         }
         (&Method::POST, ["init", "error"]) => {
@@ -204,6 +235,97 @@ async fn handle(state: &RuntimeApiState, head: Head, conn: &mut Connection) -> A
             "unknown Runtime API path",
         ),
     }
+}
+
+/// Reads a streamed response (`Lambda-Runtime-Function-Response-Mode: streaming`) as it
+/// comes: each piece goes to the invocation's stream when it has one (else it is gathered
+/// into the payload), up to [`STREAM_MAX_BYTES`]; the body's trailers
+/// `Lambda-Runtime-Function-Error-Type` and `-Error-Body` (base64) report an error that
+/// happened mid-stream.
+async fn stream_response(head: &Head, conn: &mut Connection, pending: Pending) -> Answer {
+    let Pending { reply, mut stream } = pending;
+    if let Some(sink) = &stream
+        && sink
+            .send(StreamPart::Start {
+                content_type: head.content_type.clone(),
+            })
+            .await
+            .is_err()
+    {
+        // The reader is gone (its client left): the rest is read and dropped.
+        stream = None;
+    }
+    let mut gathered = bytes::BytesMut::new();
+    let mut total = 0usize;
+    let mut overflowed = false;
+    let too_large = || {
+        (
+            Some("Function.ResponseSizeTooLarge".to_string()),
+            Bytes::from(
+                serde_json::json!({
+                    "errorType": "Function.ResponseSizeTooLarge",
+                    "errorMessage": format!(
+                        "Response payload size exceeded maximum allowed payload streaming size ({STREAM_MAX_BYTES} bytes)."
+                    ),
+                })
+                .to_string(),
+            ),
+        )
+    };
+    let error = loop {
+        match conn.read_piece(STREAM_MAX_BYTES - total).await {
+            Ok(Some(piece)) if piece.is_empty() => {}
+            Ok(Some(piece)) => {
+                total += piece.len();
+                match &stream {
+                    Some(sink) => {
+                        if sink.send(StreamPart::Chunk(piece)).await.is_err() {
+                            stream = None;
+                        }
+                    }
+                    None if total <= RESPONSE_MAX_BYTES => gathered.extend_from_slice(&piece),
+                    // A buffered caller gets at most a buffered response's worth.
+                    None => overflowed = true,
+                }
+            }
+            Ok(None) => {
+                break conn
+                    .trailer("lambda-runtime-function-error-type")
+                    .map(|error_type| {
+                        let body = conn
+                            .trailer("lambda-runtime-function-error-body")
+                            .and_then(|b| {
+                                base64::Engine::decode(
+                                    &base64::engine::general_purpose::STANDARD,
+                                    b,
+                                )
+                                .ok()
+                            })
+                            .unwrap_or_default();
+                        (Some(error_type.to_string()), Bytes::from(body))
+                    });
+            }
+            Err(BodyError::TooLarge) => break Some(too_large()),
+            Err(BodyError::Broken) => {
+                break Some((
+                    Some("Runtime.StreamError".to_string()),
+                    Bytes::from_static(
+                        br#"{"errorType":"Runtime.StreamError","errorMessage":"the streamed response was cut off"}"#,
+                    ),
+                ));
+            }
+        }
+    };
+    let outcome = if overflowed && error.is_none() {
+        RuntimeOutcome::ResponseTooLarge
+    } else {
+        RuntimeOutcome::Streamed {
+            payload: gathered.freeze(),
+            error,
+        }
+    };
+    let _ = reply.send(outcome);
+    accepted()
 }
 
 fn init_error_too_late() -> Answer {
@@ -253,7 +375,13 @@ async fn next(state: &RuntimeApiState) -> Answer {
         .inflight
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(dispatch.request_id, dispatch.reply);
+        .insert(
+            dispatch.request_id,
+            Pending {
+                reply: dispatch.reply,
+                stream: dispatch.stream,
+            },
+        );
     let answer = Answer::json(StatusCode::OK, dispatch.payload)
         .header("lambda-runtime-aws-request-id", request_id)
         .and_then(|a| {

@@ -5,8 +5,9 @@
 //! whole (at most `max_buf` bytes, else 431 and the connection closes), and must be whole
 //! within `header_timeout` of the connection opening or of a later head's first byte
 //! (an idle keep-alive connection, a runtime waiting on its handler, is kept); bodies are
-//! read only when asked for, under the caller's limit, with `Content-Length` or chunked
-//! framing (trailers read and dropped) and `Expect: 100-continue`; a body left unread is
+//! read only when asked for, under the caller's limit, whole or piece by piece as it
+//! arrives (a streamed response), with `Content-Length` or chunked framing (trailers kept
+//! for the request that read them) and `Expect: 100-continue`; a body left unread is
 //! discarded before the next head, or the connection is closed when that would be
 //! costly. An answer is written with one `write` when it is small, so that a warm
 //! invocation costs the server one system call per message each way.
@@ -55,6 +56,10 @@ pub struct Head {
     pub path: String,
     /// `Lambda-Runtime-Function-Error-Type`.
     pub function_error_type: Option<String>,
+    /// `Lambda-Runtime-Function-Response-Mode: streaming`.
+    pub streaming: bool,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
     framing: Framing,
     expect_continue: bool,
     /// The client asked to close after this request (or spoke HTTP/1.0).
@@ -129,6 +134,9 @@ pub struct Connection {
     close: bool,
     /// No head was read on this connection yet.
     first: bool,
+    /// The trailers of the current request's chunked body, once it was read to its end
+    /// (names lower case).
+    trailers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,6 +158,7 @@ impl Connection {
             expect_continue: false,
             close: false,
             first: true,
+            trailers: Vec::new(),
         }
     }
 
@@ -167,6 +176,7 @@ impl Connection {
                     Framing::Chunked => Some(BodyState::Chunk(0)),
                 };
                 self.continued = false;
+                self.trailers.clear();
                 self.expect_continue = head.expect_continue;
                 self.close = head.close;
                 Some(head)
@@ -278,6 +288,56 @@ impl Connection {
         }
     }
 
+    /// The next piece of the current request's body as it arrives (at most `room` more
+    /// bytes in all), or `None` at its end; for a streamed body.
+    pub async fn read_piece(&mut self, room: usize) -> Result<Option<Bytes>, BodyError> {
+        let Some(state) = self.body else {
+            return Ok(None);
+        };
+        self.send_continue().await?;
+        match state {
+            BodyState::Length(0) => {
+                self.body = None;
+                Ok(None)
+            }
+            BodyState::Length(n) => {
+                if n > room as u64 {
+                    self.close = true;
+                    return Err(BodyError::TooLarge);
+                }
+                if self.buf.is_empty() {
+                    self.buf.reserve(READ_CHUNK);
+                    match read_some(&mut self.stream, &mut self.buf, READ_CHUNK).await {
+                        Ok(0) | Err(_) => {
+                            self.close = true;
+                            return Err(BodyError::Broken);
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                let take = (self.buf.len() as u64).min(n) as usize;
+                let left = n - take as u64;
+                self.body = (left > 0).then_some(BodyState::Length(left));
+                Ok(Some(self.buf.split_to(take).freeze()))
+            }
+            BodyState::Chunk(_) => match self.next_chunk(room).await {
+                Ok(piece) => Ok(piece),
+                Err(e) => {
+                    self.close = true;
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// The trailer `name` (lower case) of the body just read to its end.
+    pub fn trailer(&self, name: &str) -> Option<&str> {
+        self.trailers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     async fn send_continue(&mut self) -> Result<(), BodyError> {
         if self.expect_continue && !self.continued {
             self.continued = true;
@@ -305,7 +365,20 @@ impl Connection {
                 .ok_or(BodyError::Broken)?;
             if size == 0 {
                 // Trailers, up to the empty line.
-                while !self.read_line().await?.is_empty() {}
+                loop {
+                    let line = self.read_line().await?;
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = std::str::from_utf8(&line)
+                        .ok()
+                        .and_then(|l| l.split_once(':'))
+                        && self.trailers.len() < MAX_HEADERS
+                    {
+                        self.trailers
+                            .push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                    }
+                }
                 self.body = None;
                 return Ok(None);
             }
@@ -474,6 +547,8 @@ fn parse_head(bytes: &[u8]) -> Result<Head, StatusCode> {
     let mut chunked = false;
     let mut expect_continue = false;
     let mut function_error_type = None;
+    let mut streaming = false;
+    let mut content_type = None;
     for header in request.headers.iter() {
         let name = header.name;
         let value = header.value;
@@ -509,6 +584,12 @@ fn parse_head(bytes: &[u8]) -> Result<Head, StatusCode> {
             expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("lambda-runtime-function-error-type") {
             function_error_type = std::str::from_utf8(value).ok().map(str::to_string);
+        } else if name.eq_ignore_ascii_case("lambda-runtime-function-response-mode") {
+            streaming = value.trim_ascii().eq_ignore_ascii_case(b"streaming");
+        } else if name.eq_ignore_ascii_case("content-type") {
+            content_type = std::str::from_utf8(value)
+                .ok()
+                .map(|v| v.trim().to_string());
         }
     }
     // A message with both is a smuggling attempt or a broken client.
@@ -519,6 +600,8 @@ fn parse_head(bytes: &[u8]) -> Result<Head, StatusCode> {
         method,
         path,
         function_error_type,
+        streaming,
+        content_type,
         framing: if chunked {
             Framing::Chunked
         } else {

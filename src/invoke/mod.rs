@@ -106,6 +106,9 @@ pub struct Invocation {
     /// How long a throttled invocation waits for capacity before it is refused: none for
     /// a caller that gets its 429 (as on Lambda), a while for a consumer of a backlog.
     pub admission_wait: std::time::Duration,
+    /// A synchronous caller that reads the response as the function streams it (see
+    /// `crate::environment::response_stream`).
+    pub stream: Option<crate::environment::response_stream::StreamSink>,
 }
 
 impl Invocation {
@@ -120,6 +123,7 @@ impl Invocation {
             client_context: None,
             request_id: None,
             admission_wait: std::time::Duration::ZERO,
+            stream: None,
         }
     }
 
@@ -135,6 +139,12 @@ impl Invocation {
 
     pub fn client_context(mut self, client_context: Option<String>) -> Self {
         self.client_context = client_context;
+        self
+    }
+
+    /// Streams a synchronous invocation's response to `sink` as the function writes it.
+    pub fn stream(mut self, sink: crate::environment::response_stream::StreamSink) -> Self {
+        self.stream = Some(sink);
         self
     }
 

@@ -230,6 +230,7 @@ impl Runner {
                     client_context: request.client_context,
                     invoked_arn,
                     timeout: Duration::from_secs(u64::from(function.spec.timeout_s)),
+                    stream: request.stream,
                 };
                 tokio::select! {
                     biased;
@@ -337,14 +338,22 @@ impl Runner {
         oom_killed: bool,
     ) -> Ending {
         match outcome {
-            Ok(RuntimeOutcome::Response(payload)) => Ending {
+            Ok(RuntimeOutcome::Response(payload))
+            | Ok(RuntimeOutcome::Streamed {
+                payload,
+                error: None,
+            }) => Ending {
                 payload,
                 function_error: false,
                 status: None,
                 healthy: true,
                 stopped_by_shutdown: false,
             },
-            Ok(RuntimeOutcome::Error { error_type, body }) => {
+            Ok(RuntimeOutcome::Streamed {
+                error: Some((error_type, body)),
+                ..
+            })
+            | Ok(RuntimeOutcome::Error { error_type, body }) => {
                 let payload = if body.is_empty() {
                     error_payload(error_type.as_deref().unwrap_or("Unhandled"), String::new())
                 } else {

@@ -18,6 +18,20 @@ Cold start matters here, so the file imports next to nothing at start:
   something first imports it (see _LateStdlib), ``decimal`` is never imported.
 - Being imported as a module, its bytecode comes from __pycache__ (the server
   precompiles it when it starts) instead of being compiled on every start.
+
+Response streaming (Python's counterpart of Node's ``awslambda.streamifyResponse``):
+a handler that returns a generator streams its response. Each value it yields is sent
+as it comes (``bytes`` as they are, ``str`` as UTF-8, anything else as JSON). When the
+first value is a ``dict`` with a ``statusCode``, it is the HTTP prelude a function URL
+answers with (``statusCode``, ``headers``, ``cookies``), as
+``awslambda.HttpResponseStream.from`` writes it. An exception raised once streaming
+began is reported as the invocation's error (in the body's trailers)::
+
+    def handler(event, context):
+        yield {"statusCode": 200, "headers": {"content-type": "text/plain"}}
+        yield "first "
+        time.sleep(1)
+        yield "second"
 """
 
 import os
@@ -400,6 +414,45 @@ class _RuntimeApi(object):
                 "Runtime API %s returned %d: %r" % (_NEXT, status, body[:300])
             )
         return headers, body  # header names are lower-case
+
+    def stream(self, path, chunks, on_error):
+        """POSTs the pieces ``chunks`` yields (bytes, or a first ``(content_type, bytes)``
+        pair) as one chunked body in streaming mode; an exception from ``chunks`` ends
+        it with the error ``on_error()`` makes, in the trailers."""
+        if self.sock is None:
+            self.sock = self._connect()
+        sock = self.sock
+        first = next(chunks, None)
+        content_type, data = first if isinstance(first, tuple) else ("application/octet-stream", first)
+        head = (
+            "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+            "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
+            % (path, self.host_header, content_type)
+        )
+        sock.sendall(head.encode("latin-1"))
+        trailers = b""
+        try:
+            while data is not None:
+                if data:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+                data = next(chunks, None)
+        except Exception:
+            error = on_error()
+            import binascii
+
+            encoded = binascii.b2a_base64(_encode(error).encode("utf-8"), newline=False)
+            trailers = (
+                "Lambda-Runtime-Function-Error-Type: %s\r\n" % _header_safe(error["errorType"])
+            ).encode("latin-1") + b"Lambda-Runtime-Function-Error-Body: " + encoded + b"\r\n"
+        sock.sendall(b"0\r\n" + trailers + b"\r\n")
+        status, _, reply = self._read_response("POST")
+        if status != 202:
+            _write_stdout(
+                "[WARNING]\tRuntime API %s returned %d: %s\n"
+                % (path, status, reply[:300].decode("utf-8", "replace"))
+            )
 
     def post(self, path, body, headers):
         status, _, data = self.call("POST", path, body, headers)
@@ -848,6 +901,14 @@ def main():
             else:
                 event = body
             result = handler(event, context)
+            if hasattr(result, "send") and hasattr(result, "throw"):
+                flush()
+                api.stream(
+                    invocation_path + request_id + "/response",
+                    _stream_pieces(result),
+                    lambda: _logged(_exception_error(request_id)),
+                )
+                continue
             if isinstance(result, bytes):
                 payload, payload_type = result, "application/unknown"
             else:
@@ -883,6 +944,38 @@ def main():
                     "Content-Type": "application/json",
                 },
             )
+
+
+_HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response"
+
+
+def _piece(value):
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return _encode(value).encode("utf-8")
+
+
+def _stream_pieces(generator):
+    """The pieces of a streaming handler's response: first (content type, bytes), then
+    bytes; a first dict with a statusCode becomes the HTTP prelude."""
+    first = next(generator, None)
+    if isinstance(first, dict) and "statusCode" in first:
+        yield (_HTTP_INTEGRATION, _encode(first).encode("utf-8") + b"\0" * 8)
+    elif first is None:
+        yield ("application/octet-stream", b"")
+        return
+    else:
+        yield ("application/octet-stream", _piece(first))
+    for value in generator:
+        yield _piece(value)
+
+
+def _logged(error):
+    _log_error(error)
+    _flush()
+    return error
 
 
 def _run():

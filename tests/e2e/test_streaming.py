@@ -170,3 +170,45 @@ def test_a_streaming_url_sends_the_first_bytes_early(lam, streamer):
     status, headers, pieces, end = timed_read(url + "?mode=slow")
     assert status == 200 and b"".join(p for _, p in pieces) == b"first second"
     assert end - pieces[0][0] < 0.5, (pieces, end)
+
+
+PY_STREAMER = support.py_zip('''
+import time
+
+def handler(event, context):
+    mode = event.get("mode") or (event.get("queryStringParameters") or {}).get("mode", "chunks")
+    if mode == "http":
+        yield {"statusCode": 202, "headers": {"content-type": "text/plain", "x-py": "yes"},
+               "cookies": ["p=1"]}
+        yield "first "
+        time.sleep(1)
+        yield b"second"
+    elif mode == "fail":
+        yield "partial "
+        raise KeyError("mid-stream")
+    else:
+        for part in ("one\\n", "two\\n", {"three": 3}):
+            yield part
+''')
+
+
+def test_a_python_generator_streams_its_response(lam, make_fn):
+    name = make_fn(PY_STREAMER, Timeout=10)["FunctionName"]
+    chunks, complete, _ = stream_events(lam, name, {"mode": "chunks"})
+    assert b"".join(chunks) == b'one\ntwo\n{"three": 3}'
+    assert not complete.get("ErrorCode"), complete
+    chunks, complete, _ = stream_events(lam, name, {"mode": "fail"})
+    assert b"".join(chunks) == b"partial "
+    assert complete["ErrorCode"] == "KeyError", complete
+    # Through a streaming URL: the prelude's status, headers and cookies; the first bytes
+    # early.
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE",
+                                         InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
+    lam.add_permission(FunctionName=name, StatementId="public",
+                       Action="lambda:InvokeFunctionUrl", Principal="*",
+                       FunctionUrlAuthType="NONE")
+    status, headers, pieces, end = timed_read(url + "?mode=http")
+    assert status == 202, pieces
+    assert headers["x-py"] == ["yes"] and headers["set-cookie"] == ["p=1"], headers
+    assert b"".join(p for _, p in pieces) == b"first second"
+    assert end - pieces[0][0] >= 0.9, (pieces, end)

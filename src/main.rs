@@ -24,6 +24,7 @@ mod document;
 mod environment;
 mod function;
 mod invoke;
+mod layers;
 mod logs;
 mod mappings;
 mod metrics;

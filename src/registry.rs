@@ -126,14 +126,16 @@ impl Registry {
         logs: Arc<dyn LogStore>,
         code: CodeStore,
         runtimes: Arc<RuntimeCatalog>,
+        also_in_use: &[String],
     ) -> Result<Self, RegistryError> {
         let documents = functions.load_functions()?;
-        // Code no version refers to (left by updates and deletes) is removed at start,
-        // when no environment can still be running it.
+        // Code no version (and no layer version: `also_in_use`) refers to, left by updates
+        // and deletes, is removed at start, when no environment can still be running it.
         let in_use: HashSet<String> = documents
             .iter()
             .flat_map(|d| std::iter::once(&d.latest).chain(d.versions.iter()))
             .map(|r| r.code.sha256_hex.clone())
+            .chain(also_in_use.iter().cloned())
             .collect();
         code.remove_unreferenced(&in_use)
             .map_err(|e| RegistryError::Internal(e.to_string()))?;
@@ -553,5 +555,5 @@ pub fn test_registry(
     )
     .unwrap();
     let code = CodeStore::open(dir.join("code")).unwrap();
-    Arc::new(Registry::open(store.clone(), store, code, Arc::new(runtimes)).unwrap())
+    Arc::new(Registry::open(store.clone(), store, code, Arc::new(runtimes), &[]).unwrap())
 }

@@ -177,11 +177,15 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let shutdown = Arc::new(Shutdown::new());
     let scheduler = Scheduler::new(launcher, limits, metrics.clone());
     scheduler.spawn_maintenance(shutdown.signal());
+    let layers = Arc::new(
+        crate::layers::Layers::open(store.clone(), code.clone()).context("opening the layers")?,
+    );
     let registry = Arc::new(Registry::open(
         store.clone(),
         store.clone(),
         code,
         runtimes,
+        &layers.code_in_use(),
     )?);
     let control = Arc::new(Control::new(registry.clone(), scheduler.clone()));
     for document in registry.all() {
@@ -276,6 +280,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         queues,
         mappings,
         topics: topics.clone(),
+        layers,
         disk,
         async_payload_max: settings.async_payload_limit,
         arns,

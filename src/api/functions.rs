@@ -133,7 +133,7 @@ pub struct ListQuery {
     pub(super) max_items: Option<String>,
 }
 
-fn decode_zip(
+pub(super) fn decode_zip(
     zip_file: Option<String>,
     s3_bucket: Option<String>,
     image_uri: Option<String>,

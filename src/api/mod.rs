@@ -23,6 +23,7 @@ mod eventstream;
 mod fronts;
 mod functions;
 mod invoke;
+mod layers;
 mod logs;
 mod mappings;
 mod policy;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub mappings: Arc<crate::mappings::Mappings>,
     /// Topics (their deliverer runs as an event source).
     pub topics: Arc<crate::topics::TopicService>,
+    /// Lambda layers.
+    pub layers: Arc<crate::layers::Layers>,
     /// The data disk's budget: checked before async events, queue messages and code
     /// packages are written.
     pub disk: Arc<crate::disk::DiskBudget>,
@@ -198,6 +201,27 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/2015-03-31/functions/{name}/policy/{sid}",
             axum::routing::delete(policy::remove),
+        )
+        .route("/2018-10-31/layers", get(layers::list_or_find))
+        .route(
+            "/2018-10-31/layers/{name}/versions",
+            post(layers::publish).get(layers::list_versions),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}",
+            get(layers::get_version).delete(layers::delete_version),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy",
+            post(layers::add_permission).get(layers::get_policy),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy/{sid}",
+            axum::routing::delete(layers::remove_permission),
+        )
+        .route(
+            "/shoal/v1/layers/{name}/versions/{version}/content.zip",
+            get(layers::download),
         )
         .route(
             "/2021-10-31/functions/{name}/url",
@@ -405,6 +429,10 @@ fn body_limit(method: &Method, path: &str, headers: &HeaderMap, async_max: usize
         ("POST", ["2015-03-31", "functions"]) => BodyLimit {
             upload: true,
             ..limit(UPLOAD_BODY_MAX, "CreateFunction")
+        },
+        ("POST", ["2018-10-31", "layers", _, "versions"]) => BodyLimit {
+            upload: true,
+            ..limit(UPLOAD_BODY_MAX, "PublishLayerVersion")
         },
         ("PUT", ["2015-03-31", "functions", _, "code"]) => BodyLimit {
             upload: true,

@@ -48,6 +48,14 @@ pub trait FunctionStore: Send + Sync {
     fn delete_function(&self, name: &str) -> Result<(), StoreError>;
 }
 
+/// Layers, each one JSON document (all its versions) under its key (see `crate::layers`).
+pub trait LayerStore: Send + Sync {
+    /// Every layer: (key, document).
+    fn load_layers(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Writes a layer's document, committed when this returns.
+    fn put_layer(&self, key: &str, record: &str) -> Result<(), StoreError>;
+}
+
 /// What a log event costs the log budget: its message's UTF-8 bytes plus 26, CloudWatch
 /// Logs' rule for the size of an event.
 pub fn log_event_bytes(message: &str) -> u64 {

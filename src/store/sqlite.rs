@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS logs (
     bytes     INTEGER NOT NULL DEFAULT 0,
     message   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS layers (
+    key    TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -190,6 +194,30 @@ impl FunctionStore for SqliteStore {
         if deleted == 0 {
             return Err(StoreError::NotFound(name.to_string()));
         }
+        Ok(())
+    }
+}
+
+impl super::LayerStore for SqliteStore {
+    fn load_layers(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT key, record FROM layers ORDER BY key")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn put_layer(&self, key: &str, record: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO layers (key, record) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET record = excluded.record",
+                params![key, record],
+            )
+            .map_err(backend)?;
         Ok(())
     }
 }

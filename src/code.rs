@@ -113,6 +113,35 @@ impl CodeStore {
         result.map(|()| code)
     }
 
+    /// One folder holding the unpacked trees of `digests` (layers, in order: a later one's
+    /// file wins over an earlier one's at the same path), made once per list and reused;
+    /// files are hard links to the trees (copies where linking fails). Its name is a digest
+    /// of the list, which no function names: it goes at the next start, like code no one
+    /// uses, and is made again when needed.
+    pub fn merged_tree(&self, digests: &[String]) -> io::Result<PathBuf> {
+        let key = hex(&Sha256::digest(digests.join(",").as_bytes()));
+        let merged = self.root.join(&key);
+        if merged.is_dir() {
+            return Ok(merged);
+        }
+        let staging = self
+            .root
+            .join(format!(".staging-{}", uuid::Uuid::new_v4().simple()));
+        fs::create_dir_all(&staging)?;
+        let built = digests
+            .iter()
+            .try_for_each(|d| merge_into(&self.task_root(d), &staging));
+        let result = built.and_then(|()| match fs::rename(&staging, &merged) {
+            Ok(()) => Ok(()),
+            Err(_) if merged.is_dir() => Ok(()),
+            Err(e) => Err(e),
+        });
+        if staging.exists() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result.map(|()| merged)
+    }
+
     /// How many packages (zips or unpacked trees, by digest) the store holds.
     pub fn package_count(&self) -> io::Result<usize> {
         let mut digests = std::collections::HashSet::new();
@@ -148,6 +177,35 @@ impl CodeStore {
         }
         Ok(())
     }
+}
+
+/// Copies the tree at `from` into `into` (folders made, files hard-linked or copied,
+/// links recreated), replacing what is there.
+fn merge_into(from: &Path, into: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = into.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            if target.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+                fs::remove_file(&target)?;
+            }
+            fs::create_dir_all(&target)?;
+            merge_into(&entry.path(), &target)?;
+            continue;
+        }
+        match target.symlink_metadata() {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&target)?,
+            Ok(_) => fs::remove_file(&target)?,
+            Err(_) => {}
+        }
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+        } else if fs::hard_link(entry.path(), &target).is_err() {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -548,6 +606,43 @@ mod tests {
         assert_eq!(fs::read(root.join("lib/a.txt")).unwrap(), b"a");
         let entries = fs::read_dir(dir.path().join("code")).unwrap().count();
         assert_eq!(entries, 2, "one zip and one tree");
+    }
+
+    #[test]
+    fn layers_merge_in_order_and_the_merged_tree_goes_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(dir.path().join("code")).unwrap();
+        let first = store
+            .put(&zip_of(&[
+                ("python/a.py", b"first", 0o644),
+                ("python/only_first.py", b"1", 0o644),
+                ("bin/tool", b"#!/bin/sh\n", 0o755),
+            ]))
+            .unwrap();
+        let second = store
+            .put(&zip_of(&[("python/a.py", b"second", 0o644)]))
+            .unwrap();
+        let digests = vec![first.sha256_hex.clone(), second.sha256_hex.clone()];
+        let merged = store.merged_tree(&digests).unwrap();
+        assert_eq!(fs::read(merged.join("python/a.py")).unwrap(), b"second");
+        assert_eq!(fs::read(merged.join("python/only_first.py")).unwrap(), b"1");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(merged.join("bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        // The layers' own trees are untouched; the same list gives the same folder.
+        assert_eq!(
+            fs::read(store.task_root(&first.sha256_hex).join("python/a.py")).unwrap(),
+            b"first"
+        );
+        assert_eq!(store.merged_tree(&digests).unwrap(), merged);
+        // At start, with the layers in use, the merged folder goes (it is made again).
+        let in_use = digests.iter().cloned().collect();
+        store.remove_unreferenced(&in_use).unwrap();
+        assert!(!merged.exists());
+        assert!(store.task_root(&first.sha256_hex).is_dir());
     }
 
     #[test]

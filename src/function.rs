@@ -75,6 +75,17 @@ pub struct FunctionSpec {
     /// The region the function lives in; `None` is the data directory's home region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Its layers, in order (later ones win where paths meet), unpacked under `/opt`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRef>,
+}
+
+/// A layer version a function uses: its ARN and its code (kept while the function holds
+/// it, even once the layer version is deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub arn: String,
+    pub code: CodeRef,
 }
 
 impl FunctionSpec {
@@ -461,6 +472,13 @@ impl FunctionRecord {
         if let Some(target) = &spec.dead_letter_target {
             config["DeadLetterConfig"] = serde_json::json!({ "TargetArn": target });
         }
+        if !spec.layers.is_empty() {
+            config["Layers"] = spec
+                .layers
+                .iter()
+                .map(|l| serde_json::json!({ "Arn": l.arn, "CodeSize": l.code.size }))
+                .collect();
+        }
         config
     }
 }
@@ -484,6 +502,7 @@ pub fn sample_record(name: &str, version: &str, code: &str) -> FunctionRecord {
             dead_letter_target: None,
             network: NetworkMode::None,
             region: None,
+            layers: Vec::new(),
         },
         code: CodeRef {
             sha256_hex: code.into(),

@@ -71,6 +71,8 @@ pub struct ConfigPatch {
     pub environment: Option<BTreeMap<String, String>>,
     /// `Some("")` removes the dead-letter target.
     pub dead_letter_target: Option<String>,
+    /// `Some(vec![])` removes every layer.
+    pub layers: Option<Vec<crate::function::LayerRef>>,
 }
 
 pub struct Registry {
@@ -134,7 +136,10 @@ impl Registry {
         let in_use: HashSet<String> = documents
             .iter()
             .flat_map(|d| std::iter::once(&d.latest).chain(d.versions.iter()))
-            .map(|r| r.code.sha256_hex.clone())
+            .flat_map(|r| {
+                std::iter::once(r.code.sha256_hex.clone())
+                    .chain(r.spec.layers.iter().map(|l| l.code.sha256_hex.clone()))
+            })
             .chain(also_in_use.iter().cloned())
             .collect();
         code.remove_unreferenced(&in_use)
@@ -401,6 +406,9 @@ impl Registry {
                 }
                 if let Some(v) = patch.dead_letter_target {
                     spec.dead_letter_target = (!v.is_empty()).then_some(v);
+                }
+                if let Some(v) = patch.layers {
+                    spec.layers = v;
                 }
                 latest.last_modified_ms = now_ms();
                 latest.revision_id = new_revision();

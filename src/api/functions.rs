@@ -176,13 +176,54 @@ pub(super) fn decode_zip(
     Ok(zip)
 }
 
-fn reject_layers(layers: &Option<Vec<String>>) -> Result<(), ApiError> {
-    match layers {
-        Some(layers) if !layers.is_empty() => Err(ApiError::InvalidParameterValue(
-            "Layers are not supported by this server".into(),
-        )),
-        _ => Ok(()),
+/// Lambda's limit on the layers of a function.
+const LAYERS_MAX: usize = 5;
+
+/// The layer versions `arns` name, in order: each must exist in this account and region,
+/// at most five, and no layer twice.
+fn resolve_layers(
+    state: &SharedState,
+    scope: &Scope,
+    arns: Option<Vec<String>>,
+) -> Result<Option<Vec<function::LayerRef>>, ApiError> {
+    let Some(arns) = arns else {
+        return Ok(None);
+    };
+    if arns.len() > LAYERS_MAX {
+        return Err(ApiError::InvalidParameterValue(format!(
+            "Cannot reference more than {LAYERS_MAX} layers."
+        )));
     }
+    let mut layers = Vec::with_capacity(arns.len());
+    let mut seen = std::collections::HashSet::new();
+    for arn in arns {
+        let missing =
+            || ApiError::InvalidParameterValue(format!("Layer version {arn} does not exist."));
+        let Some((region, account, name, version)) = crate::layers::parse_version_arn(&arn) else {
+            return Err(ApiError::InvalidParameterValue(format!(
+                "1 validation error detected: Value '[{arn}]' at 'layers' failed to satisfy constraint: \
+                 Member must satisfy constraint: [Member must satisfy regular expression pattern: \
+                 arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{{12}}:layer:[a-zA-Z0-9-_]+:[0-9]+]"
+            )));
+        };
+        if account != scope.account_id || region != scope.region {
+            return Err(missing());
+        }
+        if !seen.insert(name.to_string()) {
+            return Err(ApiError::InvalidParameterValue(
+                "Two different versions of the same layer are not allowed to be referenced in the same function. \
+                 Please check the layers you provided."
+                    .into(),
+            ));
+        }
+        let code = state
+            .layers
+            .get(&scope.key(name))
+            .and_then(|d| d.versions.get(&version).map(|v| v.code.clone()))
+            .ok_or_else(missing)?;
+        layers.push(function::LayerRef { arn, code });
+    }
+    Ok(Some(layers))
 }
 
 fn environment_of(
@@ -288,7 +329,7 @@ pub async fn create(
             "PackageType Image is not supported by this server; use Zip".into(),
         ));
     }
-    reject_layers(&request.layers)?;
+    let layers = resolve_layers(&state, &scope, request.layers)?.unwrap_or_default();
     let (Some(runtime), Some(handler)) = (request.runtime, request.handler) else {
         return Err(ApiError::InvalidParameterValue(
             "Runtime and Handler are mandatory parameters for functions created with deployment packages.".into(),
@@ -342,6 +383,7 @@ pub async fn create(
             .filter(|t| !t.is_empty()),
         network: Default::default(),
         region: (!scope.is_home()).then(|| scope.region.clone()),
+        layers,
     };
     let name = spec.name.clone();
     let document = state.registry.create(spec, tags, zip).await?;
@@ -519,7 +561,7 @@ pub async fn update_configuration(
     let body = read_body(body, super::SMALL_BODY_MAX, small_too_large).await?;
     let request: UpdateConfigurationRequest = parse_json(&body)?;
     latest_for_update(&state, &scope, &name, request.revision_id.as_deref())?;
-    reject_layers(&request.layers)?;
+    let layers = resolve_layers(&state, &scope, request.layers)?;
     if let Some(handler) = &request.handler {
         function::validate_handler(handler)?;
     }
@@ -545,6 +587,7 @@ pub async fn update_configuration(
             .transpose()?,
         environment: environment_of(request.environment)?,
         dead_letter_target: dead_letter_target(&state, request.dead_letter_config)?,
+        layers,
     };
     let document = state
         .registry

@@ -120,6 +120,20 @@ impl Launcher {
         )
         .into();
         let host_task_root = self.code.task_root(&function.code.sha256_hex);
+        let host_opt = if spec.layers.is_empty() {
+            None
+        } else {
+            let code = self.code.clone();
+            let digests: Vec<String> = spec
+                .layers
+                .iter()
+                .map(|l| l.code.sha256_hex.clone())
+                .collect();
+            let merged = tokio::task::spawn_blocking(move || code.merged_tree(&digests))
+                .await
+                .map_err(|e| StartError::Io(std::io::Error::other(e)))??;
+            Some(merged)
+        };
         let dir = self.envs_dir.join(&id);
         let host_tmp = dir.join("tmp");
         tokio::fs::create_dir_all(&host_tmp).await?;
@@ -129,6 +143,7 @@ impl Launcher {
             tmp: host_tmp,
             runtime_api: None,
             platform_api: None,
+            opt: host_opt.clone(),
         };
         let layout = self.sandbox.layout(&host);
         let task_root = layout.task_root.clone();
@@ -230,6 +245,9 @@ impl Launcher {
         if let Some(execution_env) = &launch.execution_env {
             env.push(("AWS_EXECUTION_ENV".to_string(), execution_env.clone()));
         }
+        if let Some(opt) = &layout.opt {
+            layer_paths(&mut env, opt, &spec.runtime);
+        }
         let launch_spec = LaunchSpec {
             id: id.clone(),
             program: launch.program.clone(),
@@ -239,6 +257,7 @@ impl Launcher {
             env_dir: dir.clone(),
             host_task_root,
             host_runtimes_root: host.runtimes_root.clone(),
+            host_opt,
             memory_mb: spec.memory_mb,
             ephemeral_mb: spec.ephemeral_storage_mb,
             network: spec.network,
@@ -419,6 +438,37 @@ pub struct Environment {
 }
 
 /// One event for [`Environment::invoke`].
+/// The search paths of a function's layers at `opt`, as Lambda sets them: Python's
+/// `python` and `python/lib/pythonX.Y/site-packages` (PYTHONPATH), Node's
+/// `nodejs/nodeNN/node_modules` and `nodejs/node_modules` (NODE_PATH), `bin` (PATH) and
+/// `lib` (LD_LIBRARY_PATH); a variable the function sets itself comes first.
+fn layer_paths(env: &mut Vec<(String, String)>, opt: &std::path::Path, runtime: &str) {
+    let at = |p: &str| opt.join(p).display().to_string();
+    let mut python = vec![at("python")];
+    if let Some(version) = runtime.strip_prefix("python") {
+        python.insert(0, at(&format!("python/lib/python{version}/site-packages")));
+    }
+    let mut node = vec![at("nodejs/node_modules")];
+    if let Some(major) = runtime
+        .strip_prefix("nodejs")
+        .and_then(|v| v.strip_suffix(".x"))
+    {
+        node.insert(0, at(&format!("nodejs/node{major}/node_modules")));
+    }
+    let additions = [
+        ("PYTHONPATH", python.join(":")),
+        ("NODE_PATH", node.join(":")),
+        ("PATH", at("bin")),
+        ("LD_LIBRARY_PATH", at("lib")),
+    ];
+    for (name, value) in additions {
+        match env.iter_mut().rev().find(|(k, _)| k == name) {
+            Some((_, existing)) => *existing = format!("{existing}:{value}"),
+            None => env.push((name.to_string(), value)),
+        }
+    }
+}
+
 pub struct EventSpec {
     pub request_id: String,
     pub payload: Bytes,

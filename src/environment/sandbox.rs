@@ -29,6 +29,8 @@ pub struct LaunchSpec {
     /// Host paths of the function's code and of the shipped runtime loops.
     pub host_task_root: PathBuf,
     pub host_runtimes_root: PathBuf,
+    /// The function's layers merged into one folder (mounted at `/opt`), if it has any.
+    pub host_opt: Option<PathBuf>,
     pub memory_mb: u32,
     pub ephemeral_mb: u32,
     /// What the environment's network reaches (isolating sandboxes only).
@@ -49,6 +51,8 @@ pub struct Layout {
     /// The platform API endpoint's address (`AWS_ENDPOINT_URL`'s) when the sandbox
     /// provides the listener itself.
     pub platform_api: Option<String>,
+    /// Where the function's layers are (`/opt` in a sandbox), when it has any.
+    pub opt: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

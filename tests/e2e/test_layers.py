@@ -134,3 +134,89 @@ def test_layers_survive_a_restart(own_server, client_for, unique_name):
     with urllib.request.urlopen(got["Content"]["Location"], timeout=10) as r:
         assert r.read() == LAYER_ZIP
     assert publish(lam, name)["Version"] == 3
+
+
+# --------------------------------------------------------------------------- functions
+
+PY_APP = support.py_zip('''
+import os, shoal_layer_mod
+
+def handler(event, context):
+    return {"value": shoal_layer_mod.VALUE, "tool": open("/opt/bin/tool.txt").read()
+            if os.path.exists("/opt/bin/tool.txt") else None}
+''')
+
+NODE_APP = support.zip_files({"index.js": '''
+const pkg = require("shoal-layer-pkg");
+exports.handler = async () => ({ value: pkg.value, overridden: require("shoal-layer-pkg/extra").extra });
+'''})
+
+NODE_LAYER_1 = support.zip_files({
+    "nodejs/node_modules/shoal-layer-pkg/index.js": "module.exports = { value: 'node layer' };\n",
+    "nodejs/node_modules/shoal-layer-pkg/extra.js": "module.exports = { extra: 'first' };\n",
+})
+NODE_LAYER_2 = support.zip_files({
+    "nodejs/node_modules/shoal-layer-pkg/extra.js": "module.exports = { extra: 'second' };\n",
+})
+PY_LAYER = support.zip_files({
+    "python/shoal_layer_mod.py": "VALUE = 'from a layer'\n",
+    "bin/tool.txt": "a tool",
+})
+
+
+def test_functions_use_their_layers_under_opt(lam, make_fn, layer_name, unique_name):
+    py_layer = lam.publish_layer_version(LayerName=layer_name,
+                                         Content={"ZipFile": PY_LAYER})["LayerVersionArn"]
+    fn = make_fn(PY_APP, Layers=[py_layer])
+    assert fn["Layers"] == [{"Arn": py_layer, "CodeSize": len(PY_LAYER)}], fn
+    out = support.invoke(lam, fn["FunctionName"], {})
+    assert "FunctionError" not in out, out["raw"]
+    assert out["json"]["value"] == "from a layer", out["json"]
+
+    # Node: a package from one layer, a file of it replaced by a later layer.
+    node_a, node_b = unique_name("nl-a"), unique_name("nl-b")
+    arn_a = lam.publish_layer_version(LayerName=node_a,
+                                      Content={"ZipFile": NODE_LAYER_1})["LayerVersionArn"]
+    arn_b = lam.publish_layer_version(LayerName=node_b,
+                                      Content={"ZipFile": NODE_LAYER_2})["LayerVersionArn"]
+    try:
+        node = make_fn(NODE_APP, runtime=support.NODE_RUNTIME, handler="index.handler",
+                       Layers=[arn_a, arn_b])["FunctionName"]
+        out = support.invoke(lam, node, {})
+        assert out["json"] == {"value": "node layer", "overridden": "second"}, out["raw"]
+        # Deleting the layer versions keeps the function working (it keeps their code).
+        lam.delete_layer_version(LayerName=node_a, VersionNumber=1)
+        lam.delete_layer_version(LayerName=node_b, VersionNumber=1)
+        lam.update_function_configuration(FunctionName=node, Environment={"Variables": {"CHANGED": "1"}})
+        out = support.invoke(lam, node, {})
+        assert out["json"] == {"value": "node layer", "overridden": "second"}, out["raw"]
+        assert [l["Arn"] for l in lam.get_function_configuration(FunctionName=node)["Layers"]] \
+            == [arn_a, arn_b]
+    finally:
+        for name in (node_a, node_b):
+            for v in lam.list_layer_versions(LayerName=name)["LayerVersions"]:
+                lam.delete_layer_version(LayerName=name, VersionNumber=v["Version"])
+
+    # Layers are removed by an update with an empty list.
+    lam.update_function_configuration(FunctionName=fn["FunctionName"], Layers=[])
+    assert "Layers" not in lam.get_function_configuration(FunctionName=fn["FunctionName"])
+    out = support.invoke(lam, fn["FunctionName"], {})
+    assert out.get("FunctionError") == "Unhandled", out["raw"]
+
+
+def test_bad_layer_lists_are_refused(lam, make_fn, layer_name):
+    arn = lam.publish_layer_version(LayerName=layer_name,
+                                    Content={"ZipFile": PY_LAYER})["LayerVersionArn"]
+    two = lam.publish_layer_version(LayerName=layer_name,
+                                    Content={"ZipFile": PY_LAYER})["LayerVersionArn"]
+
+    def code(layers):
+        e = support.client_error(lam.create_function, FunctionName=support.unique_name("bad"),
+                                 Runtime=support.PY_RUNTIME, Handler="app.handler",
+                                 Role=support.ROLE, Code={"ZipFile": PY_APP}, Layers=layers)
+        return e.response["Error"]["Code"], e.response["Error"]["Message"]
+
+    assert code([arn + "0"])[0] == "InvalidParameterValueException"
+    assert "does not exist" in code([arn[:-1] + "9"])[1]
+    assert "same layer" in code([arn, two])[1]
+    assert code([arn] * 6)[0] == "InvalidParameterValueException"

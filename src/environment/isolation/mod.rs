@@ -201,6 +201,13 @@ impl NamespaceSandbox {
             target: plan::RUNTIMES_ROOT.into(),
             writable: false,
         });
+        if let Some(opt) = &spec.host_opt {
+            mounts.push(Mount {
+                source: opt.clone(),
+                target: plan::OPT.into(),
+                writable: false,
+            });
+        }
         // The Node SDK, where Node's package lookup from /var/task finds it.
         if let Some(modules) = crate::sdk::node_modules(&spec.host_runtimes_root) {
             mounts.push(Mount {
@@ -260,13 +267,14 @@ impl Sandbox for NamespaceSandbox {
         self.spares.close();
     }
 
-    fn layout(&self, _host: &Layout) -> Layout {
+    fn layout(&self, host: &Layout) -> Layout {
         Layout {
             task_root: plan::TASK_ROOT.into(),
             runtimes_root: plan::RUNTIMES_ROOT.into(),
             tmp: plan::TMP.into(),
             runtime_api: Some(plan::RUNTIME_API_ADDR.into()),
             platform_api: Some(plan::PLATFORM_API_ADDR.into()),
+            opt: host.opt.as_ref().map(|_| plan::OPT.into()),
         }
     }
 

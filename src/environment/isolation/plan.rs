@@ -48,6 +48,8 @@ pub const SYSTEM_PATHS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", 
 
 /// The sandbox's view of an environment.
 pub const TASK_ROOT: &str = "/var/task";
+/// Where a function's layers are.
+pub const OPT: &str = "/opt";
 pub const RUNTIMES_ROOT: &str = "/var/runtime";
 /// The Node SDK's packages: the `node_modules` folder next to the task root.
 pub const NODE_SDK: &str = "/var/node_modules";

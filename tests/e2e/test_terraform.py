@@ -129,6 +129,24 @@ resource "aws_lambda_function" "fn" {{
   tags             = {{ team = "shoal" }}
 }}
 
+# A layer, and a function that imports a module from it.
+resource "aws_lambda_layer_version" "deps" {{
+  layer_name          = "{prefix}-deps"
+  filename            = "layer.zip"
+  source_code_hash    = filebase64sha256("layer.zip")
+  compatible_runtimes = ["python3.12"]
+}}
+
+resource "aws_lambda_function" "layered" {{
+  function_name    = "{prefix}-layered"
+  role             = "arn:aws:iam::{account}:role/terraform"
+  runtime          = "python3.12"
+  handler          = "uses_layer.handler"
+  filename         = "layered.zip"
+  source_code_hash = filebase64sha256("layered.zip")
+  layers           = [aws_lambda_layer_version.deps.arn]
+}}
+
 resource "aws_lambda_alias" "live" {{
   name             = "live"
   function_name    = aws_lambda_function.fn.function_name
@@ -302,6 +320,11 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     stack.mkdir()
     prefix = support.unique_name("tf")
     (stack / "fn.zip").write_bytes(support.py_zip(HANDLER))
+    (stack / "layer.zip").write_bytes(support.zip_files(
+        {"python/tf_layer_mod.py": "GREETING = 'hello from a terraform layer'\n"}))
+    (stack / "layered.zip").write_bytes(support.py_zip(
+        "import tf_layer_mod\n\ndef handler(event, context):\n"
+        "    return tf_layer_mod.GREETING\n", module="uses_layer"))
     (stack / "main.tf").write_text(STACK.format(
         version=VERSION, region=REGION, endpoint=endpoint, prefix=prefix, account=ACCOUNT))
     cli_config = tmp_path / "cli.tfrc"
@@ -335,6 +358,13 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
         "deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-dlq",
         "maxReceiveCount": 3}, attrs
     assert sqs.list_queue_tags(QueueUrl=work_url)["Tags"] == {"team": "shoal"}
+
+    # The layered function imports its module from the layer at /opt/python.
+    out = support.invoke(lam, f"{prefix}-layered", {})
+    assert out["json"] == "hello from a terraform layer", out["raw"]
+    layer_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{prefix}-deps:1"
+    assert [l["Arn"] for l in lam.get_function_configuration(
+        FunctionName=f"{prefix}-layered")["Layers"]] == [layer_arn]
 
     # The alias's URL answers a browser-like request with the function's answer and CORS.
     url = lam.get_function_url_config(FunctionName=fn, Qualifier="live")["FunctionUrl"]
@@ -404,6 +434,7 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
     assert fn not in names, names
     assert sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
+    assert lam.list_layer_versions(LayerName=f"{prefix}-deps")["LayerVersions"] == []
     assert topic not in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
     assert [s for s in sns.list_subscriptions()["Subscriptions"] if s["TopicArn"] == topic] == []
     assert lam.list_event_source_mappings(

@@ -142,6 +142,13 @@ impl CodeStore {
         result.map(|()| merged)
     }
 
+    /// The unzipped size a stored package declares (its entries' sizes, as checked
+    /// against [`UNZIPPED_MAX_BYTES`] when it was stored).
+    pub fn unzipped_size(&self, sha256_hex: &str) -> Result<u64, CodeError> {
+        let file = fs::File::open(self.zip_path(sha256_hex))?;
+        declared_size(zip::ZipArchive::new(io::BufReader::new(file)).map_err(corrupt)?)
+    }
+
     /// How many packages (zips or unpacked trees, by digest) the store holds.
     pub fn package_count(&self) -> io::Result<usize> {
         let mut digests = std::collections::HashSet::new();
@@ -290,6 +297,22 @@ fn footprint(size: u64) -> u64 {
 /// it. Links are made as they come and checked once everything is in place, by
 /// resolving each target through the tree as the kernel would (links to links
 /// included): a target that would leave the tree refuses the package.
+/// The sum of the sizes a zip's entries declare.
+fn declared_size<R: io::Read + io::Seek>(
+    mut archive: zip::ZipArchive<R>,
+) -> Result<u64, CodeError> {
+    let mut total: u64 = 0;
+    for i in 0..archive.len() {
+        total = total.saturating_add(archive.by_index_raw(i).map_err(corrupt)?.size());
+    }
+    Ok(total)
+}
+
+/// The unzipped size a zip declares.
+pub fn unzipped_size_of(zip_bytes: &[u8]) -> Result<u64, CodeError> {
+    declared_size(zip::ZipArchive::new(Cursor::new(zip_bytes)).map_err(corrupt)?)
+}
+
 fn unpack(zip_bytes: &[u8], dest: &Path) -> Result<(), CodeError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes)).map_err(corrupt)?;
     let mut declared: u64 = 0;

@@ -176,6 +176,37 @@ pub(super) fn decode_zip(
     Ok(zip)
 }
 
+/// Refuses code that would pass Lambda's unzipped limit together with its layers.
+fn check_with_layers(
+    state: &SharedState,
+    code_unzipped: u64,
+    layers: &[function::LayerRef],
+) -> Result<(), ApiError> {
+    if layers.is_empty() {
+        return Ok(());
+    }
+    let mut total = code_unzipped;
+    for layer in layers {
+        total += state
+            .registry
+            .code_store()
+            .unzipped_size(&layer.code.sha256_hex)
+            .map_err(|e| ApiError::Service(format!("reading a layer's size failed: {e}")))?;
+    }
+    if total > crate::code::UNZIPPED_MAX_BYTES {
+        return Err(ApiError::InvalidParameterValue(format!(
+            "Function code combined with layers exceeds the maximum allowed size of {} bytes. \
+             The actual size is {total} bytes.",
+            crate::code::UNZIPPED_MAX_BYTES
+        )));
+    }
+    Ok(())
+}
+
+fn unzipped(zip: &[u8]) -> Result<u64, ApiError> {
+    crate::code::unzipped_size_of(zip).map_err(|e| ApiError::InvalidParameterValue(e.to_string()))
+}
+
 /// Lambda's limit on the layers of a function.
 const LAYERS_MAX: usize = 5;
 
@@ -364,6 +395,7 @@ pub async fn create(
         .code
         .ok_or_else(|| ApiError::InvalidParameterValue("Code is a required parameter".into()))?;
     let zip = decode_zip(code.zip_file, code.s3_bucket, code.image_uri)?;
+    check_with_layers(&state, unzipped(&zip)?, &layers)?;
     state.disk.check(
         crate::code::stored_bytes(&zip),
         "a code package and its unpacked files",
@@ -532,6 +564,7 @@ pub async fn update_code(
         function::validate_architecture(architectures)?;
     }
     let zip = decode_zip(request.zip_file, request.s3_bucket, request.image_uri)?;
+    check_with_layers(&state, unzipped(&zip)?, &current.spec.layers)?;
     if request.dry_run == Some(true) {
         return Ok(Json(configuration(&scope, &current)));
     }
@@ -560,8 +593,16 @@ pub async fn update_configuration(
     let name = function_name(&scope, &raw)?;
     let body = read_body(body, super::SMALL_BODY_MAX, small_too_large).await?;
     let request: UpdateConfigurationRequest = parse_json(&body)?;
-    latest_for_update(&state, &scope, &name, request.revision_id.as_deref())?;
+    let current = latest_for_update(&state, &scope, &name, request.revision_id.as_deref())?;
     let layers = resolve_layers(&state, &scope, request.layers)?;
+    if let Some(layers) = &layers {
+        let code = state
+            .registry
+            .code_store()
+            .unzipped_size(&current.code.sha256_hex)
+            .map_err(|e| ApiError::Service(format!("reading the code's size failed: {e}")))?;
+        check_with_layers(&state, code, layers)?;
+    }
     if let Some(handler) = &request.handler {
         function::validate_handler(handler)?;
     }

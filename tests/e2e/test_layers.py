@@ -220,3 +220,23 @@ def test_bad_layer_lists_are_refused(lam, make_fn, layer_name):
     assert "does not exist" in code([arn[:-1] + "9"])[1]
     assert "same layer" in code([arn, two])[1]
     assert code([arn] * 6)[0] == "InvalidParameterValueException"
+
+
+def test_code_and_layers_together_stay_within_250_mb(lam, make_fn, layer_name):
+    """Lambda's unzipped limit counts a function's code and its layers together."""
+    mb = 1024 * 1024
+    big_layer = support.zip_files({"python/blob.bin": b"\0" * (150 * mb)})
+    arn = lam.publish_layer_version(LayerName=layer_name,
+                                    Content={"ZipFile": big_layer})["LayerVersionArn"]
+    big_code = support.zip_files({"app.py": "def handler(e, c):\n    return 1\n",
+                                  "blob.bin": b"\0" * (120 * mb)})
+    e = support.client_error(lam.create_function, FunctionName=support.unique_name("big"),
+                             Runtime=support.PY_RUNTIME, Handler="app.handler",
+                             Role=support.ROLE, Code={"ZipFile": big_code}, Layers=[arn])
+    assert e.response["Error"]["Code"] == "InvalidParameterValueException", e.response
+    assert "combined with layers exceeds the maximum allowed size of 262144000" in \
+        e.response["Error"]["Message"], e.response
+    # A small function takes the layer; its code cannot then grow past the limit.
+    fn = make_fn(PY_APP, Layers=[arn])["FunctionName"]
+    e = support.client_error(lam.update_function_code, FunctionName=fn, ZipFile=big_code)
+    assert "combined with layers" in e.response["Error"]["Message"], e.response

@@ -604,6 +604,19 @@ async fn upload_slot(
 /// client declares the payload's hash (`x-amz-content-sha256`) the signature is checked
 /// over that too, and the body, once read, must match it. Otherwise the body (within
 /// the route's limit) is read and hashed, then the signature is checked.
+/// A request's headers as SigV4 reads them: names and values as received.
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn authenticate(
     state: &SharedState,
     limit: BodyLimit,
@@ -616,21 +629,11 @@ async fn authenticate(
     // The configured keys, then the temporary credentials of live environments.
     let keys = &(configured, &*state.credentials);
     let (parts, body) = request.into_parts();
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).to_string(),
-            )
-        })
-        .collect();
     let mut signed = crate::sigv4::RequestParts {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         query: parts.uri.query().unwrap_or(""),
-        headers,
+        headers: header_pairs(&parts.headers),
         payload_sha256: String::new(),
     };
     let now = crate::timefmt::now_ms() / 1000;

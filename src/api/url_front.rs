@@ -76,20 +76,22 @@ fn message(status: StatusCode, text: &str) -> Response {
 
 fn http(answer: HttpAnswer) -> Response {
     let mut response = (answer.status, answer.body).into_response();
-    let headers = response.headers_mut();
     // The function's headers, not the defaults of the body type.
-    headers.remove("content-type");
-    for (name, value) in answer.headers.iter() {
-        // Framing is the server's to set.
-        if matches!(
+    response.headers_mut().remove("content-type");
+    copy_headers(&answer.headers, response.headers_mut());
+    response
+}
+
+/// Copies a function's answer headers, less those of the framing (the server's to set).
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !matches!(
             name.as_str(),
             "content-length" | "transfer-encoding" | "connection" | "keep-alive"
         ) {
-            continue;
+            to.append(name.clone(), value.clone());
         }
-        headers.append(name.clone(), value.clone());
     }
-    response
 }
 
 async fn serve(
@@ -341,14 +343,7 @@ async fn streaming_answer(
     });
     let mut response = Response::new(axum::body::Body::new(super::eventstream::ChannelBody(rx)));
     *response.status_mut() = status;
-    for (name, value) in headers.iter() {
-        if !matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "connection" | "keep-alive"
-        ) {
-            response.headers_mut().append(name.clone(), value.clone());
-        }
-    }
+    copy_headers(&headers, response.headers_mut());
     response
 }
 
@@ -396,7 +391,7 @@ fn authorize(
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
                 query: parts.uri.query().unwrap_or(""),
-                headers: header_pairs(&parts.headers),
+                headers: super::header_pairs(&parts.headers),
                 payload_sha256: crate::sigv4::sha256_hex(body),
             };
             let now = crate::timefmt::now_ms() / 1000;
@@ -419,16 +414,4 @@ fn authorize(
             }
         }
     }
-}
-
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
 }

@@ -43,6 +43,18 @@ struct UrlRequest {
     invoke_mode: Option<String>,
 }
 
+/// A URL request's settings, each checked: auth type, invoke mode, CORS.
+type UrlSettings = (Option<AuthType>, Option<InvokeMode>, Option<Cors>);
+
+impl UrlRequest {
+    /// The settings given, each checked.
+    fn checked(self) -> Result<UrlSettings, ApiError> {
+        let auth = self.auth_type.as_deref().map(auth_type).transpose()?;
+        let mode = self.invoke_mode.as_deref().map(invoke_mode).transpose()?;
+        Ok((auth, mode, cors(self.cors)?))
+    }
+}
+
 /// The function and the qualifier (`$LATEST`, or an alias) a URL request names.
 fn target(scope: &Scope, raw: &str, query: QualifierQuery) -> Result<(String, String), ApiError> {
     let reference = super::function_ref(scope, raw)?;
@@ -158,20 +170,14 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let (name, qualifier) = target(&scope, &raw, query)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
-    let request: UrlRequest = parse_json(&body)?;
-    let auth = auth_type(request.auth_type.as_deref().ok_or_else(|| {
+    let (auth, mode, cors) = parse_json::<UrlRequest>(&body)?.checked()?;
+    let auth = auth.ok_or_else(|| {
         ApiError::InvalidParameterValue(
             "1 validation error detected: Value null at 'authType' failed to satisfy constraint: \
              Member must not be null"
                 .into(),
         )
-    })?)?;
-    let mode = request
-        .invoke_mode
-        .as_deref()
-        .map(invoke_mode)
-        .transpose()?;
-    let cors = cors(request.cors)?;
+    })?;
     let arn = function_arn(&scope, &name, &qualifier);
     let (_, url) = state
         .registry
@@ -229,14 +235,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let (name, qualifier) = target(&scope, &raw, query)?;
     let body = read_body(body, BODY_MAX, too_large).await?;
-    let request: UrlRequest = parse_json(&body)?;
-    let auth = request.auth_type.as_deref().map(auth_type).transpose()?;
-    let mode = request
-        .invoke_mode
-        .as_deref()
-        .map(invoke_mode)
-        .transpose()?;
-    let cors = cors(request.cors)?;
+    let (auth, mode, cors) = parse_json::<UrlRequest>(&body)?.checked()?;
     let missing = no_such_url().to_string();
     let (_, url) = state
         .registry

@@ -121,6 +121,16 @@ def test_a_function_that_does_not_stream_answers_in_one_chunk(lam, make_fn):
     assert e.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
+def public_stream_url(lam, name: str) -> str:
+    """A public RESPONSE_STREAM URL of function `name` (with its permission)."""
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE",
+                                         InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
+    lam.add_permission(FunctionName=name, StatementId="public",
+                       Action="lambda:InvokeFunctionUrl", Principal="*",
+                       FunctionUrlAuthType="NONE")
+    return url
+
+
 def timed_read(url: str) -> tuple[int, dict, list[tuple[float, bytes]], float]:
     """GET `url` (http, loopback); the status, headers, each piece of the body with the
     time it arrived (seconds after the request was sent), and the time of the end."""
@@ -145,11 +155,7 @@ def timed_read(url: str) -> tuple[int, dict, list[tuple[float, bytes]], float]:
 
 
 def test_a_streaming_url_sends_the_first_bytes_early(lam, streamer):
-    url = lam.create_function_url_config(FunctionName=streamer, AuthType="NONE",
-                                         InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
-    lam.add_permission(FunctionName=streamer, StatementId="public",
-                       Action="lambda:InvokeFunctionUrl", Principal="*",
-                       FunctionUrlAuthType="NONE")
+    url = public_stream_url(lam, streamer)
     status, headers, pieces, end = timed_read(url + "?mode=slow")
     assert status == 200, pieces
     assert headers["content-type"] == ["text/plain"], headers
@@ -202,11 +208,7 @@ def test_a_python_generator_streams_its_response(lam, make_fn):
     assert complete["ErrorCode"] == "KeyError", complete
     # Through a streaming URL: the prelude's status, headers and cookies; the first bytes
     # early.
-    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE",
-                                         InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
-    lam.add_permission(FunctionName=name, StatementId="public",
-                       Action="lambda:InvokeFunctionUrl", Principal="*",
-                       FunctionUrlAuthType="NONE")
+    url = public_stream_url(lam, name)
     status, headers, pieces, end = timed_read(url + "?mode=http")
     assert status == 202, pieces
     assert headers["x-py"] == ["yes"] and headers["set-cookie"] == ["p=1"], headers

@@ -129,24 +129,6 @@ resource "aws_lambda_function" "fn" {{
   tags             = {{ team = "shoal" }}
 }}
 
-# A layer, and a function that imports a module from it.
-resource "aws_lambda_layer_version" "deps" {{
-  layer_name          = "{prefix}-deps"
-  filename            = "layer.zip"
-  source_code_hash    = filebase64sha256("layer.zip")
-  compatible_runtimes = ["python3.12"]
-}}
-
-resource "aws_lambda_function" "layered" {{
-  function_name    = "{prefix}-layered"
-  role             = "arn:aws:iam::{account}:role/terraform"
-  runtime          = "python3.12"
-  handler          = "uses_layer.handler"
-  filename         = "layered.zip"
-  source_code_hash = filebase64sha256("layered.zip")
-  layers           = [aws_lambda_layer_version.deps.arn]
-}}
-
 resource "aws_lambda_alias" "live" {{
   name             = "live"
   function_name    = aws_lambda_function.fn.function_name
@@ -215,44 +197,12 @@ resource "aws_sns_topic_subscription" "inbox" {{
   filter_policy        = jsonencode({{ kind = ["order"] }})
 }}
 
-resource "aws_lambda_permission" "sns" {{
-  statement_id  = "sns"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.fn.function_name
-  principal     = "sns.amazonaws.com"
-  source_arn    = aws_sns_topic.events.arn
-}}
-
+# (On AWS the topic would also need an aws_lambda_permission letting sns.amazonaws.com invoke
+# the function; Shoal does not serve a function's resource policy, so the stack has none.)
 resource "aws_sns_topic_subscription" "fn" {{
   topic_arn = aws_sns_topic.events.arn
   protocol  = "lambda"
   endpoint  = aws_lambda_function.fn.arn
-}}
-
-# A public function URL on the alias, with the permission that opens it, and CORS.
-resource "aws_lambda_function_url" "live" {{
-  function_name      = aws_lambda_function.fn.function_name
-  qualifier          = aws_lambda_alias.live.name
-  authorization_type = "NONE"
-  cors {{
-    allow_origins  = ["https://app.example"]
-    allow_methods  = ["GET", "POST"]
-    expose_headers = ["x-version"]
-    max_age        = 60
-  }}
-}}
-
-resource "aws_lambda_permission" "url" {{
-  statement_id           = "FunctionURLAllowPublicAccess"
-  action                 = "lambda:InvokeFunctionUrl"
-  function_name          = aws_lambda_function.fn.function_name
-  qualifier              = aws_lambda_alias.live.name
-  principal              = "*"
-  function_url_auth_type = "NONE"
-}}
-
-output "url" {{
-  value = aws_lambda_function_url.live.function_url
 }}
 """
 
@@ -320,11 +270,6 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     stack.mkdir()
     prefix = support.unique_name("tf")
     (stack / "fn.zip").write_bytes(support.py_zip(HANDLER))
-    (stack / "layer.zip").write_bytes(support.zip_files(
-        {"python/tf_layer_mod.py": "GREETING = 'hello from a terraform layer'\n"}))
-    (stack / "layered.zip").write_bytes(support.py_zip(
-        "import tf_layer_mod\n\ndef handler(event, context):\n"
-        "    return tf_layer_mod.GREETING\n", module="uses_layer"))
     (stack / "main.tf").write_text(STACK.format(
         version=VERSION, region=REGION, endpoint=endpoint, prefix=prefix, account=ACCOUNT))
     cli_config = tmp_path / "cli.tfrc"
@@ -358,31 +303,6 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
         "deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-dlq",
         "maxReceiveCount": 3}, attrs
     assert sqs.list_queue_tags(QueueUrl=work_url)["Tags"] == {"team": "shoal"}
-
-    # The layered function imports its module from the layer at /opt/python.
-    out = support.invoke(lam, f"{prefix}-layered", {})
-    assert out["json"] == "hello from a terraform layer", out["raw"]
-    layer_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{prefix}-deps:1"
-    assert [l["Arn"] for l in lam.get_function_configuration(
-        FunctionName=f"{prefix}-layered")["Layers"]] == [layer_arn]
-
-    # The alias's URL answers a browser-like request with the function's answer and CORS.
-    url = lam.get_function_url_config(FunctionName=fn, Qualifier="live")["FunctionUrl"]
-    state = json.loads((stack / "terraform.tfstate").read_text())
-    assert state["outputs"]["url"]["value"] == url, state["outputs"]
-    got = subprocess.run(["curl", "-sS", "-H", "Origin: https://app.example",
-                          "-D", "-", url + "?from=tf"], capture_output=True, text=True, timeout=30)
-    assert got.returncode == 0, got.stderr
-    head, _, body = got.stdout.partition("\n\n")  # (text mode: \r\n read as \n)
-    assert head.startswith("HTTP/1.1 200"), got.stdout
-    assert "access-control-allow-origin: https://app.example" in head.lower(), head
-    assert head.lower().count("content-type:") == 1, head
-    echoed = json.loads(body)
-    assert echoed["version"] == "1" and echoed["echo"]["rawQueryString"] == "from=tf", echoed
-    policy = json.loads(lam.get_policy(FunctionName=fn, Qualifier="live")["Policy"])
-    assert [s["Sid"] for s in policy["Statement"]] == ["FunctionURLAllowPublicAccess"], policy
-    assert [s["Sid"] for s in json.loads(lam.get_policy(FunctionName=fn)["Policy"])[
-        "Statement"]] == ["sns"]
 
     # The FIFO queue deduplicates by content: the same body twice is one message.
     orders_url = sqs.get_queue_url(QueueName=f"{prefix}-orders.fifo")["QueueUrl"]
@@ -434,7 +354,6 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
     assert fn not in names, names
     assert sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
-    assert lam.list_layer_versions(LayerName=f"{prefix}-deps")["LayerVersions"] == []
     assert topic not in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
     assert [s for s in sns.list_subscriptions()["Subscriptions"] if s["TopicArn"] == topic] == []
     assert lam.list_event_source_mappings(

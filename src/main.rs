@@ -23,6 +23,7 @@ mod dispatcher;
 mod document;
 mod environment;
 mod function;
+mod gateway;
 mod invoke;
 mod layers;
 mod logs;

@@ -188,6 +188,87 @@ pub fn allows_public_url(statements: &[Statement]) -> bool {
     statements.iter().any(Statement::allows_public_url)
 }
 
+/// Whether `statements` let a service (`apigateway.amazonaws.com`) invoke the function
+/// on behalf of `source_arn` in `account`: an `Allow` of `lambda:InvokeFunction` to that
+/// service (or everyone) whose conditions (`ArnLike`/`ArnEquals`/`StringLike`/
+/// `StringEquals` on `AWS:SourceArn` and `AWS:SourceAccount`) hold.
+pub fn allows_service(
+    statements: &[Statement],
+    service: &str,
+    source_arn: &str,
+    account: &str,
+) -> bool {
+    statements.iter().any(|s| {
+        let s = &s.0;
+        let allow = s.get("Effect").and_then(Value::as_str) == Some("Allow");
+        let principal = match s.get("Principal") {
+            Some(Value::String(p)) => p == "*",
+            Some(Value::Object(p)) => {
+                p.get("Service").and_then(Value::as_str) == Some(service)
+                    || p.get("AWS").and_then(Value::as_str) == Some("*")
+            }
+            _ => false,
+        };
+        let action = s
+            .get("Action")
+            .and_then(Value::as_str)
+            .is_some_and(|a| matches!(a, "lambda:InvokeFunction" | "lambda:*" | "*"));
+        let conditions_hold = match s.get("Condition").and_then(Value::as_object) {
+            None => true,
+            Some(conditions) => conditions.iter().all(|(operator, tests)| {
+                tests.as_object().is_some_and(|tests| {
+                    tests.iter().all(|(key, value)| {
+                        let Some(expected) = value.as_str() else {
+                            return false;
+                        };
+                        let actual = if key.eq_ignore_ascii_case("AWS:SourceArn") {
+                            source_arn
+                        } else if key.eq_ignore_ascii_case("AWS:SourceAccount") {
+                            account
+                        } else {
+                            return false;
+                        };
+                        match operator.as_str() {
+                            "ArnLike" | "StringLike" => glob(expected, actual),
+                            "ArnEquals" | "StringEquals" => expected == actual,
+                            _ => false,
+                        }
+                    })
+                })
+            }),
+        };
+        allow && principal && action && conditions_hold
+    })
+}
+
+/// Whether `text` matches `pattern`, whose `*` stands for any run of characters and `?`
+/// for one (IAM's `ArnLike`/`StringLike`).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
 /// The policy document of `statements`, as `GetPolicy` returns it (a JSON string).
 pub fn document(statements: &[Statement]) -> String {
     json!({
@@ -241,6 +322,43 @@ mod tests {
         let doc: Value = serde_json::from_str(&document(&[s, account])).unwrap();
         assert_eq!(doc["Statement"].as_array().unwrap().len(), 2);
         assert_eq!(doc["Version"], "2012-10-17");
+    }
+
+    #[test]
+    fn services_are_allowed_by_principal_action_and_source_arn() {
+        let mut p = permission("apigw", "lambda:InvokeFunction", "apigateway.amazonaws.com");
+        p.source_arn = Some("arn:aws:execute-api:us-east-1:000000000000:abc/*/*".into());
+        let s = vec![p.statement(ARN).unwrap()];
+        let arn = "arn:aws:execute-api:us-east-1:000000000000:abc/$default/GET/pets/{id}";
+        assert!(allows_service(
+            &s,
+            "apigateway.amazonaws.com",
+            arn,
+            "000000000000"
+        ));
+        let other = "arn:aws:execute-api:us-east-1:000000000000:xyz/$default/GET/pets";
+        assert!(!allows_service(
+            &s,
+            "apigateway.amazonaws.com",
+            other,
+            "000000000000"
+        ));
+        assert!(!allows_service(
+            &s,
+            "sns.amazonaws.com",
+            arn,
+            "000000000000"
+        ));
+        let open = vec![permission("all", "lambda:*", "*").statement(ARN).unwrap()];
+        assert!(allows_service(
+            &open,
+            "apigateway.amazonaws.com",
+            other,
+            "000000000000"
+        ));
+        assert!(glob("a*c?e", "abbbcde"));
+        assert!(!glob("a*c?e", "abbbce"));
+        assert!(glob("*", ""));
     }
 
     #[test]

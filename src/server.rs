@@ -180,6 +180,8 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     let layers = Arc::new(
         crate::layers::Layers::open(store.clone(), code.clone()).context("opening the layers")?,
     );
+    let gateway =
+        Arc::new(crate::gateway::Gateway::open(store.clone()).context("opening the HTTP APIs")?);
     let registry = Arc::new(Registry::open(
         store.clone(),
         store.clone(),
@@ -281,6 +283,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         mappings,
         topics: topics.clone(),
         layers,
+        gateway,
         disk,
         async_payload_max: settings.async_payload_limit,
         arns,

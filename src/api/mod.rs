@@ -15,6 +15,7 @@
 //! axum makes by itself (extractor rejections), is in the service's error format.
 
 mod aliases;
+mod apigw;
 mod async_config;
 mod concurrency;
 pub mod connections;
@@ -22,6 +23,7 @@ pub mod error;
 mod eventstream;
 mod fronts;
 mod functions;
+mod gateway_front;
 mod invoke;
 mod layers;
 mod logs;
@@ -78,6 +80,8 @@ pub struct AppState {
     pub topics: Arc<crate::topics::TopicService>,
     /// Lambda layers.
     pub layers: Arc<crate::layers::Layers>,
+    /// HTTP APIs (API Gateway v2).
+    pub gateway: Arc<crate::gateway::Gateway>,
     /// The data disk's budget: checked before async events, queue messages and code
     /// packages are written.
     pub disk: Arc<crate::disk::DiskBudget>,
@@ -235,6 +239,7 @@ pub fn router(state: SharedState) -> Router {
             "/2020-06-30/functions/{name}/code-signing-config",
             get(unconfigured::code_signing_config),
         )
+        .merge(apigw::routes())
         .route("/metrics", get(metrics))
         .route("/", post(fronts::handle).get(sns::link))
         .route("/{account}/{queue}", post(sqs_at_queue))
@@ -263,10 +268,15 @@ pub fn router(state: SharedState) -> Router {
         .method_not_allowed_fallback(unknown_operation)
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .layer(axum::middleware::from_fn(request_context))
-        // Function URLs are answered in their own format, before the API's authentication.
+        // Function URLs and HTTP APIs are answered in their own format, before the API's
+        // authentication.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             url_front::intercept,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gateway_front::intercept,
         ))
         .with_state(state)
 }
@@ -644,9 +654,13 @@ async fn authenticate(
             message: e.to_string(),
         })
     };
-    // A wire front's requests are signed for its service, everything else for Lambda.
-    let service =
-        fronts::signing_service(fronts::front_of(&parts.method, signed.path, &parts.headers));
+    // A wire front's requests are signed for its service, API Gateway's (`/v2/`) for
+    // `apigateway`, everything else for Lambda.
+    let service = if signed.path.starts_with("/v2/") {
+        "apigateway"
+    } else {
+        fronts::signing_service(fronts::front_of(&parts.method, signed.path, &parts.headers))
+    };
     // Everything that needs no body is checked before any of it is read.
     if let Err(e) = crate::sigv4::check_headers(&signed, keys, now, service) {
         return refuse(e);

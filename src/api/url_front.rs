@@ -74,7 +74,8 @@ fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "Message": text }))).into_response()
 }
 
-fn http(answer: HttpAnswer) -> Response {
+/// A function's HTTP answer as the response (its headers, not the body type's).
+pub(super) fn http(answer: HttpAnswer) -> Response {
     let mut response = (answer.status, answer.body).into_response();
     // The function's headers, not the defaults of the body type.
     response.headers_mut().remove("content-type");

@@ -100,7 +100,7 @@ fn cors(raw: Option<Cors>) -> Result<Option<Cors>, ApiError> {
 }
 
 /// The port clients reach this server's API on (for the URLs it prints).
-fn public_port(state: &SharedState) -> u16 {
+pub(super) fn public_port(state: &SharedState) -> u16 {
     state
         .public_addr
         .get()

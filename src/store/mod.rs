@@ -56,6 +56,17 @@ pub trait LayerStore: Send + Sync {
     fn put_layer(&self, key: &str, record: &str) -> Result<(), StoreError>;
 }
 
+/// Documents of the services that keep one JSON document per resource (HTTP APIs, ...),
+/// each under its kind and key.
+pub trait DocumentStore: Send + Sync {
+    /// Every document of `kind`: (key, document).
+    fn load_documents(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Writes a document, committed when this returns.
+    fn put_document(&self, kind: &str, key: &str, record: &str) -> Result<(), StoreError>;
+    /// Deletes a document (nothing happens when there is none).
+    fn delete_document(&self, kind: &str, key: &str) -> Result<(), StoreError>;
+}
+
 /// What a log event costs the log budget: its message's UTF-8 bytes plus 26, CloudWatch
 /// Logs' rule for the size of an event.
 pub fn log_event_bytes(message: &str) -> u64 {

@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS layers (
     key    TEXT PRIMARY KEY,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS documents (
+    kind   TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
 CREATE TABLE IF NOT EXISTS settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -216,6 +222,40 @@ impl super::LayerStore for SqliteStore {
                 "INSERT INTO layers (key, record) VALUES (?1, ?2) \
                  ON CONFLICT(key) DO UPDATE SET record = excluded.record",
                 params![key, record],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl super::DocumentStore for SqliteStore {
+    fn load_documents(&self, kind: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT key, record FROM documents WHERE kind = ?1 ORDER BY key")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![kind], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn put_document(&self, kind: &str, key: &str, record: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO documents (kind, key, record) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(kind, key) DO UPDATE SET record = excluded.record",
+                params![kind, key, record],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn delete_document(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "DELETE FROM documents WHERE kind = ?1 AND key = ?2",
+                params![kind, key],
             )
             .map_err(backend)?;
         Ok(())

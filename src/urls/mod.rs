@@ -134,37 +134,58 @@ pub struct Addressed<'a> {
     pub domain: Option<&'a str>,
 }
 
+/// A `Host` header's name, without its port.
+pub fn host_name(host: &str) -> &str {
+    host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            name
+        } else {
+            host
+        }
+    })
+}
+
 /// Whether a request (its `Host` header and path) is for a function URL, and which.
 pub fn addressed<'a>(host: Option<&'a str>, path: &'a str) -> Option<Addressed<'a>> {
+    let (url_id, path, domain) = address(
+        host,
+        path,
+        |rest| rest.starts_with("lambda-url."),
+        PATH_PREFIX,
+        is_url_id,
+    )?;
+    Some(Addressed {
+        url_id,
+        path,
+        domain,
+    })
+}
+
+/// `(id, path, host name)` of a request for an endpoint served by host name
+/// (`<id>.<zone>`, where `in_zone` takes what follows the id) or by path
+/// (`<prefix><id>/...`; no host name then); `is_id` says which ids are well formed.
+pub fn address<'a>(
+    host: Option<&'a str>,
+    path: &'a str,
+    in_zone: impl Fn(&str) -> bool,
+    prefix: &str,
+    is_id: impl Fn(&str) -> bool,
+) -> Option<(&'a str, &'a str, Option<&'a str>)> {
     if let Some(host) = host {
-        let name = host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        });
+        let name = host_name(host);
         if let Some((id, rest)) = name.split_once('.')
-            && rest.starts_with("lambda-url.")
-            && is_url_id(id)
+            && in_zone(rest)
+            && is_id(id)
         {
-            return Some(Addressed {
-                url_id: id,
-                path,
-                domain: Some(name),
-            });
+            return Some((id, path, Some(name)));
         }
     }
-    let rest = path.strip_prefix(PATH_PREFIX)?;
+    let rest = path.strip_prefix(prefix)?;
     let (id, tail) = match rest.find('/') {
         Some(at) => (&rest[..at], &rest[at..]),
         None => (rest, "/"),
     };
-    is_url_id(id).then_some(Addressed {
-        url_id: id,
-        path: tail,
-        domain: None,
-    })
+    is_id(id).then_some((id, tail, None))
 }
 
 #[cfg(test)]

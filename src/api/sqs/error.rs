@@ -10,7 +10,7 @@ use crate::queues::QueueError;
 /// An SQS error: its shape name, the code botocore reports, the sender's fault or not.
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]
-pub(super) struct SqsError {
+pub(in crate::api) struct SqsError {
     pub status: StatusCode,
     pub shape: &'static str,
     pub code: &'static str,

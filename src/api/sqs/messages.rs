@@ -20,13 +20,15 @@ const VISIBILITY_MAX_S: i64 = 43_200;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct AttributeInput {
+pub(in crate::api) struct AttributeInput {
     data_type: String,
     string_value: Option<String>,
     binary_value: Option<String>,
 }
 
-fn attributes(input: Option<HashMap<String, AttributeInput>>) -> BTreeMap<String, Attribute> {
+pub(in crate::api) fn attributes(
+    input: Option<HashMap<String, AttributeInput>>,
+) -> BTreeMap<String, Attribute> {
     input
         .unwrap_or_default()
         .into_iter()
@@ -450,7 +452,7 @@ fn visibility_out_of_range() -> SqsError {
 
 /// SQS's rules for a message body: present, at most the size limit, and only the
 /// characters SQS allows (`#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`).
-fn check_body(body: &str) -> Result<(), SqsError> {
+pub(in crate::api) fn check_body(body: &str) -> Result<(), SqsError> {
     if body.is_empty() {
         return Err(SqsError::missing("MessageBody"));
     }

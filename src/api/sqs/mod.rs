@@ -10,8 +10,8 @@
 
 mod action;
 mod endpoint;
-mod error;
-mod messages;
+pub(super) mod error;
+pub(super) mod messages;
 mod moves;
 pub(super) mod query;
 mod queues;

@@ -78,6 +78,8 @@ enum Command {
     Rm(cli::NameArgs),
     /// Show a function's pending asynchronous events.
     Pending(cli::NameArgs),
+    /// What answers HTTP: every HTTP API's routes, and every function URL.
+    Routes(cli::routes::RoutesArgs),
     /// Built-in queues: create, send, receive, list, purge, redrive, delete.
     Queue(cli::queue::QueueArgs),
     /// Topics: create, publish, subscribe functions, queues and HTTP endpoints, list, delete.
@@ -157,6 +159,7 @@ fn main() -> std::process::ExitCode {
             Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
             Command::Pending(args) => cli::pending(args).await.map(|()| true),
+            Command::Routes(args) => cli::routes::run(args).await.map(|()| true),
             Command::Queue(args) => cli::queue::run(args).await.map(|()| true),
             Command::Topic(args) => cli::topic::run(args).await.map(|()| true),
             Command::Bench(args) => bench::run(args).await.map(|()| true),

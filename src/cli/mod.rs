@@ -1,7 +1,8 @@
-//! The friendly CLI: `deploy`, `invoke`, `logs`, `ls`, `rm`, `queue ...`, `topic ...`.
+//! The friendly CLI: `deploy`, `invoke`, `logs`, `ls`, `rm`, `routes`, `queue ...`,
+//! `topic ...`.
 //! Every command talks to a server through the same public API any other client uses
-//! (never around it): Lambda's REST API, SQS's JSON protocol and SNS's query protocol
-//! (`aws.rs`).
+//! (never around it): Lambda's REST API, API Gateway's (`apigatewayv2`), SQS's JSON
+//! protocol and SNS's query protocol (`aws.rs`).
 
 pub mod client;
 
@@ -16,7 +17,7 @@ use serde_json::json;
 
 use client::{Client, ClientError};
 
-const FUNCTIONS: &str = "/2015-03-31/functions";
+pub(crate) const FUNCTIONS: &str = "/2015-03-31/functions";
 const TAGS: &str = "/2017-03-31/tags";
 const MAPPINGS: &str = "/2015-03-31/event-source-mappings";
 
@@ -39,6 +40,7 @@ macro_rules! say {
 
 pub mod aws;
 pub mod queue;
+pub mod routes;
 pub mod topic;
 
 #[derive(Debug, clap::Args)]

@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 
+import boto3
 import pytest
 
 import support
@@ -60,6 +61,29 @@ def test_deploy_with_url_prints_a_public_url(cli, lam, hello):
     # Deploying again keeps the same URL.
     again = ok(deploy(cli, hello, str(HELLO), "--url"))
     assert f"function URL: {url}" in again.stderr
+
+
+def test_routes_lists_http_api_routes_and_function_urls(cli, server, lam, hello):
+    ok(deploy(cli, hello, str(HELLO), "--url"))
+    api = boto3.client("apigatewayv2", endpoint_url=server.endpoint, region_name=support.REGION,
+                       aws_access_key_id="x", aws_secret_access_key="x")
+    made = api.create_api(Name="cli-routes", ProtocolType="HTTP",
+                          Target=support.function_arn(hello))
+    try:
+        api.create_route(ApiId=made["ApiId"], RouteKey="GET /hello/{name}",
+                         Target=api.get_routes(ApiId=made["ApiId"])["Items"][0]["Target"])
+        out = ok(cli("routes"))
+        lines = out.stdout.splitlines()
+        assert any(made["ApiEndpoint"] in l for l in lines), out.stdout
+        assert any("GET /hello/{name}" in l and f"λ {hello}" in l for l in lines), out.stdout
+        assert any("$default" in l and "(payload 2.0)" in l for l in lines), out.stdout
+        assert any(".lambda-url." in l and f"λ {hello}" in l for l in lines), out.stdout
+        only = ok(cli("routes", made["ApiId"]))
+        assert ".lambda-url." not in only.stdout and "GET /hello/{name}" in only.stdout
+        missing = cli("routes", "nosuchapi0")
+        assert missing.returncode != 0 and "nosuchapi0" in missing.stderr
+    finally:
+        api.delete_api(ApiId=made["ApiId"])
 
 
 def test_invoke_prints_payload(cli, hello):

@@ -14,6 +14,7 @@
 //! too (`return 200`, one worker): the fastest baseline, and, since it runs in a process of
 //! its own, the client's CPU alone, which less Shoal's row is Shoal's CPU per invoke.
 
+mod gateway;
 mod nginx;
 mod queues;
 mod topics;
@@ -445,6 +446,26 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             args.concurrency
         );
     }
+    // The same no-op behind an HTTP API (quick create, path form): stage, route, the
+    // permission check, payload 2.0 in and out.
+    let api_path = gateway::quick_api_path(&client, (&arn_parts.0, &arn_parts.1), "noop-provided")
+        .await?
+        + "/bench";
+    sequential(&client, &api_path, 50).await?; // warm up
+    let lat = sequential(&client, &api_path, args.requests).await?;
+    let (tput, busy_cpu) = throughput(&client, &api_path, args.concurrency, args.duration).await?;
+    warm_row("HTTP API noop-provided", &lat, tput, busy_cpu);
+    if let Some((nginx_p50, nginx_tput, client_cpu, client_busy_cpu, _)) = &nginx {
+        println!(
+            "  HTTP API against nginx: p50 {:.1}x nginx's, throughput {:.0}% of nginx's; \
+             shoal's CPU per request {} us sequential, {} us with {} clients",
+            lat.percentile(0.5).as_secs_f64() / nginx_p50.as_secs_f64(),
+            100.0 * tput / nginx_tput,
+            micros(lat.cpu_per_request.saturating_sub(*client_cpu)),
+            micros(busy_cpu.saturating_sub(*client_busy_cpu)),
+            args.concurrency
+        );
+    }
     drop(nginx);
     for (name, p50, cpu, busy_cpu) in &warm {
         println!(
@@ -534,6 +555,9 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             args.concurrency.max(16),
         )
         .await?;
+    }
+    if args.queue_messages > 0 {
+        gateway::storage_first(&client, args.queue_messages, args.concurrency.max(16)).await?;
     }
     if args.topic_messages > 0 {
         topics::run(

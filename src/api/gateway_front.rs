@@ -263,11 +263,13 @@ impl Call {
         };
         if let Some(cors) = &cors {
             // API Gateway's CORS headers replace the integration's.
-            for name in [
-                "access-control-allow-origin",
-                "access-control-allow-credentials",
-                "access-control-expose-headers",
-            ] {
+            let theirs: Vec<_> = response
+                .headers()
+                .keys()
+                .filter(|k| k.as_str().starts_with("access-control-"))
+                .cloned()
+                .collect();
+            for name in theirs {
                 response.headers_mut().remove(name);
             }
             cors.decorate(origin.as_deref(), response.headers_mut());

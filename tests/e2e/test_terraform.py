@@ -2,9 +2,13 @@
 alias, an event invoke config, provisioned concurrency, queues (one the dead-letter queue of
 another, by redrive policy; a FIFO queue with content-based deduplication; one with a queue
 policy letting the topic send to it), an event source mapping from a queue to the function,
-and a topic with two subscriptions (the function; the queue, raw and with a filter policy)
-is applied, planned again without changes, used (a publish reaches the queue and the
-function, a message sent to the mapped queue reaches the function), and destroyed.
+a topic with two subscriptions (the function; the queue, raw and with a filter policy), a
+layer and a function using it, a public function URL on the alias (CORS, its permission),
+and an HTTP API (a Lambda route with a path parameter, a storage-first route into a queue,
+an auto-deploying stage, API Gateway's permission) is applied, planned again without
+changes, used (a publish reaches the queue and the function, a message sent to the mapped
+queue reaches the function, the URL and the API's routes answer curl), and destroyed.
+A step that runs past its time fails with the provider's last requests (TF_LOG).
 
 Needs `terraform` on PATH (or $SHOAL_TERRAFORM) and the hashicorp/aws provider in a local
 filesystem mirror ($SHOAL_TF_PLUGINS, default /opt/tf-plugins, laid out as
@@ -96,9 +100,10 @@ provider "aws" {{
   skip_metadata_api_check     = true
   skip_region_validation      = true
   endpoints {{
-    lambda = "{endpoint}"
-    sns    = "{endpoint}"
-    sqs    = "{endpoint}"
+    lambda       = "{endpoint}"
+    sns          = "{endpoint}"
+    sqs          = "{endpoint}"
+    apigatewayv2 = "{endpoint}"
   }}
 }}
 
@@ -127,6 +132,24 @@ resource "aws_lambda_function" "fn" {{
   timeout          = 5
   memory_size      = 128
   tags             = {{ team = "shoal" }}
+}}
+
+# A layer, and a function that imports a module from it.
+resource "aws_lambda_layer_version" "deps" {{
+  layer_name          = "{prefix}-deps"
+  filename            = "layer.zip"
+  source_code_hash    = filebase64sha256("layer.zip")
+  compatible_runtimes = ["python3.12"]
+}}
+
+resource "aws_lambda_function" "layered" {{
+  function_name    = "{prefix}-layered"
+  role             = "arn:aws:iam::{account}:role/terraform"
+  runtime          = "python3.12"
+  handler          = "uses_layer.handler"
+  filename         = "layered.zip"
+  source_code_hash = filebase64sha256("layered.zip")
+  layers           = [aws_lambda_layer_version.deps.arn]
 }}
 
 resource "aws_lambda_alias" "live" {{
@@ -197,12 +220,108 @@ resource "aws_sns_topic_subscription" "inbox" {{
   filter_policy        = jsonencode({{ kind = ["order"] }})
 }}
 
-# (On AWS the topic would also need an aws_lambda_permission letting sns.amazonaws.com invoke
-# the function; Shoal does not serve a function's resource policy, so the stack has none.)
+resource "aws_lambda_permission" "sns" {{
+  statement_id  = "sns"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.fn.function_name
+  principal     = "sns.amazonaws.com"
+  source_arn    = aws_sns_topic.events.arn
+}}
+
 resource "aws_sns_topic_subscription" "fn" {{
   topic_arn = aws_sns_topic.events.arn
   protocol  = "lambda"
   endpoint  = aws_lambda_function.fn.arn
+}}
+
+# A public function URL on the alias, with the permission that opens it, and CORS.
+resource "aws_lambda_function_url" "live" {{
+  function_name      = aws_lambda_function.fn.function_name
+  qualifier          = aws_lambda_alias.live.name
+  authorization_type = "NONE"
+  cors {{
+    allow_origins  = ["https://app.example"]
+    allow_methods  = ["GET", "POST"]
+    expose_headers = ["x-version"]
+    max_age        = 60
+  }}
+}}
+
+resource "aws_lambda_permission" "url" {{
+  statement_id           = "FunctionURLAllowPublicAccess"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.fn.function_name
+  qualifier              = aws_lambda_alias.live.name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}}
+
+output "url" {{
+  value = aws_lambda_function_url.live.function_url
+}}
+
+# An HTTP API: a route with a path parameter to the function (payload 2.0), and a
+# storage-first route that puts the request's body into a queue.
+resource "aws_apigatewayv2_api" "web" {{
+  name          = "{prefix}-web"
+  protocol_type = "HTTP"
+  cors_configuration {{
+    allow_origins = ["https://app.example"]
+    allow_methods = ["GET", "POST"]
+  }}
+  tags = {{ team = "shoal" }}
+}}
+
+resource "aws_apigatewayv2_integration" "fn" {{
+  api_id                 = aws_apigatewayv2_api.web.id
+  integration_type       = "AWS_PROXY"
+  integration_uri        = aws_lambda_function.fn.invoke_arn
+  payload_format_version = "2.0"
+}}
+
+resource "aws_apigatewayv2_route" "item" {{
+  api_id    = aws_apigatewayv2_api.web.id
+  route_key = "GET /items/{{id}}"
+  target    = "integrations/${{aws_apigatewayv2_integration.fn.id}}"
+}}
+
+resource "aws_sqs_queue" "intake" {{
+  name = "{prefix}-intake"
+}}
+
+resource "aws_apigatewayv2_integration" "intake" {{
+  api_id              = aws_apigatewayv2_api.web.id
+  integration_type    = "AWS_PROXY"
+  integration_subtype = "SQS-SendMessage"
+  credentials_arn     = "arn:aws:iam::{account}:role/terraform"
+  request_parameters = {{
+    QueueUrl    = aws_sqs_queue.intake.url
+    MessageBody = "$request.body"
+  }}
+}}
+
+resource "aws_apigatewayv2_route" "intake" {{
+  api_id    = aws_apigatewayv2_api.web.id
+  route_key = "POST /intake"
+  target    = "integrations/${{aws_apigatewayv2_integration.intake.id}}"
+}}
+
+resource "aws_apigatewayv2_stage" "default" {{
+  api_id      = aws_apigatewayv2_api.web.id
+  name        = "$default"
+  auto_deploy = true
+}}
+
+resource "aws_lambda_permission" "apigw" {{
+  statement_id  = "apigw"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.fn.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "arn:aws:execute-api:{region}:{account}:${{aws_apigatewayv2_api.web.id}}/*/*"
+}}
+
+output "api" {{
+  value = aws_apigatewayv2_api.web.api_endpoint
 }}
 """
 
@@ -256,8 +375,20 @@ def queue_depth(sqs, url: str) -> tuple[int, int]:
 
 
 def terraform(stack: Path, env: dict, *args: str, ok_codes=(0,)) -> subprocess.CompletedProcess:
-    proc = subprocess.run([TERRAFORM, *args, "-no-color", "-input=false"], cwd=stack, env=env,
-                          capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    try:
+        proc = subprocess.run([TERRAFORM, *args, "-no-color", "-input=false"], cwd=stack,
+                              env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        # What the provider was doing when it stopped answering: its last requests.
+        log = Path(env["TF_LOG_PATH"]).read_text(errors="replace").splitlines()
+        requests = [l for l in log if "HTTP Request Sent" in l or "HTTP Response Received" in l
+                    or "[DEBUG] provider" in l or "Still " in l]
+        server_log = env.get("SHOAL_SERVER_STDERR")
+        server_tail = Path(server_log).read_text(errors="replace")[-6000:] if server_log else ""
+        pytest.fail(f"terraform {' '.join(args)} ran past {STEP_TIMEOUT_S}s; its log's last "
+                    f"requests:\n" + "\n".join(r[:400] for r in requests[-40:])
+                    + f"\nstdout:\n{(e.stdout or b'')[-4000:]!r}"
+                    + f"\nthe server's log:\n{server_tail}", pytrace=False)
     assert proc.returncode in ok_codes, (
         f"terraform {' '.join(args)} exited with {proc.returncode}\n"
         f"stdout:\n{proc.stdout[-6000:]}\nstderr:\n{proc.stderr[-6000:]}")
@@ -270,6 +401,11 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     stack.mkdir()
     prefix = support.unique_name("tf")
     (stack / "fn.zip").write_bytes(support.py_zip(HANDLER))
+    (stack / "layer.zip").write_bytes(support.zip_files(
+        {"python/tf_layer_mod.py": "GREETING = 'hello from a terraform layer'\n"}))
+    (stack / "layered.zip").write_bytes(support.py_zip(
+        "import tf_layer_mod\n\ndef handler(event, context):\n"
+        "    return tf_layer_mod.GREETING\n", module="uses_layer"))
     (stack / "main.tf").write_text(STACK.format(
         version=VERSION, region=REGION, endpoint=endpoint, prefix=prefix, account=ACCOUNT))
     cli_config = tmp_path / "cli.tfrc"
@@ -277,7 +413,8 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
     env.update(TF_CLI_CONFIG_FILE=str(cli_config), TF_IN_AUTOMATION="1",
                CHECKPOINT_DISABLE="1", AWS_EC2_METADATA_DISABLED="true",
-               HOME=str(tmp_path))
+               HOME=str(tmp_path), TF_LOG="DEBUG", TF_LOG_PATH=str(tmp_path / "terraform.log"),
+               SHOAL_SERVER_STDERR=str(tf_server._stderr_path))
 
     terraform(stack, env, "init")
     terraform(stack, env, "apply", "-auto-approve")
@@ -303,6 +440,48 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
         "deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-dlq",
         "maxReceiveCount": 3}, attrs
     assert sqs.list_queue_tags(QueueUrl=work_url)["Tags"] == {"team": "shoal"}
+
+    # The layered function imports its module from the layer at /opt/python.
+    out = support.invoke(lam, f"{prefix}-layered", {})
+    assert out["json"] == "hello from a terraform layer", out["raw"]
+    layer_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{prefix}-deps:1"
+    assert [l["Arn"] for l in lam.get_function_configuration(
+        FunctionName=f"{prefix}-layered")["Layers"]] == [layer_arn]
+
+    # The alias's URL answers a browser-like request with the function's answer and CORS.
+    url = lam.get_function_url_config(FunctionName=fn, Qualifier="live")["FunctionUrl"]
+    state = json.loads((stack / "terraform.tfstate").read_text())
+    assert state["outputs"]["url"]["value"] == url, state["outputs"]
+    got = subprocess.run(["curl", "-sS", "-H", "Origin: https://app.example",
+                          "-D", "-", url + "?from=tf"], capture_output=True, text=True, timeout=30)
+    assert got.returncode == 0, got.stderr
+    head, _, body = got.stdout.partition("\n\n")  # (text mode: \r\n read as \n)
+    assert head.startswith("HTTP/1.1 200"), got.stdout
+    assert "access-control-allow-origin: https://app.example" in head.lower(), head
+    assert head.lower().count("content-type:") == 1, head
+    echoed = json.loads(body)
+    assert echoed["version"] == "1" and echoed["echo"]["rawQueryString"] == "from=tf", echoed
+    policy = json.loads(lam.get_policy(FunctionName=fn, Qualifier="live")["Policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["FunctionURLAllowPublicAccess"], policy
+    assert sorted(s["Sid"] for s in json.loads(lam.get_policy(FunctionName=fn)["Policy"])[
+        "Statement"]) == ["apigw", "sns"]
+
+    # The HTTP API: the function behind a route with a path parameter, and the
+    # storage-first route into the intake queue.
+    api_endpoint = state["outputs"]["api"]["value"]
+    assert api_endpoint.endswith(f".execute-api.localhost:{tf_server.port}"), api_endpoint
+    got = subprocess.run(["curl", "-sS", "-f", api_endpoint + "/items/42?x=1"],
+                         capture_output=True, text=True, timeout=30)
+    assert got.returncode == 0, got.stderr
+    echoed = json.loads(got.stdout)["echo"]
+    assert echoed["routeKey"] == "GET /items/{id}" and echoed["pathParameters"] == {"id": "42"}
+    got = subprocess.run(["curl", "-sS", "-f", "-X", "POST", "-d", "from terraform",
+                          api_endpoint + "/intake"], capture_output=True, text=True, timeout=30)
+    assert got.returncode == 0, got.stderr
+    message_id = json.loads(got.stdout)["SendMessageResponse"]["SendMessageResult"]["MessageId"]
+    intake_url = sqs.get_queue_url(QueueName=f"{prefix}-intake")["QueueUrl"]
+    [m] = receive(sqs, intake_url, 1)
+    assert (m["MessageId"], m["Body"]) == (message_id, "from terraform"), m
 
     # The FIFO queue deduplicates by content: the same body twice is one message.
     orders_url = sqs.get_queue_url(QueueName=f"{prefix}-orders.fifo")["QueueUrl"]
@@ -354,6 +533,9 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
     assert fn not in names, names
     assert sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
+    assert lam.list_layer_versions(LayerName=f"{prefix}-deps")["LayerVersions"] == []
+    apis = client("apigatewayv2", endpoint).get_apis()["Items"]
+    assert f"{prefix}-web" not in [a["Name"] for a in apis], apis
     assert topic not in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
     assert [s for s in sns.list_subscriptions()["Subscriptions"] if s["TopicArn"] == topic] == []
     assert lam.list_event_source_mappings(

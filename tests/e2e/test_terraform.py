@@ -247,8 +247,11 @@ resource "aws_lambda_function_url" "live" {{
   }}
 }}
 
+# (The provider's aws_lambda_function_url adds a statement "FunctionURLAllowPublicAccess"
+# by itself for auth type NONE; a permission of the same id would conflict with it, on AWS
+# as here, and the provider retries a conflict until its timeout.)
 resource "aws_lambda_permission" "url" {{
-  statement_id           = "FunctionURLAllowPublicAccess"
+  statement_id           = "AllowPublicUrl"
   action                 = "lambda:InvokeFunctionUrl"
   function_name          = aws_lambda_function.fn.function_name
   qualifier              = aws_lambda_alias.live.name
@@ -462,7 +465,8 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     echoed = json.loads(body)
     assert echoed["version"] == "1" and echoed["echo"]["rawQueryString"] == "from=tf", echoed
     policy = json.loads(lam.get_policy(FunctionName=fn, Qualifier="live")["Policy"])
-    assert [s["Sid"] for s in policy["Statement"]] == ["FunctionURLAllowPublicAccess"], policy
+    assert sorted(s["Sid"] for s in policy["Statement"]) == [
+        "AllowPublicUrl", "FunctionURLAllowPublicAccess"], policy
     assert sorted(s["Sid"] for s in json.loads(lam.get_policy(FunctionName=fn)["Policy"])[
         "Statement"]) == ["apigw", "sns"]
 

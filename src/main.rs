@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod api;
 mod arn;
 mod bench;
+mod bus;
 mod cli;
 mod code;
 mod config;

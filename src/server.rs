@@ -182,6 +182,10 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     );
     let gateway =
         Arc::new(crate::gateway::Gateway::open(store.clone()).context("opening the HTTP APIs")?);
+    let bus = Arc::new(
+        crate::bus::EventBusService::open(store.clone(), &data_dir.join("shoal.db"), arns.clone())
+            .context("opening the event buses")?,
+    );
     let registry = Arc::new(Registry::open(
         store.clone(),
         store.clone(),
@@ -271,6 +275,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         arns.account_id.clone(),
     ));
     sources.start(crate::topics::fanout::Fanout::new(topics.clone()));
+    sources.start(crate::bus::deliverer::Deliverer::new(bus.clone()));
     let state = Arc::new(AppState {
         registry,
         control,
@@ -284,6 +289,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         topics: topics.clone(),
         layers,
         gateway,
+        bus,
         disk,
         async_payload_max: settings.async_payload_limit,
         arns,

@@ -98,9 +98,60 @@ pub fn parse_amz_date(value: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s).ok()
 }
 
+/// Epoch milliseconds of an ISO-8601 UTC time (`2024-01-01T00:00:00Z`, fractions of a
+/// second and `+00:00` taken), if it is well formed.
+pub fn parse_iso(value: &str) -> Option<u64> {
+    let b = value.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let compact = format!(
+        "{}{}{}T{}{}{}Z",
+        &value[0..4],
+        &value[5..7],
+        &value[8..10],
+        &value[11..13],
+        &value[14..16],
+        &value[17..19]
+    );
+    let seconds = parse_amz_date(&compact)?;
+    let mut rest = &value[19..];
+    let mut millis = 0u64;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits: String = fraction.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return None;
+        }
+        millis = format!("{digits:0<3}")[..3].parse().ok()?;
+        rest = &fraction[digits.len()..];
+    }
+    matches!(rest, "Z" | "" | "+00:00" | "+0000").then_some(seconds * 1000 + millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_times_parse() {
+        assert_eq!(parse_iso("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(
+            parse_iso("2024-02-29T12:34:56.789Z"),
+            Some(1_709_210_096_789)
+        );
+        assert_eq!(
+            parse_iso("2024-02-29T12:34:56.7+00:00"),
+            Some(1_709_210_096_700)
+        );
+        assert_eq!(parse_iso("2024-02-29 12:34:56Z"), None);
+        assert_eq!(parse_iso("2024-02-29T12:34:56+02:00"), None);
+    }
 
     #[test]
     fn formats_known_instants() {

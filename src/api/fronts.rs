@@ -10,7 +10,7 @@
 //! signed for that front's service. Everything no front takes is Lambda's REST API,
 //! signed for `lambda`.
 //!
-//! Each front is a module (`api/sqs/`, `api/sns/`) with a typed action enum ([`wire_actions!`]) and
+//! Each front is a module (`api/sqs/`, `api/sns/`, `api/events.rs`) with a typed action enum ([`wire_actions!`]) and
 //! one function per action. Adding a service is one row here plus its front module.
 
 use std::future::Future;
@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, SharedState, sns, sqs};
+use super::{ApiError, SharedState, events, sns, sqs};
 
 /// The service Lambda's REST API (everything no front takes) is signed for.
 pub(super) const REST_SIGNING_NAME: &str = "lambda";
@@ -80,6 +80,17 @@ pub(super) const FRONTS: &[Front] = &[
         queue_paths: true,
         serve: sqs::query::serve,
         error: sqs::query::foreign_error_response,
+    },
+    Front {
+        name: "EventBridge",
+        signing_name: "events",
+        wire: Wire::Json {
+            target_prefix: events::TARGET_PREFIX,
+        },
+        body_max: events::BODY_MAX,
+        queue_paths: false,
+        serve: events::serve,
+        error: events::foreign_error_response,
     },
     Front {
         name: "SNS",

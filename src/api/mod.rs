@@ -20,6 +20,7 @@ mod async_config;
 mod concurrency;
 pub mod connections;
 pub mod error;
+mod events;
 mod eventstream;
 mod fronts;
 mod functions;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub layers: Arc<crate::layers::Layers>,
     /// HTTP APIs (API Gateway v2).
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Event buses (EventBridge); their deliverer runs as an event source.
+    pub bus: Arc<crate::bus::EventBusService>,
     /// The data disk's budget: checked before async events, queue messages and code
     /// packages are written.
     pub disk: Arc<crate::disk::DiskBudget>,

@@ -1,6 +1,7 @@
 //! HTTP API figures: the path of a request through an HTTP API (quick create in front of
 //! a function), and storage-first routes (`SQS-SendMessage`) beside the queue's own
-//! SendMessage, each message committed before its answer in both.
+//! SendMessage, each message committed before its answer in both. (`apigatewayv2` speaks
+//! camelCase JSON.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,13 +31,13 @@ pub async fn quick_api_path(
             Method::POST,
             "/v2/apis",
             &json!({
-                "Name": format!("bench-{function}"),
-                "ProtocolType": "HTTP",
-                "Target": format!("arn:aws:lambda:{region}:{account}:function:{function}"),
+                "name": format!("bench-{function}"),
+                "protocolType": "HTTP",
+                "target": format!("arn:aws:lambda:{region}:{account}:function:{function}"),
             }),
         )
         .await?;
-    let id = api["ApiId"].as_str().unwrap_or_default().to_string();
+    let id = api["apiId"].as_str().unwrap_or_default().to_string();
     client
         .send_json(
             Method::POST,
@@ -125,38 +126,38 @@ pub async fn storage_first(client: &Client, n: usize, clients: usize) -> anyhow:
         .send_json(
             Method::POST,
             "/v2/apis",
-            &json!({ "Name": "bench-storage-first", "ProtocolType": "HTTP" }),
+            &json!({ "name": "bench-storage-first", "protocolType": "HTTP" }),
         )
         .await?;
-    let id = api["ApiId"].as_str().unwrap_or_default().to_string();
+    let id = api["apiId"].as_str().unwrap_or_default().to_string();
     let integration = gateway
         .send_json(
             Method::POST,
             &format!("/v2/apis/{id}/integrations"),
             &json!({
-                "IntegrationType": "AWS_PROXY",
-                "IntegrationSubtype": "SQS-SendMessage",
-                "PayloadFormatVersion": "1.0",
-                "RequestParameters": { "QueueUrl": urls[1], "MessageBody": "$request.body" },
+                "integrationType": "AWS_PROXY",
+                "integrationSubtype": "SQS-SendMessage",
+                "payloadFormatVersion": "1.0",
+                "requestParameters": { "QueueUrl": urls[1], "MessageBody": "$request.body" },
             }),
         )
         .await?;
     let target = format!(
         "integrations/{}",
-        integration["IntegrationId"].as_str().unwrap_or_default()
+        integration["integrationId"].as_str().unwrap_or_default()
     );
     gateway
         .send_json(
             Method::POST,
             &format!("/v2/apis/{id}/routes"),
-            &json!({ "RouteKey": "POST /orders", "Target": target }),
+            &json!({ "routeKey": "POST /orders", "target": target }),
         )
         .await?;
     gateway
         .send_json(
             Method::POST,
             &format!("/v2/apis/{id}/stages"),
-            &json!({ "StageName": "$default", "AutoDeploy": true }),
+            &json!({ "stageName": "$default", "autoDeploy": true }),
         )
         .await?;
     let path = format!("{}{id}/orders", crate::gateway::PATH_PREFIX);

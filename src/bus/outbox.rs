@@ -1,0 +1,273 @@
+//! The bus's durable outbox: `bus_events` (one row per accepted event) and
+//! `bus_deliveries` (one per target a rule matched it for, with the target's settings as
+//! they were when it matched). A `PutEvents` call's events and deliveries are committed
+//! in one transaction (`synchronous=FULL`) before it is answered, so an accepted event
+//! survives `kill -9` and reaches every target it matched, at least once.
+//!
+//! A delivery is `claimed` while it is attempted; at start every claim of the last run is
+//! released. An event goes once its last delivery does.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+use super::BusError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS bus_events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    record  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bus_deliveries (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    event        INTEGER NOT NULL,
+    rule_arn     TEXT NOT NULL,
+    target       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    accepted_ms  INTEGER NOT NULL,
+    due_ms       INTEGER NOT NULL,
+    claimed      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS bus_deliveries_due ON bus_deliveries (claimed, due_ms);
+CREATE INDEX IF NOT EXISTS bus_deliveries_event ON bus_deliveries (event);
+";
+
+fn backend(e: impl std::fmt::Display) -> BusError {
+    BusError::Internal(e.to_string())
+}
+
+/// An accepted event and the deliveries it makes.
+pub struct Accepted {
+    pub event: Value,
+    /// `(rule ARN, target)` for each target it goes to.
+    pub deliveries: Vec<(String, Value)>,
+}
+
+/// One delivery to attempt.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: i64,
+    pub event: Value,
+    pub rule_arn: String,
+    pub target: Value,
+    pub attempts: u32,
+    pub accepted_ms: u64,
+}
+
+pub struct Outbox {
+    conn: Mutex<Connection>,
+}
+
+impl Outbox {
+    pub fn open(path: &Path) -> Result<Self, BusError> {
+        let conn = crate::store::connect(path, "FULL").map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute(
+            "UPDATE bus_deliveries SET claimed = 0 WHERE claimed = 1",
+            [],
+        )
+        .map_err(backend)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Commits accepted events with their deliveries, all or none. Events that match no
+    /// target are not written.
+    pub fn accept(&self, accepted: &[Accepted], now_ms: u64) -> Result<(), BusError> {
+        if accepted.iter().all(|a| a.deliveries.is_empty()) {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut event_stmt = tx
+                .prepare_cached("INSERT INTO bus_events (record) VALUES (?1)")
+                .map_err(backend)?;
+            let mut delivery_stmt = tx
+                .prepare_cached(
+                    "INSERT INTO bus_deliveries (event, rule_arn, target, accepted_ms, due_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                )
+                .map_err(backend)?;
+            for a in accepted.iter().filter(|a| !a.deliveries.is_empty()) {
+                event_stmt
+                    .execute(params![a.event.to_string()])
+                    .map_err(backend)?;
+                let event_id = tx.last_insert_rowid();
+                for (rule_arn, target) in &a.deliveries {
+                    delivery_stmt
+                        .execute(params![
+                            event_id,
+                            rule_arn,
+                            target.to_string(),
+                            now_ms as i64
+                        ])
+                        .map_err(backend)?;
+                }
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    /// Claims up to `limit` deliveries due by `now_ms`, oldest first.
+    pub fn claim(&self, now_ms: u64, limit: usize) -> Result<Vec<Due>, BusError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(backend)?;
+        let mut due = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT d.id, e.record, d.rule_arn, d.target, d.attempts, d.accepted_ms \
+                     FROM bus_deliveries d JOIN bus_events e ON e.id = d.event \
+                     WHERE d.claimed = 0 AND d.due_ms <= ?1 ORDER BY d.due_ms, d.id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![now_ms as i64, limit as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, i64>(5)?,
+                    ))
+                })
+                .map_err(backend)?;
+            for row in rows {
+                let (id, event, rule_arn, target, attempts, accepted_ms) = row.map_err(backend)?;
+                due.push(Due {
+                    id,
+                    event: serde_json::from_str(&event).unwrap_or(Value::Null),
+                    rule_arn,
+                    target: serde_json::from_str(&target).unwrap_or(Value::Null),
+                    attempts: attempts as u32,
+                    accepted_ms: accepted_ms as u64,
+                });
+            }
+            let mut mark = tx
+                .prepare_cached("UPDATE bus_deliveries SET claimed = 1 WHERE id = ?1")
+                .map_err(backend)?;
+            for d in &due {
+                mark.execute(params![d.id]).map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(due)
+    }
+
+    /// Settles attempts: `done` deliveries go (and their events once they have no other),
+    /// `retry` ones come back at their due time with one attempt more.
+    pub fn settle(&self, done: &[i64], retry: &[(i64, u64)]) -> Result<(), BusError> {
+        if done.is_empty() && retry.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut event_of = tx
+                .prepare_cached("SELECT event FROM bus_deliveries WHERE id = ?1")
+                .map_err(backend)?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM bus_deliveries WHERE id = ?1")
+                .map_err(backend)?;
+            let mut orphan = tx
+                .prepare_cached(
+                    "DELETE FROM bus_events WHERE id = ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM bus_deliveries WHERE event = ?1)",
+                )
+                .map_err(backend)?;
+            for id in done {
+                let event: Option<i64> = event_of.query_row(params![id], |r| r.get(0)).ok();
+                delete.execute(params![id]).map_err(backend)?;
+                if let Some(event) = event {
+                    orphan.execute(params![event]).map_err(backend)?;
+                }
+            }
+            let mut again = tx
+                .prepare_cached(
+                    "UPDATE bus_deliveries SET claimed = 0, attempts = attempts + 1, due_ms = ?2 \
+                     WHERE id = ?1",
+                )
+                .map_err(backend)?;
+            for (id, due_ms) in retry {
+                again
+                    .execute(params![id, *due_ms as i64])
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    /// Deliveries not yet done.
+    #[cfg(test)]
+    pub fn pending(&self) -> Result<u64, BusError> {
+        self.lock()
+            .query_row("SELECT COUNT(*) FROM bus_deliveries", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepted_events_are_claimed_retried_and_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("db")).unwrap();
+        outbox
+            .accept(
+                &[
+                    Accepted {
+                        event: json!({"id": "e1"}),
+                        deliveries: vec![
+                            ("rule/a".into(), json!({"Id": "t1", "Arn": "x"})),
+                            ("rule/b".into(), json!({"Id": "t2", "Arn": "y"})),
+                        ],
+                    },
+                    Accepted {
+                        event: json!({"id": "e2"}),
+                        deliveries: vec![],
+                    },
+                ],
+                100,
+            )
+            .unwrap();
+        assert_eq!(outbox.pending().unwrap(), 2);
+        let due = outbox.claim(100, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].event, json!({"id": "e1"}));
+        assert!(
+            outbox.claim(100, 10).unwrap().is_empty(),
+            "claimed ones are not claimed again"
+        );
+        outbox.settle(&[due[0].id], &[(due[1].id, 500)]).unwrap();
+        assert!(outbox.claim(499, 10).unwrap().is_empty());
+        let again = outbox.claim(500, 10).unwrap();
+        assert_eq!((again.len(), again[0].attempts), (1, 1));
+        // A restart releases claims.
+        drop(outbox);
+        let outbox = Outbox::open(&dir.path().join("db")).unwrap();
+        let after = outbox.claim(500, 10).unwrap();
+        assert_eq!(after.len(), 1);
+        outbox.settle(&[after[0].id], &[]).unwrap();
+        assert_eq!(outbox.pending().unwrap(), 0);
+        let events: i64 = outbox
+            .lock()
+            .query_row("SELECT COUNT(*) FROM bus_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 0);
+    }
+}

@@ -15,7 +15,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// (year, month, day, hour, minute, second, millisecond) of an epoch-milliseconds instant, in UTC.
-fn civil(ms: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
+pub(crate) fn civil(ms: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
     let secs = (ms / 1000) as i64;
     let millis = (ms % 1000) as u32;
     let days = secs.div_euclid(86_400);

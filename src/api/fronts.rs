@@ -279,7 +279,8 @@ mod tests {
             "AmazonSQSX.ListQueues",
             "AmazonSQS",
             "amazonsqs.ListQueues",
-            "AWSEvents.PutEvents",
+            "AWSEventsX.PutEvents",
+            "AWSStepFunctions.StartExecution",
             "Lambda.Invoke",
         ] {
             let h = headers(&[("x-amz-target", target)]);
@@ -316,13 +317,18 @@ mod tests {
         let sqs = headers(&[("x-amz-target", "AmazonSQS.SendMessage")]);
         let front = front_of(&Method::POST, "/", &sqs);
         assert_eq!(signing_service(front), "sqs");
+        let events = headers(&[("x-amz-target", "AWSEvents.PutEvents")]);
+        assert_eq!(
+            signing_service(front_of(&Method::POST, "/", &events)),
+            "events"
+        );
         for (method, path, h) in [
             (Method::POST, "/", HeaderMap::new()),
             (Method::POST, "/2015-03-31/functions", sqs.clone()),
             (
                 Method::POST,
                 "/",
-                headers(&[("x-amz-target", "AWSEvents.PutEvents")]),
+                headers(&[("x-amz-target", "AWSStepFunctions.StartExecution")]),
             ),
         ] {
             assert_eq!(
@@ -388,8 +394,14 @@ mod tests {
             check(functions, sqs, "sqs"),
             Err(crate::sigv4::AuthError::Mismatch)
         );
+        let events = Some("AWSEvents.PutEvents");
+        assert_eq!(check("/", events, "events"), Ok(()));
         assert_eq!(
-            check("/", Some("AWSEvents.PutEvents"), "events"),
+            check("/", events, "lambda"),
+            Err(crate::sigv4::AuthError::Mismatch)
+        );
+        assert_eq!(
+            check("/", Some("AWSStepFunctions.StartExecution"), "states"),
             Err(crate::sigv4::AuthError::Mismatch)
         );
     }

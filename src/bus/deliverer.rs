@@ -125,11 +125,25 @@ impl Deliverer {
                 Ended::Retry(id, due) => retry.push((id, due)),
             }
         }
-        let outbox = self.bus.outbox();
-        match tokio::task::spawn_blocking(move || outbox.settle(&done, &retry)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "settling bus deliveries failed"),
-            Err(e) => tracing::error!(error = %e, "the settle task failed"),
+        // Written back until it holds: a delivery left claimed would be attempted again
+        // only after a restart.
+        for attempt in 1.. {
+            let (outbox, d, r) = (self.bus.outbox(), done.clone(), retry.clone());
+            match tokio::task::spawn_blocking(move || outbox.settle(&d, &r)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) if attempt < 20 => {
+                    tracing::warn!(error = %e, attempt, "settling bus deliveries failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "settling bus deliveries failed; they are attempted again after a restart");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the settle task failed");
+                    return;
+                }
+            }
         }
     }
 }

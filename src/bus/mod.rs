@@ -5,14 +5,17 @@
 //! their targets; targets kept in EventBridge's wire shape, so `ListTargetsByRule` returns
 //! what `PutTargets` stored), the checks of names, patterns and targets, the event an
 //! entry of `PutEvents` becomes ([`event`]), what a target is handed ([`transform`]), the
-//! durable outbox of deliveries ([`outbox`]), the service ([`service`]) and the event
-//! source that delivers through the delivery door ([`deliverer`]). The operations are
+//! durable outbox of deliveries ([`outbox`]), the service ([`service`]), the event source
+//! that delivers through the delivery door ([`deliverer`]), schedule expressions
+//! ([`schedule`]) and the event source that fires scheduled rules ([`ticker`]). The operations are
 //! `api::events`.
 
 pub mod deliverer;
 pub mod event;
 pub mod outbox;
+pub mod schedule;
 pub mod service;
+pub mod ticker;
 pub mod transform;
 
 use std::collections::BTreeMap;

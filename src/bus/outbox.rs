@@ -5,12 +5,14 @@
 //! survives `kill -9` and reaches every target it matched, at least once.
 //!
 //! A delivery is `claimed` while it is attempted; at start every claim of the last run is
-//! released. An event goes once its last delivery does.
+//! released. An event goes once its last delivery does. Every write takes the database's
+//! write lock when it begins (`BEGIN IMMEDIATE`): the file is shared with the other
+//! services' connections, and a transaction that read first could not take it later.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::Value;
 
 use super::BusError;
@@ -32,6 +34,11 @@ CREATE TABLE IF NOT EXISTS bus_deliveries (
 );
 CREATE INDEX IF NOT EXISTS bus_deliveries_due ON bus_deliveries (claimed, due_ms);
 CREATE INDEX IF NOT EXISTS bus_deliveries_event ON bus_deliveries (event);
+CREATE TABLE IF NOT EXISTS bus_schedules (
+    rule_arn   TEXT PRIMARY KEY,
+    origin_ms  INTEGER NOT NULL,
+    last_ms    INTEGER NOT NULL
+);
 ";
 
 fn backend(e: impl std::fmt::Display) -> BusError {
@@ -85,7 +92,9 @@ impl Outbox {
             return Ok(());
         }
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         {
             let mut event_stmt = tx
                 .prepare_cached("INSERT INTO bus_events (record) VALUES (?1)")
@@ -116,10 +125,78 @@ impl Outbox {
         tx.commit().map_err(backend)
     }
 
+    /// When a scheduled rule's schedule began and last fired; a rule seen for the first
+    /// time begins (and counts as fired) at `now_ms`.
+    pub fn schedule_state(&self, rule_arn: &str, now_ms: u64) -> Result<(u64, u64), BusError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO bus_schedules (rule_arn, origin_ms, last_ms) VALUES (?1, ?2, ?2)",
+            params![rule_arn, now_ms as i64],
+        )
+        .map_err(backend)?;
+        conn.query_row(
+            "SELECT origin_ms, last_ms FROM bus_schedules WHERE rule_arn = ?1",
+            params![rule_arn],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )
+        .map_err(backend)
+    }
+
+    /// Restarts a rule's schedule at `now_ms` (its expression changed).
+    pub fn restart_schedule(&self, rule_arn: &str, now_ms: u64) -> Result<(), BusError> {
+        self.lock()
+            .execute(
+                "INSERT INTO bus_schedules (rule_arn, origin_ms, last_ms) VALUES (?1, ?2, ?2) \
+                 ON CONFLICT(rule_arn) DO UPDATE SET origin_ms = ?2, last_ms = ?2",
+                params![rule_arn, now_ms as i64],
+            )
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    /// A firing of a scheduled rule: its event and deliveries committed together with the
+    /// time it fired, so that a firing is neither lost nor repeated across a restart.
+    pub fn fire(
+        &self,
+        rule_arn: &str,
+        accepted: Accepted,
+        fired_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), BusError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        if !accepted.deliveries.is_empty() {
+            tx.execute(
+                "INSERT INTO bus_events (record) VALUES (?1)",
+                params![accepted.event.to_string()],
+            )
+            .map_err(backend)?;
+            let event_id = tx.last_insert_rowid();
+            for (arn, target) in &accepted.deliveries {
+                tx.execute(
+                    "INSERT INTO bus_deliveries (event, rule_arn, target, accepted_ms, due_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![event_id, arn, target.to_string(), now_ms as i64],
+                )
+                .map_err(backend)?;
+            }
+        }
+        tx.execute(
+            "UPDATE bus_schedules SET last_ms = ?2 WHERE rule_arn = ?1",
+            params![rule_arn, fired_ms as i64],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
     /// Claims up to `limit` deliveries due by `now_ms`, oldest first.
     pub fn claim(&self, now_ms: u64, limit: usize) -> Result<Vec<Due>, BusError> {
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let mut due = Vec::new();
         {
             let mut stmt = tx
@@ -170,7 +247,9 @@ impl Outbox {
             return Ok(());
         }
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         {
             let mut event_of = tx
                 .prepare_cached("SELECT event FROM bus_deliveries WHERE id = ?1")

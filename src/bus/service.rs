@@ -67,6 +67,8 @@ pub struct EventBusService {
     arns: ArnContext,
     /// Woken when deliveries are committed.
     pub committed: tokio::sync::Notify,
+    /// The time schedules run on.
+    pub schedule_clock: super::ticker::Clock,
 }
 
 fn key(region: &str, name: &str) -> String {
@@ -112,6 +114,7 @@ impl EventBusService {
             writes: tokio::sync::Mutex::new(()),
             arns,
             committed: tokio::sync::Notify::new(),
+            schedule_clock: super::ticker::Clock::from_env(),
         };
         Ok(service)
     }
@@ -262,10 +265,17 @@ impl EventBusService {
                     "Parameter(s) EventPattern or ScheduleExpression must be specified.".into(),
                 ));
             }
-            (_, Some(_)) => {
-                return Err(BusError::Validation(
-                    "ScheduleExpression is not supported by this server yet; rules match events by EventPattern".into(),
-                ));
+            (pattern, Some(schedule)) => {
+                if bus_name != DEFAULT_BUS {
+                    return Err(BusError::Validation(
+                        "ScheduleExpression is supported only on the default event bus.".into(),
+                    ));
+                }
+                super::schedule::Schedule::parse(schedule)
+                    .map_err(|e| BusError::Validation(e.to_string()))?;
+                if let Some(pattern) = pattern {
+                    compile(pattern)?;
+                }
             }
             (Some(pattern), None) => {
                 compile(pattern)?;
@@ -278,6 +288,7 @@ impl EventBusService {
             )));
         }
         let arn = rule_arn(region, &self.arns.account_id, bus_name, &input.name);
+        let mut schedule_changed = false;
         let (_, arn) = self
             .modify(region, bus_name, |bus| {
                 let existing = bus.rules.get(&input.name).cloned();
@@ -298,6 +309,9 @@ impl EventBusService {
                     targets: BTreeMap::new(),
                 });
                 rule.event_pattern = input.event_pattern;
+                if rule.schedule_expression != input.schedule_expression {
+                    schedule_changed = true;
+                }
                 rule.schedule_expression = input.schedule_expression;
                 rule.state = state;
                 rule.description = input.description;
@@ -307,7 +321,33 @@ impl EventBusService {
                 Ok(arn.clone())
             })
             .await?;
+        if schedule_changed {
+            let (outbox, owned) = (self.outbox.clone(), arn.clone());
+            let now = self.schedule_clock.now();
+            blocking(move || outbox.restart_schedule(&owned, now)).await?;
+        }
         Ok(arn)
+    }
+
+    /// Every enabled rule with a schedule, with its region.
+    pub fn scheduled_rules(&self) -> Vec<(String, Rule)> {
+        self.buses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flat_map(|b| {
+                b.rules
+                    .values()
+                    .filter(|r| r.enabled() && r.schedule_expression.is_some())
+                    .map(|r| (b.region.clone(), r.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The account every bus is in.
+    pub fn account(&self) -> &str {
+        &self.arns.account_id
     }
 
     /// Rule `name` of a bus.

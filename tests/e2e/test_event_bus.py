@@ -308,7 +308,7 @@ def test_bad_input_gets_eventbridges_errors(events, events_nv, server):
                     Event='{"id":"1","account":"1","source":"s","time":"t","region":"r","detail-type":"d"}'
                     ) == "InvalidEventPatternException", pattern
     assert code(events.put_rule, Name="bad") == "ValidationException"
-    assert code(events.put_rule, Name="sched", ScheduleExpression="rate(1 minute)") == "ValidationException"
+    assert code(events.put_rule, Name="sched", ScheduleExpression="rate(1 fortnight)") == "ValidationException"
     assert code(events_nv.put_rule, Name="bad name!", EventPattern='{"source":["x"]}') == "ValidationException"
     assert code(events.put_rule, Name="x", EventBusName="nosuchbus",
                 EventPattern='{"source":["x"]}') == "ResourceNotFoundException"
@@ -345,3 +345,72 @@ def test_bad_input_gets_eventbridges_errors(events, events_nv, server):
                          timeout=120, env=aws_env(), stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
     assert "default" in [b["Name"] for b in json.loads(out.stdout)["EventBuses"]]
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_scheduled_rules_fire_on_time_and_a_restart_neither_loses_nor_repeats(tmp_path):
+    # Schedule time runs 60 times faster: a minute is a second.
+    srv = support.started(support.ShoalServer(
+        data_dir=tmp_path / "data", log_dir=tmp_path / "logs",
+        extra_env={"SHOAL_SCHEDULE_SPEEDUP": "60"}))
+    try:
+        ev, q = client("events", srv.endpoint), client("sqs", srv.endpoint)
+        rate_url = q.create_queue(QueueName="rate")["QueueUrl"]
+        cron_url = q.create_queue(QueueName="cron")["QueueUrl"]
+        rate_arn = ev.put_rule(Name="every-minute", ScheduleExpression="rate(1 minute)")["RuleArn"]
+        ev.put_targets(Rule="every-minute", Targets=[{"Id": "q", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:rate"}])
+        ev.put_rule(Name="even-minutes", ScheduleExpression="cron(0/2 * * * ? *)")
+        ev.put_targets(Rule="even-minutes", Targets=[{"Id": "q", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:cron"}])
+        assert ev.describe_rule(Name="every-minute")["ScheduleExpression"] == "rate(1 minute)"
+
+        def times(url: str, expect: int, timeout: float, arn: str | None = None) -> list[str]:
+            got = drain(q, url, expect, timeout=timeout)
+            bodies = [json.loads(m["Body"]) for m in got]
+            for b in bodies:
+                assert b["detail-type"] == "Scheduled Event" and b["source"] == "aws.events"
+                assert b["detail"] == {}
+                assert arn is None or b["resources"] == [arn]
+            return [b["time"] + " " + b["id"][:8] for b in bodies]
+
+        before = times(rate_url, 3, timeout=10, arn=rate_arn)
+        assert len(before) >= 3
+        crons = times(cron_url, 2, timeout=10)
+        assert len(crons) >= 2
+        for t in crons:  # cron(0/2 ...) fires on even minutes only, at second 0
+            assert int(t[14:16]) % 2 == 0 and t[17:19] == "00", crons
+
+        # kill -9, three schedule minutes down, then back.
+        srv.kill()
+        time.sleep(3.2)
+        support.started(srv)
+        after = times(rate_url, 4, timeout=10, arn=rate_arn)
+        stamps = sorted(set(t.split()[0] for t in before + after))
+        assert len(stamps) == len(before + after), f"a firing was repeated: {before} {after}"
+        secs = [crate_seconds(t) for t in stamps]
+        gaps = [b - a for a, b in zip(secs, secs[1:])]
+        assert all(g % 60 == 0 for g in gaps), gaps
+        assert max(gaps) >= 180, f"the missed minutes fired once, not one by one: {gaps}"
+        assert gaps.count(60) >= len(gaps) - 2, gaps
+
+        # Disabled: it stops.
+        ev.disable_rule(Name="every-minute")
+        time.sleep(0.5)
+        drain(q, rate_url, 100, timeout=1)
+        assert drain(q, rate_url, 1, timeout=2.5) == []
+        for bad in ["rate(1 week)", "cron(0 0 * * * *)", "cron(61 * * * ? *)", "every day"]:
+            e = support.client_error(ev.put_rule, Name="bad", ScheduleExpression=bad)
+            assert e.response["Error"]["Code"] == "ValidationException", bad
+        ev.create_event_bus(Name="other")
+        e = support.client_error(ev.put_rule, Name="x", EventBusName="other",
+                                 ScheduleExpression="rate(1 minute)")
+        assert e.response["Error"]["Code"] == "ValidationException"
+    finally:
+        srv.stop()
+
+
+def crate_seconds(iso: str) -> int:
+    """Epoch seconds of an EventBridge time (`2026-01-01T00:00:00Z`)."""
+    import calendar
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))

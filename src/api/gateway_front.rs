@@ -9,8 +9,8 @@
 //! authorized by the route's authorization type (a Lambda authorizer's answer is cached
 //! for its TTL); then the route's integration runs: a Lambda function with a payload 1.0
 //! or 2.0 event through the invoke door (API Gateway's permission on the function is
-//! checked first), or a first-class integration that puts the request into a queue and
-//! answers once it is committed.
+//! checked first), or a first-class integration that puts the request into a queue or on
+//! an event bus and answers once it is committed.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -249,6 +249,7 @@ impl Call {
         };
         let mut response = match integration.integration_subtype.as_deref() {
             Some("SQS-SendMessage") => self.send_to_queue(&matched, integration).await,
+            Some("EventBridge-PutEvents") => self.put_on_bus(&matched, integration).await,
             Some(other) => {
                 tracing::warn!(
                     subtype = other,
@@ -688,6 +689,59 @@ impl Call {
                     })),
                 )
                     .into_response()
+            }
+        }
+    }
+
+    /// `EventBridge-PutEvents`: the request's parameters make one event, committed to
+    /// the bus (and its matched deliveries) before the answer (PutEvents' result, as API
+    /// Gateway returns it).
+    async fn put_on_bus(&self, m: &Matched<'_>, integration: &Integration) -> Response {
+        let view = m.view();
+        let parameter = |name: &str| {
+            integration
+                .request_parameters
+                .get(name)
+                .map(|value| evaluate(value, &view))
+                .filter(|v| !v.is_empty())
+        };
+        let region = parameter("Region").unwrap_or_else(|| m.api.region.clone());
+        let resources = parameter("Resources")
+            .map(|r| match serde_json::from_str::<Vec<String>>(&r) {
+                Ok(list) => list,
+                Err(_) => r.split(',').map(|s| s.trim().to_string()).collect(),
+            })
+            .unwrap_or_default();
+        let entry = crate::bus::event::Entry {
+            time: parameter("Time").map(Value::String),
+            source: parameter("Source"),
+            resources,
+            detail_type: parameter("DetailType"),
+            detail: parameter("Detail"),
+            event_bus_name: parameter("EventBusName"),
+        };
+        if entry.size() > crate::bus::event::REQUEST_MAX_BYTES {
+            return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+        }
+        match self.state.bus.put_events(&region, vec![entry]).await {
+            Ok(outcomes) => {
+                let failed = outcomes.iter().filter(|o| o.is_err()).count();
+                let entries: Vec<Value> = outcomes
+                    .into_iter()
+                    .map(|o| match o {
+                        Ok(id) => json!({ "EventId": id }),
+                        Err(e) => json!({ "ErrorCode": e.code, "ErrorMessage": e.message }),
+                    })
+                    .collect();
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({ "Entries": entries, "FailedEntryCount": failed })),
+                )
+                    .into_response()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a bus integration's event was not accepted");
+                internal()
             }
         }
     }

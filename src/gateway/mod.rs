@@ -440,10 +440,7 @@ pub const SUBTYPES: &[(&str, Option<&str>)] = &[
         "SQS-PurgeQueue",
         Some("only SQS-SendMessage of the queue integrations is served here"),
     ),
-    (
-        "EventBridge-PutEvents",
-        Some("this server has no event bus yet"),
-    ),
+    ("EventBridge-PutEvents", None),
     ("Kinesis-PutRecord", Some("this server has no streams yet")),
     (
         "StepFunctions-StartExecution",
@@ -473,6 +470,27 @@ pub const SQS_SEND_PARAMETERS: &[(&str, bool)] = &[
     ("MessageGroupId", false),
     ("Region", false),
 ];
+
+/// The request parameters `EventBridge-PutEvents` takes, and which it needs.
+pub const PUT_EVENTS_PARAMETERS: &[(&str, bool)] = &[
+    ("Detail", true),
+    ("DetailType", true),
+    ("Source", true),
+    ("EventBusName", false),
+    ("Region", false),
+    ("Resources", false),
+    ("Time", false),
+    ("TraceHeader", false),
+];
+
+/// The request parameters a first-class integration takes (`None`: not one served here).
+pub fn parameters_of(subtype: &str) -> Option<&'static [(&'static str, bool)]> {
+    match subtype {
+        "SQS-SendMessage" => Some(SQS_SEND_PARAMETERS),
+        "EventBridge-PutEvents" => Some(PUT_EVENTS_PARAMETERS),
+        _ => None,
+    }
+}
 
 /// The prefix of the path form.
 pub const PATH_PREFIX: &str = "/execute-api/";

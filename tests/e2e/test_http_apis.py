@@ -446,6 +446,39 @@ def test_a_storage_first_route_puts_requests_into_a_queue(server, apigw, sqs, ma
     sqs.delete_queue(QueueUrl=queue_url)
 
 
+def test_a_storage_first_route_puts_requests_on_the_event_bus(server, apigw, sqs, make_api):
+    events = boto3.client("events", endpoint_url=server.endpoint, region_name=REGION,
+                          aws_access_key_id="x", aws_secret_access_key="x")
+    source = support.unique_name("web")
+    queue_url = sqs.create_queue(QueueName=support.unique_name("bus-sink"))["QueueUrl"]
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_url.rsplit('/', 1)[1]}"
+    events.put_rule(Name=source, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=source, Targets=[{"Id": "q", "Arn": queue_arn}])
+    api_id = make_api()["ApiId"]
+    iid = apigw.create_integration(
+        ApiId=api_id, IntegrationType="AWS_PROXY", IntegrationSubtype="EventBridge-PutEvents",
+        PayloadFormatVersion="1.0",
+        RequestParameters={"Source": source, "DetailType": "${request.path.kind}",
+                           "Detail": "$request.body"})["IntegrationId"]
+    apigw.create_route(ApiId=api_id, RouteKey="POST /events/{kind}", Target=f"integrations/{iid}")
+    apigw.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+    r = call(server, api_id, "POST", "/events/OrderPlaced", body='{"order": 7}',
+             headers={"content-type": "application/json"})
+    assert r.status == 200, r
+    assert r.json()["FailedEntryCount"] == 0
+    event_id = r.json()["Entries"][0]["EventId"]
+    got = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=5)["Messages"]
+    event = json.loads(got[0]["Body"])
+    assert (event["id"], event["source"], event["detail-type"], event["detail"]) == (
+        event_id, source, "OrderPlaced", {"order": 7})
+    # A body that is not a JSON object is EventBridge's MalformedDetail, passed on.
+    r = call(server, api_id, "POST", "/events/X", body="not json")
+    assert r.status == 200 and r.json()["Entries"][0]["ErrorCode"] == "MalformedDetail"
+    events.remove_targets(Rule=source, Ids=["q"])
+    events.delete_rule(Name=source)
+    sqs.delete_queue(QueueUrl=queue_url)
+
+
 def test_storage_first_keeps_every_acknowledged_request_through_kill_9(server_factory):
     srv = server_factory()
     api = v2_client(srv.endpoint)
@@ -535,10 +568,13 @@ def test_bad_configurations_are_refused_in_api_gateways_shape(apigw_nv, make_fn,
                 IntegrationSubtype="SQS-Teleport", PayloadFormatVersion="1.0",
                 RequestParameters={"QueueUrl": "q", "MessageBody": "b"}) == "BadRequestException"
     e = support.client_error(apigw.create_integration, ApiId=api_id, IntegrationType="AWS_PROXY",
-                             IntegrationSubtype="EventBridge-PutEvents", PayloadFormatVersion="1.0",
-                             RequestParameters={"Detail": "$request.body"})
+                             IntegrationSubtype="Kinesis-PutRecord", PayloadFormatVersion="1.0",
+                             RequestParameters={"Data": "$request.body"})
     assert e.response["Error"]["Code"] == "BadRequestException"
-    assert "event bus" in e.response["Error"]["Message"]
+    assert "streams" in e.response["Error"]["Message"]
+    assert code(apigw.create_integration, ApiId=api_id, IntegrationType="AWS_PROXY",
+                IntegrationSubtype="EventBridge-PutEvents", PayloadFormatVersion="1.0",
+                RequestParameters={"Detail": "$request.body"}) == "BadRequestException"
     assert code(apigw.create_integration, ApiId=api_id, IntegrationType="AWS_PROXY",
                 IntegrationSubtype="SQS-SendMessage", PayloadFormatVersion="1.0",
                 RequestParameters={"QueueUrl": "q"}) == "BadRequestException"

@@ -15,8 +15,7 @@ use crate::api::{Scope, SharedState};
 use crate::gateway::route_key::RouteKey;
 use crate::gateway::service::GatewayError;
 use crate::gateway::{
-    Authorizer, FunctionTarget, HttpApi, Integration, Route, SQS_SEND_PARAMETERS, SUBTYPES,
-    mapping, new_id,
+    Authorizer, FunctionTarget, HttpApi, Integration, Route, SUBTYPES, mapping, new_id,
 };
 
 fn bad(message: impl Into<String>) -> GatewayError {
@@ -324,7 +323,8 @@ fn check_integration(i: &Integration) -> Result<(), GatewayError> {
                     "integrationUri is not taken by a first-class integration",
                 ));
             }
-            for (name, required) in SQS_SEND_PARAMETERS {
+            let parameters = crate::gateway::parameters_of(subtype).unwrap_or_default();
+            for (name, required) in parameters {
                 if *required && !i.request_parameters.contains_key(*name) {
                     return Err(bad(format!(
                         "{subtype} requires the request parameter {name}"
@@ -332,10 +332,10 @@ fn check_integration(i: &Integration) -> Result<(), GatewayError> {
                 }
             }
             for (name, value) in &i.request_parameters {
-                if !SQS_SEND_PARAMETERS.iter().any(|(n, _)| n == name) {
+                if !parameters.iter().any(|(n, _)| n == name) {
                     return Err(bad(format!(
                         "Invalid request parameter {name} for {subtype}: takes {}",
-                        SQS_SEND_PARAMETERS
+                        parameters
                             .iter()
                             .map(|(n, _)| *n)
                             .collect::<Vec<_>>()

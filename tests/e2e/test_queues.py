@@ -233,7 +233,7 @@ def test_unknown_action_is_an_unsupported_operation(endpoint, action):
     assert body["message"] == f"The action {action} is not supported by this server", body
 
 
-@pytest.mark.parametrize("target", [None, "AmazonSQSX.ListQueues", "AWSEvents.PutEvents"])
+@pytest.mark.parametrize("target", [None, "AmazonSQSX.ListQueues", "AWSStepFunctions.StartExecution"])
 def test_post_root_without_a_known_target_is_an_unknown_lambda_operation(endpoint, target):
     headers = {"Content-Type": "application/x-amz-json-1.0"}
     if target is not None:

@@ -478,43 +478,45 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             args.concurrency
         );
     }
-    println!();
-    println!(
-        "{:<34} {:>10} {:>10}",
-        "cold start (invoke to response)", "p50 ms", "p99 ms"
-    );
-    let mut cold = vec!["noop-provided", "noop-python", "noop-node"];
-    if isolation == "namespaces" {
-        // The same no-op, in network mode egress: the cost of the NAT helper.
-        create(
-            &client,
-            "noop-provided-egress",
-            "provided.al2023",
-            "bootstrap",
-            zip_of(&[("bootstrap", &me, 0o755)])?,
-            json!({ NOOP_RUNTIME_VAR: "1" }),
-        )
-        .await?;
-        let tagged = client
-            .send_json(
-                Method::POST,
-                &format!("/2017-03-31/tags/{egress_arn}"),
-                &json!({ "Tags": { crate::function::NETWORK_TAG: "egress" } }),
-            )
-            .await;
-        match tagged {
-            Ok(_) => cold.push("noop-provided-egress"),
-            Err(e) => println!("  (network mode egress not measured: {e})"),
-        }
-    }
-    for name in cold {
-        let lat = cold_starts(&client, name, args.cold_starts).await?;
+    if args.cold_starts > 0 {
+        println!();
         println!(
             "{:<34} {:>10} {:>10}",
-            name,
-            ms(lat.percentile(0.5)),
-            ms(lat.percentile(0.99))
+            "cold start (invoke to response)", "p50 ms", "p99 ms"
         );
+        let mut cold = vec!["noop-provided", "noop-python", "noop-node"];
+        if isolation == "namespaces" {
+            // The same no-op, in network mode egress: the cost of the NAT helper.
+            create(
+                &client,
+                "noop-provided-egress",
+                "provided.al2023",
+                "bootstrap",
+                zip_of(&[("bootstrap", &me, 0o755)])?,
+                json!({ NOOP_RUNTIME_VAR: "1" }),
+            )
+            .await?;
+            let tagged = client
+                .send_json(
+                    Method::POST,
+                    &format!("/2017-03-31/tags/{egress_arn}"),
+                    &json!({ "Tags": { crate::function::NETWORK_TAG: "egress" } }),
+                )
+                .await;
+            match tagged {
+                Ok(_) => cold.push("noop-provided-egress"),
+                Err(e) => println!("  (network mode egress not measured: {e})"),
+            }
+        }
+        for name in cold {
+            let lat = cold_starts(&client, name, args.cold_starts).await?;
+            println!(
+                "{:<34} {:>10} {:>10}",
+                name,
+                ms(lat.percentile(0.5)),
+                ms(lat.percentile(0.99))
+            );
+        }
     }
     if args.async_events > 0 {
         // The shapes users deploy: a small Python function, and a no-op at 2048 MB (more

@@ -14,6 +14,7 @@
 //! too (`return 200`, one worker): the fastest baseline, and, since it runs in a process of
 //! its own, the client's CPU alone, which less Shoal's row is Shoal's CPU per invoke.
 
+mod bus;
 mod gateway;
 mod nginx;
 mod queues;
@@ -62,6 +63,9 @@ pub struct BenchArgs {
     /// Messages published to a topic with ten function subscribers (0 skips it).
     #[arg(long, default_value_t = 1000)]
     pub topic_messages: usize,
+    /// Events put on the bus to time their way to a function target (0: none).
+    #[arg(long, default_value_t = 50)]
+    pub bus_events: usize,
     /// Isolation modes to measure, one server each (`none`, `namespaces`).
     #[arg(long, value_delimiter = ',', default_value = "none,namespaces")]
     pub isolation: Vec<String>,
@@ -560,6 +564,16 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
     }
     if args.queue_messages > 0 {
         gateway::storage_first(&client, args.queue_messages, args.concurrency.max(16)).await?;
+    }
+    if args.bus_events > 0 {
+        println!();
+        bus::put_events_latency(
+            &client,
+            (&arn_parts.0, &arn_parts.1),
+            "noop-provided",
+            args.bus_events,
+        )
+        .await?;
     }
     if args.topic_messages > 0 {
         topics::run(

@@ -1,5 +1,5 @@
-//! Requests to the SQS and SNS fronts, for the CLI and the benchmark: SQS's JSON protocol
-//! and SNS's query protocol, their errors turned into [`ClientError::Api`] with the
+//! Requests to the SQS, EventBridge and SNS fronts, for the CLI and the benchmark: SQS's
+//! and EventBridge's JSON protocols and SNS's query protocol, their errors turned into [`ClientError::Api`] with the
 //! service's code and message, and the few XML reads SNS's answers need.
 
 use bytes::Bytes;
@@ -35,6 +35,30 @@ pub async fn sqs(client: &Client, action: &str, input: &Value) -> Result<Value, 
     Err(ClientError::Api {
         status: reply.status,
         code,
+        message: body["message"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// One EventBridge action (`client` signing for `events`); its JSON answer.
+pub async fn events(client: &Client, action: &str, input: &Value) -> Result<Value, ClientError> {
+    let reply = client
+        .send_raw(
+            Method::POST,
+            "/",
+            &[
+                ("x-amz-target", format!("AWSEvents.{action}")),
+                ("content-type", "application/x-amz-json-1.1".to_string()),
+            ],
+            Some(Bytes::from(input.to_string())),
+        )
+        .await?;
+    let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    if reply.status.is_success() {
+        return Ok(body);
+    }
+    Err(ClientError::Api {
+        status: reply.status,
+        code: body["__type"].as_str().unwrap_or("Error").to_string(),
         message: body["message"].as_str().unwrap_or_default().to_string(),
     })
 }

@@ -244,6 +244,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         queues.clone(),
         arns.clone(),
     )));
+    targets.register(Arc::new(crate::delivery::bus::BusTarget::new(bus.clone())));
     targets.register(Arc::new(crate::delivery::topic::TopicTarget::new(
         topics.clone(),
     )));

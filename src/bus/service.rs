@@ -560,6 +560,23 @@ impl EventBusService {
         Ok(outcomes)
     }
 
+    /// Puts an event another bus's rule forwarded on bus `name`, as it is; committed with
+    /// its deliveries when this returns.
+    pub async fn forward(&self, region: &str, name: &str, event: Value) -> Result<(), BusError> {
+        if !event.is_object() || event.get("source").is_none() {
+            return Err(BusError::Validation(
+                "The forwarded payload is not an event.".into(),
+            ));
+        }
+        let bus = self.bus(region, name)?;
+        let deliveries = self.matches(&bus, &event);
+        let now = crate::timefmt::now_ms();
+        let outbox = self.outbox.clone();
+        blocking(move || outbox.accept(&[Accepted { event, deliveries }], now)).await?;
+        self.committed.notify_one();
+        Ok(())
+    }
+
     /// `(rule ARN, target)` of every target of an enabled rule of `bus` that `event`
     /// matches.
     pub fn matches(&self, bus: &Bus, event: &Value) -> Vec<(String, Value)> {

@@ -8,6 +8,7 @@
 //! ARN once, refuses another account's or region's, and hands the delivery to the target
 //! of its service.
 
+pub mod bus;
 pub mod lambda;
 pub mod queue;
 pub mod topic;

@@ -229,6 +229,32 @@ def handler(event, context):
     events.delete_rule(Name=source)
 
 
+def test_a_rule_forwards_events_to_another_bus(events, sqs, queue):
+    source = support.unique_name("fwd")
+    second = support.unique_name("second")
+    second_arn = events.create_event_bus(Name=second)["EventBusArn"]
+    url, qarn = queue("fwd")
+    events.put_rule(Name=source, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=source, Targets=[{"Id": "bus", "Arn": second_arn}])
+    events.put_rule(Name="sink", EventBusName=second,
+                    EventPattern=json.dumps({"detail": {"keep": [True]}}))
+    events.put_targets(Rule="sink", EventBusName=second, Targets=[{"Id": "q", "Arn": qarn}])
+    out = events.put_events(Entries=[entry(source, "Fwd", {"keep": True}),
+                                     entry(source, "Fwd", {"keep": False})])
+    [got] = drain(sqs, url, 1)
+    body = json.loads(got["Body"])
+    assert body["id"] == out["Entries"][0]["EventId"] and body["detail"] == {"keep": True}
+    assert drain(sqs, url, 1, timeout=1.5) == []
+    missing = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/nosuchbus"
+    failed = events.put_targets(Rule=source, Targets=[{"Id": "gone", "Arn": missing}])
+    assert failed["FailedEntryCount"] == 1
+    events.remove_targets(Rule=source, Ids=["bus"])
+    events.delete_rule(Name=source)
+    events.remove_targets(Rule="sink", EventBusName=second, Ids=["q"])
+    events.delete_rule(Name="sink", EventBusName=second)
+    events.delete_event_bus(Name=second)
+
+
 def test_a_target_that_cannot_take_events_sends_them_to_its_dead_letter_queue(events, sqs, queue):
     source = support.unique_name("dlq")
     gone_url, gone_arn = queue("gone")

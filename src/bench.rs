@@ -433,42 +433,28 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
         }
     }
     // The same no-op behind a function URL (path form): the event is built and the
-    // answer made by payload format 2.0's rules.
+    // answer made by payload format 2.0's rules; and behind an HTTP API (quick create):
+    // stage, route, the permission check, payload 2.0 in and out.
     let url_path = function_url_path(&client, "noop-provided").await?;
-    sequential(&client, &url_path, 50).await?; // warm up
-    let lat = sequential(&client, &url_path, args.requests).await?;
-    let (tput, busy_cpu) = throughput(&client, &url_path, args.concurrency, args.duration).await?;
-    warm_row("function URL noop-provided", &lat, tput, busy_cpu);
-    if let Some((nginx_p50, nginx_tput, client_cpu, client_busy_cpu, _)) = &nginx {
-        println!(
-            "  function URL against nginx: p50 {:.1}x nginx's, throughput {:.0}% of nginx's; \
-             shoal's CPU per request {} us sequential, {} us with {} clients",
-            lat.percentile(0.5).as_secs_f64() / nginx_p50.as_secs_f64(),
-            100.0 * tput / nginx_tput,
-            micros(lat.cpu_per_request.saturating_sub(*client_cpu)),
-            micros(busy_cpu.saturating_sub(*client_busy_cpu)),
-            args.concurrency
-        );
-    }
-    // The same no-op behind an HTTP API (quick create, path form): stage, route, the
-    // permission check, payload 2.0 in and out.
     let api_path = gateway::quick_api_path(&client, (&arn_parts.0, &arn_parts.1), "noop-provided")
         .await?
         + "/bench";
-    sequential(&client, &api_path, 50).await?; // warm up
-    let lat = sequential(&client, &api_path, args.requests).await?;
-    let (tput, busy_cpu) = throughput(&client, &api_path, args.concurrency, args.duration).await?;
-    warm_row("HTTP API noop-provided", &lat, tput, busy_cpu);
-    if let Some((nginx_p50, nginx_tput, client_cpu, client_busy_cpu, _)) = &nginx {
-        println!(
-            "  HTTP API against nginx: p50 {:.1}x nginx's, throughput {:.0}% of nginx's; \
-             shoal's CPU per request {} us sequential, {} us with {} clients",
-            lat.percentile(0.5).as_secs_f64() / nginx_p50.as_secs_f64(),
-            100.0 * tput / nginx_tput,
-            micros(lat.cpu_per_request.saturating_sub(*client_cpu)),
-            micros(busy_cpu.saturating_sub(*client_busy_cpu)),
-            args.concurrency
-        );
+    for (label, path) in [("function URL", url_path), ("HTTP API", api_path)] {
+        sequential(&client, &path, 50).await?; // warm up
+        let lat = sequential(&client, &path, args.requests).await?;
+        let (tput, busy_cpu) = throughput(&client, &path, args.concurrency, args.duration).await?;
+        warm_row(&format!("{label} noop-provided"), &lat, tput, busy_cpu);
+        if let Some((nginx_p50, nginx_tput, client_cpu, client_busy_cpu, _)) = &nginx {
+            println!(
+                "  {label} against nginx: p50 {:.1}x nginx's, throughput {:.0}% of nginx's; \
+                 shoal's CPU per request {} us sequential, {} us with {} clients",
+                lat.percentile(0.5).as_secs_f64() / nginx_p50.as_secs_f64(),
+                100.0 * tput / nginx_tput,
+                micros(lat.cpu_per_request.saturating_sub(*client_cpu)),
+                micros(busy_cpu.saturating_sub(*client_busy_cpu)),
+                args.concurrency
+            );
+        }
     }
     drop(nginx);
     for (name, p50, cpu, busy_cpu) in &warm {

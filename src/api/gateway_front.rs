@@ -280,13 +280,7 @@ impl Call {
 
     /// `$context` variables of a request.
     fn context_variables(&self, m: &Matched<'_>) -> BTreeMap<String, String> {
-        let user_agent = m
-            .parts
-            .headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let user_agent = m.http_request(&m.path).user_agent().to_string();
         BTreeMap::from([
             ("requestId".into(), self.request_id.clone()),
             ("extendedRequestId".into(), self.request_id.clone()),
@@ -295,7 +289,7 @@ impl Call {
             ("domainName".into(), m.domain.clone()),
             (
                 "domainPrefix".into(),
-                m.domain.split('.').next().unwrap_or("").to_string(),
+                crate::urls::event::domain_prefix(&m.domain).to_string(),
             ),
             ("accountId".into(), self.state.arns.account_id.clone()),
             ("httpMethod".into(), m.parts.method.to_string()),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::urls::event::{HttpRequest, body_field};
+use crate::urls::event::{HttpRequest, body_field, domain_prefix};
 
 /// Who is serving the request (1.0's `requestContext`).
 pub struct ContextV1<'a> {
@@ -71,16 +71,8 @@ pub fn event_v1(request: &HttpRequest<'_>, context: &ContextV1<'_>) -> Value {
     let query = form_urlencoded::parse(request.query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()));
     let (single_query, multi_query) = single_and_multi(query);
-    let user_agent = request
-        .headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let domain_prefix = context
-        .domain_name
-        .split('.')
-        .next()
-        .unwrap_or(context.domain_name);
+    let user_agent = request.user_agent();
+    let domain_prefix = domain_prefix(context.domain_name);
     let (body, encoded) = if request.body.is_empty() {
         (Value::Null, false)
     } else {

@@ -26,6 +26,21 @@ pub struct HttpRequest<'a> {
     pub protocol: &'a str,
 }
 
+impl HttpRequest<'_> {
+    /// The `User-Agent` header's value (empty when none).
+    pub fn user_agent(&self) -> &str {
+        self.headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// The first label of a host name (`requestContext.domainPrefix`).
+pub fn domain_prefix(domain: &str) -> &str {
+    domain.split('.').next().unwrap_or(domain)
+}
+
 /// Who is serving the request.
 pub struct RequestContext<'a> {
     pub account_id: &'a str,
@@ -125,16 +140,8 @@ pub fn query_parameters(query: &str) -> Map<String, Value> {
 /// The payload format 2.0 event of `request`.
 pub fn event_v2(request: &HttpRequest<'_>, context: &RequestContext<'_>) -> Value {
     let (headers, cookies) = headers_and_cookies(request.headers);
-    let user_agent = request
-        .headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let domain_prefix = context
-        .domain_name
-        .split('.')
-        .next()
-        .unwrap_or(context.domain_name);
+    let user_agent = request.user_agent();
+    let domain_prefix = domain_prefix(context.domain_name);
     let mut event = json!({
         "version": "2.0",
         "routeKey": context.route_key,

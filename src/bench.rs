@@ -16,6 +16,7 @@
 
 mod bus;
 mod gateway;
+mod matching;
 mod nginx;
 mod queues;
 mod topics;
@@ -66,6 +67,9 @@ pub struct BenchArgs {
     /// Events put on the bus to time their way to a function target (0: none).
     #[arg(long, default_value_t = 50)]
     pub bus_events: usize,
+    /// Rule counts to time pattern matching at, in-process (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
+    pub match_rules: Vec<usize>,
     /// Isolation modes to measure, one server each (`none`, `namespaces`).
     #[arg(long, value_delimiter = ',', default_value = "none,namespaces")]
     pub isolation: Vec<String>,
@@ -278,6 +282,16 @@ async fn cold_starts(client: &Client, name: &str, n: usize) -> anyhow::Result<La
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let rule_counts: Vec<usize> = args
+        .match_rules
+        .iter()
+        .copied()
+        .filter(|&n| n > 0)
+        .collect();
+    if !rule_counts.is_empty() {
+        matching::run(&rule_counts);
+        println!();
+    }
     for isolation in &args.isolation {
         println!("=== isolation: {isolation}");
         let data_dir =

@@ -12,7 +12,7 @@ use super::event::Entry;
 use super::outbox::{Accepted, Outbox};
 use super::transform::InputSpec;
 use super::{Bus, DEFAULT_BUS, RULES_MAX, Rule, TARGETS_MAX, bus_arn, is_rule_name, rule_arn};
-use crate::pattern::Pattern;
+use crate::pattern::{Pattern, RuleSet};
 use crate::region::ArnContext;
 use crate::store::{DocumentStore, StoreError};
 
@@ -42,6 +42,9 @@ impl From<StoreError> for BusError {
     }
 }
 
+/// A bus version and its enabled pattern rules compiled (rule names as items).
+type CompiledBus = (Arc<Bus>, Arc<RuleSet<String>>);
+
 /// What `PutRule` sets.
 #[derive(Debug, Clone, Default)]
 pub struct RuleInput {
@@ -62,7 +65,10 @@ pub struct EventBusService {
     outbox: Arc<Outbox>,
     buses: RwLock<BTreeMap<String, Arc<Bus>>>,
     /// Compiled patterns by rule ARN (and the pattern text they were compiled from).
-    compiled: RwLock<BTreeMap<String, (String, Arc<Pattern>)>>,
+    compiled: RwLock<BTreeMap<String, (String, Pattern)>>,
+    /// Each bus's enabled pattern rules as one matcher, with the bus version it was
+    /// built from.
+    rule_sets: RwLock<BTreeMap<String, CompiledBus>>,
     writes: tokio::sync::Mutex<()>,
     arns: ArnContext,
     /// Woken when deliveries are committed.
@@ -111,6 +117,7 @@ impl EventBusService {
             outbox: Arc::new(Outbox::open(outbox_path)?),
             buses: RwLock::new(buses),
             compiled: RwLock::new(BTreeMap::new()),
+            rule_sets: RwLock::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
             arns,
             committed: tokio::sync::Notify::new(),
@@ -579,24 +586,48 @@ impl EventBusService {
 
     /// `(rule ARN, target)` of every target of an enabled rule of `bus` that `event`
     /// matches.
-    pub fn matches(&self, bus: &Bus, event: &Value) -> Vec<(String, Value)> {
+    pub fn matches(&self, bus: &Arc<Bus>, event: &Value) -> Vec<(String, Value)> {
+        let rules = self.rule_set(bus);
         let mut out = Vec::new();
-        for rule in bus.rules.values().filter(|r| r.enabled()) {
-            let Some(text) = &rule.event_pattern else {
-                continue;
-            };
-            let Some(pattern) = self.pattern(&rule.arn, text) else {
-                continue;
-            };
-            if pattern.matches(event) {
+        for name in rules.matching(event) {
+            if let Some(rule) = bus.rules.get(name) {
                 out.extend(rule.targets.values().map(|t| (rule.arn.clone(), t.clone())));
             }
         }
         out
     }
 
+    /// The enabled pattern rules of `bus` compiled into one matcher, built once per
+    /// version of the bus (every change replaces its `Arc`).
+    fn rule_set(&self, bus: &Arc<Bus>) -> Arc<RuleSet<String>> {
+        let key = key(&bus.region, &bus.name);
+        if let Some((version, rules)) = self
+            .rule_sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && Arc::ptr_eq(version, bus)
+        {
+            return rules.clone();
+        }
+        let rules = Arc::new(RuleSet::new(
+            bus.rules
+                .values()
+                .filter(|r| r.enabled())
+                .filter_map(|rule| {
+                    let text = rule.event_pattern.as_deref()?;
+                    Some((self.pattern(&rule.arn, text)?, rule.name.clone()))
+                }),
+        ));
+        self.rule_sets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (bus.clone(), rules.clone()));
+        rules
+    }
+
     /// The compiled pattern of a rule (compiled once per text).
-    fn pattern(&self, rule_arn: &str, text: &str) -> Option<Arc<Pattern>> {
+    fn pattern(&self, rule_arn: &str, text: &str) -> Option<Pattern> {
         if let Some((cached_text, p)) = self
             .compiled
             .read()
@@ -606,7 +637,7 @@ impl EventBusService {
         {
             return Some(p.clone());
         }
-        let compiled = Arc::new(compile(text).ok()?);
+        let compiled = compile(text).ok()?;
         self.compiled
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -67,6 +67,7 @@ mod error;
 mod lambda;
 mod matcher;
 mod parse;
+mod ruleset;
 mod sns;
 mod values;
 
@@ -78,6 +79,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use error::{ErrorKind, PatternError};
+pub use ruleset::RuleSet;
 // Not every adapter has its caller yet (see the module's `dead_code` allowance).
 #[allow(unused_imports)]
 pub use lambda::{DEFAULT_MAX_FILTERS, FilterCriteria};

@@ -4,7 +4,8 @@
 //!
 //! In a template, `<name>` is replaced by the value `InputPathsMap` names (or one of the predefined
 //! `aws.events.rule-arn`, `aws.events.rule-name`, `aws.events.event.ingestion-time`,
-//! `aws.events.event` and `aws.events.event.json`). Inside a JSON string (between quotes) a value is written as
+//! `aws.events.event`, the event without its `detail`, and `aws.events.event.json`, the
+//! whole event). Inside a JSON string (between quotes) a value is written as
 //! text: a string's content, anything else as its JSON, escaped for the string. Outside
 //! quotes a value is written as JSON (a string with its quotes); a path the event does not
 //! have is `null` there and empty inside quotes. A `<word>` that names nothing stays as
@@ -158,7 +159,8 @@ impl InputSpec {
                         "aws.events.event.ingestion-time" => {
                             Some(Some(Value::String(ingestion.into())))
                         }
-                        "aws.events.event" | "aws.events.event.json" => Some(Some(event.clone())),
+                        "aws.events.event" => Some(Some(without_detail(event))),
+                        "aws.events.event.json" => Some(Some(event.clone())),
                         _ => None,
                     }
                 };
@@ -223,6 +225,19 @@ fn escape(text: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
+/// The event as `<aws.events.event>` gives it: everything but its `detail`.
+fn without_detail(event: &Value) -> Value {
+    match event {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "detail")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,10 +273,17 @@ mod tests {
         assert_eq!(text.apply(&event(), "a", "r", "t"), r#""state: running""#);
         let plain = transformer(json!({"s": "$.detail.state"}), "state is <s>");
         assert_eq!(plain.apply(&event(), "a", "r", "t"), "state is \"running\"");
-        let whole = transformer(json!({}), "<aws.events.event>");
+        let whole = transformer(json!({}), "<aws.events.event.json>");
         assert_eq!(
             serde_json::from_str::<Value>(&whole.apply(&event(), "a", "r", "t")).unwrap(),
             event()
+        );
+        let envelope = transformer(json!({}), "<aws.events.event>");
+        let mut expected = event();
+        expected.as_object_mut().unwrap().remove("detail");
+        assert_eq!(
+            serde_json::from_str::<Value>(&envelope.apply(&event(), "a", "r", "t")).unwrap(),
+            expected
         );
     }
 

@@ -277,6 +277,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
     ));
     sources.start(crate::topics::fanout::Fanout::new(topics.clone()));
     sources.start(crate::bus::deliverer::Deliverer::new(bus.clone()));
+    sources.start(crate::bus::replayer::Replayer::new(bus.clone()));
     sources.start(crate::bus::ticker::Ticker::new(
         bus.clone(),
         bus.schedule_clock,

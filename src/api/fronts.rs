@@ -10,7 +10,7 @@
 //! signed for that front's service. Everything no front takes is Lambda's REST API,
 //! signed for `lambda`.
 //!
-//! Each front is a module (`api/sqs/`, `api/sns/`, `api/events.rs`) with a typed action enum ([`wire_actions!`]) and
+//! Each front is a module (`api/sqs/`, `api/sns/`, `api/events/`) with a typed action enum ([`wire_actions!`]) and
 //! one function per action. Adding a service is one row here plus its front module.
 
 use std::future::Future;

@@ -108,7 +108,7 @@ impl Entry {
 }
 
 /// A `Time` as botocore sends it (epoch seconds, maybe fractional) or an ISO-8601 string.
-fn time_of(value: &Value) -> Option<u64> {
+pub fn time_of(value: &Value) -> Option<u64> {
     if let Some(seconds) = value.as_f64() {
         return (seconds >= 0.0).then_some((seconds * 1000.0) as u64);
     }

@@ -7,12 +7,16 @@
 //! entry of `PutEvents` becomes ([`event`]), what a target is handed ([`transform`]), the
 //! durable outbox of deliveries ([`outbox`]), the service ([`service`]), the event source
 //! that delivers through the delivery door ([`deliverer`]), schedule expressions
-//! ([`schedule`]) and the event source that fires scheduled rules ([`ticker`]). The operations are
-//! `api::events`.
+//! ([`schedule`]), the event source that fires scheduled rules ([`ticker`]), archives
+//! and replays ([`archive`], kept in the outbox's database by `archive_log`) and the
+//! event source that replays ([`replayer`]). The operations are `api::events`.
 
+pub mod archive;
+mod archive_log;
 pub mod deliverer;
 pub mod event;
 pub mod outbox;
+pub mod replayer;
 pub mod schedule;
 pub mod service;
 pub mod ticker;

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS bus_schedules (
 );
 ";
 
-fn backend(e: impl std::fmt::Display) -> BusError {
+pub(super) fn backend(e: impl std::fmt::Display) -> BusError {
     BusError::Internal(e.to_string())
 }
 
@@ -50,6 +50,43 @@ pub struct Accepted {
     pub event: Value,
     /// `(rule ARN, target)` for each target it goes to.
     pub deliveries: Vec<(String, Value)>,
+    /// The keys of the archives that keep a copy.
+    pub archives: Vec<String>,
+}
+
+/// Writes one accepted event: its row and deliveries if it has any, and a copy in each
+/// of its archives.
+pub(super) fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    accepted: &Accepted,
+    now_ms: u64,
+) -> Result<(), BusError> {
+    let record = accepted.event.to_string();
+    if !accepted.deliveries.is_empty() {
+        tx.prepare_cached("INSERT INTO bus_events (record) VALUES (?1)")
+            .and_then(|mut stmt| stmt.execute(params![record]))
+            .map_err(backend)?;
+        let event_id = tx.last_insert_rowid();
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO bus_deliveries (event, rule_arn, target, accepted_ms, due_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )
+            .map_err(backend)?;
+        for (rule_arn, target) in &accepted.deliveries {
+            stmt.execute(params![
+                event_id,
+                rule_arn,
+                target.to_string(),
+                now_ms as i64
+            ])
+            .map_err(backend)?;
+        }
+    }
+    if !accepted.archives.is_empty() {
+        super::archive_log::insert(tx, &accepted.event, &record, &accepted.archives, now_ms)?;
+    }
+    Ok(())
 }
 
 /// One delivery to attempt.
@@ -71,6 +108,8 @@ impl Outbox {
     pub fn open(path: &Path) -> Result<Self, BusError> {
         let conn = crate::store::connect(path, "FULL").map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute_batch(super::archive_log::SCHEMA)
+            .map_err(backend)?;
         conn.execute(
             "UPDATE bus_deliveries SET claimed = 0 WHERE claimed = 1",
             [],
@@ -81,46 +120,25 @@ impl Outbox {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Commits accepted events with their deliveries, all or none. Events that match no
-    /// target are not written.
+    /// Commits accepted events with their deliveries and archive copies, all or none.
+    /// Events that match no target and no archive are not written.
     pub fn accept(&self, accepted: &[Accepted], now_ms: u64) -> Result<(), BusError> {
-        if accepted.iter().all(|a| a.deliveries.is_empty()) {
+        if accepted
+            .iter()
+            .all(|a| a.deliveries.is_empty() && a.archives.is_empty())
+        {
             return Ok(());
         }
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        {
-            let mut event_stmt = tx
-                .prepare_cached("INSERT INTO bus_events (record) VALUES (?1)")
-                .map_err(backend)?;
-            let mut delivery_stmt = tx
-                .prepare_cached(
-                    "INSERT INTO bus_deliveries (event, rule_arn, target, accepted_ms, due_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                )
-                .map_err(backend)?;
-            for a in accepted.iter().filter(|a| !a.deliveries.is_empty()) {
-                event_stmt
-                    .execute(params![a.event.to_string()])
-                    .map_err(backend)?;
-                let event_id = tx.last_insert_rowid();
-                for (rule_arn, target) in &a.deliveries {
-                    delivery_stmt
-                        .execute(params![
-                            event_id,
-                            rule_arn,
-                            target.to_string(),
-                            now_ms as i64
-                        ])
-                        .map_err(backend)?;
-                }
-            }
+        for a in accepted {
+            insert(&tx, a, now_ms)?;
         }
         tx.commit().map_err(backend)
     }
@@ -167,22 +185,7 @@ impl Outbox {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        if !accepted.deliveries.is_empty() {
-            tx.execute(
-                "INSERT INTO bus_events (record) VALUES (?1)",
-                params![accepted.event.to_string()],
-            )
-            .map_err(backend)?;
-            let event_id = tx.last_insert_rowid();
-            for (arn, target) in &accepted.deliveries {
-                tx.execute(
-                    "INSERT INTO bus_deliveries (event, rule_arn, target, accepted_ms, due_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
-                    params![event_id, arn, target.to_string(), now_ms as i64],
-                )
-                .map_err(backend)?;
-            }
-        }
+        insert(&tx, &accepted, now_ms)?;
         tx.execute(
             "UPDATE bus_schedules SET last_ms = ?2 WHERE rule_arn = ?1",
             params![rule_arn, fired_ms as i64],
@@ -315,10 +318,12 @@ mod tests {
                             ("rule/a".into(), json!({"Id": "t1", "Arn": "x"})),
                             ("rule/b".into(), json!({"Id": "t2", "Arn": "y"})),
                         ],
+                        archives: vec![],
                     },
                     Accepted {
                         event: json!({"id": "e2"}),
                         deliveries: vec![],
+                        archives: vec![],
                     },
                 ],
                 100,

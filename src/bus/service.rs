@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
+use super::archive::Archive;
 use super::event::Entry;
 use super::outbox::{Accepted, Outbox};
 use super::transform::InputSpec;
@@ -32,6 +33,9 @@ pub enum BusError {
     InvalidPattern(String),
     #[error("{0}")]
     LimitExceeded(String),
+    /// The resource is not in a state that allows the operation.
+    #[error("{0}")]
+    IllegalStatus(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -61,16 +65,20 @@ pub struct RuleInput {
 pub type EntryOutcome = Result<String, super::event::EntryError>;
 
 pub struct EventBusService {
-    store: Arc<dyn DocumentStore>,
+    pub(super) store: Arc<dyn DocumentStore>,
     outbox: Arc<Outbox>,
     buses: RwLock<BTreeMap<String, Arc<Bus>>>,
+    /// Archives by `<region>/<name>`.
+    pub(super) archives: RwLock<BTreeMap<String, Arc<Archive>>>,
     /// Compiled patterns by rule ARN (and the pattern text they were compiled from).
     compiled: RwLock<BTreeMap<String, (String, Pattern)>>,
     /// Each bus's enabled pattern rules as one matcher, with the bus version it was
     /// built from.
     rule_sets: RwLock<BTreeMap<String, CompiledBus>>,
-    writes: tokio::sync::Mutex<()>,
+    pub(super) writes: tokio::sync::Mutex<()>,
     arns: ArnContext,
+    /// Woken when a replay starts or is cancelled.
+    pub replays_changed: tokio::sync::Notify,
     /// Woken when deliveries are committed.
     pub committed: tokio::sync::Notify,
     /// The time schedules run on.
@@ -81,7 +89,7 @@ fn key(region: &str, name: &str) -> String {
     format!("{region}/{name}")
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BusError> + Send + 'static,
 ) -> Result<T, BusError> {
     tokio::task::spawn_blocking(f)
@@ -112,14 +120,22 @@ impl EventBusService {
                 .map_err(|e| StoreError::Corrupt(format!("event bus {k}: {e}")))?;
             buses.insert(k, Arc::new(bus));
         }
+        let mut archives = BTreeMap::new();
+        for (k, json) in store.load_documents(super::archive::KIND)? {
+            let archive: Archive = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("archive {k}: {e}")))?;
+            archives.insert(k, Arc::new(archive));
+        }
         let service = Self {
             store,
             outbox: Arc::new(Outbox::open(outbox_path)?),
             buses: RwLock::new(buses),
+            archives: RwLock::new(archives),
             compiled: RwLock::new(BTreeMap::new()),
             rule_sets: RwLock::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
             arns,
+            replays_changed: tokio::sync::Notify::new(),
             committed: tokio::sync::Notify::new(),
             schedule_clock: super::ticker::Clock::from_env(),
         };
@@ -181,23 +197,33 @@ impl EventBusService {
 
     /// Commits a bus's document, then serves it from memory.
     async fn keep(&self, bus: Bus) -> Result<Arc<Bus>, BusError> {
-        let json = serde_json::to_string(&bus)
-            .map_err(|e| BusError::Internal(format!("encoding bus {}: {e}", bus.name)))?;
-        let store = self.store.clone();
         let k = key(&bus.region, &bus.name);
-        let owned = k.clone();
-        blocking(move || {
-            store
-                .put_document(KIND, &owned, &json)
-                .map_err(BusError::from)
-        })
-        .await?;
+        self.put_document(KIND, &k, &bus).await?;
         let bus = Arc::new(bus);
         self.buses
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(k, bus.clone());
         Ok(bus)
+    }
+
+    /// Writes one document of `kind` to the store, committed when this returns.
+    pub(super) async fn put_document(
+        &self,
+        kind: &'static str,
+        key: &str,
+        document: &impl serde::Serialize,
+    ) -> Result<(), BusError> {
+        let json = serde_json::to_string(document)
+            .map_err(|e| BusError::Internal(format!("encoding {kind} {key}: {e}")))?;
+        let store = self.store.clone();
+        let key = key.to_string();
+        blocking(move || {
+            store
+                .put_document(kind, &key, &json)
+                .map_err(BusError::from)
+        })
+        .await
     }
 
     /// Creates bus `name`.
@@ -556,7 +582,12 @@ impl EventBusService {
             };
             let id = event["id"].as_str().unwrap_or_default().to_string();
             let deliveries = self.matches(&bus, &event);
-            accepted.push(Accepted { event, deliveries });
+            let archives = self.archiving(&bus, &event);
+            accepted.push(Accepted {
+                event,
+                deliveries,
+                archives,
+            });
             outcomes.push(Ok(id));
         }
         if !accepted.is_empty() {
@@ -577,9 +608,15 @@ impl EventBusService {
         }
         let bus = self.bus(region, name)?;
         let deliveries = self.matches(&bus, &event);
+        let archives = self.archiving(&bus, &event);
         let now = crate::timefmt::now_ms();
         let outbox = self.outbox.clone();
-        blocking(move || outbox.accept(&[Accepted { event, deliveries }], now)).await?;
+        let accepted = Accepted {
+            event,
+            deliveries,
+            archives,
+        };
+        blocking(move || outbox.accept(&[accepted], now)).await?;
         self.committed.notify_one();
         Ok(())
     }
@@ -627,7 +664,7 @@ impl EventBusService {
     }
 
     /// The compiled pattern of a rule (compiled once per text).
-    fn pattern(&self, rule_arn: &str, text: &str) -> Option<Pattern> {
+    pub(super) fn pattern(&self, rule_arn: &str, text: &str) -> Option<Pattern> {
         if let Some((cached_text, p)) = self
             .compiled
             .read()

@@ -143,7 +143,11 @@ impl Ticker {
                 .collect();
             match outbox.fire(
                 &rule.arn,
-                Accepted { event, deliveries },
+                Accepted {
+                    event,
+                    deliveries,
+                    archives: Vec::new(),
+                },
                 fired_at,
                 crate::timefmt::now_ms(),
             ) {

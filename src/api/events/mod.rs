@@ -1,5 +1,6 @@
 //! The EventBridge front (JSON 1.1, `X-Amz-Target: AWSEvents.<Action>`): buses, rules,
-//! targets, `PutEvents`, `TestEventPattern` and tags, over `crate::bus`.
+//! targets, `PutEvents`, `TestEventPattern` and tags, over `crate::bus`; archives and
+//! replays in `archives.rs`.
 //!
 //! Errors are EventBridge's: `{"__type": "<Code>", "message": ...}` with the status its
 //! model gives (`ResourceNotFoundException` 400, `InvalidEventPatternException` 400, ...).
@@ -12,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+mod archives;
 
 use super::fronts::{Answer, target_action, wire_actions};
 use super::{ApiError, Scope, SharedState, read_body};
@@ -43,6 +46,15 @@ wire_actions! {
         ListRuleNamesByTarget,
         PutEvents,
         TestEventPattern,
+        CreateArchive,
+        DescribeArchive,
+        ListArchives,
+        UpdateArchive,
+        DeleteArchive,
+        StartReplay,
+        DescribeReplay,
+        ListReplays,
+        CancelReplay,
         TagResource,
         UntagResource,
         ListTagsForResource,
@@ -80,6 +92,7 @@ impl From<BusError> for EventsError {
             BusError::Validation(_) => Self::validation(message),
             BusError::InvalidPattern(_) => Self::new("InvalidEventPatternException", message),
             BusError::LimitExceeded(_) => Self::new("LimitExceededException", message),
+            BusError::IllegalStatus(_) => Self::new("IllegalStatusException", message),
             BusError::Internal(_) => {
                 tracing::error!(error = %message, "an EventBridge operation failed");
                 Self {
@@ -660,6 +673,15 @@ async fn run(action: EventsAction, call: &Call<'_>) -> Result<Value, EventsError
             Ok(json!({ "Result": pattern.matches(&event) }))
         }
         A::TagResource | A::UntagResource | A::ListTagsForResource => tags(action, call).await,
+        A::CreateArchive
+        | A::DescribeArchive
+        | A::ListArchives
+        | A::UpdateArchive
+        | A::DeleteArchive
+        | A::StartReplay
+        | A::DescribeReplay
+        | A::ListReplays
+        | A::CancelReplay => archives::run(action, call).await,
     }
 }
 

@@ -39,6 +39,7 @@ mod region;
 mod registry;
 mod runtimes;
 mod scheduler;
+mod schedules;
 mod sdk;
 mod server;
 mod shutdown;

@@ -186,6 +186,10 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         crate::bus::EventBusService::open(store.clone(), &data_dir.join("shoal.db"), arns.clone())
             .context("opening the event buses")?,
     );
+    let schedules = Arc::new(
+        crate::schedules::SchedulerService::open(store.clone(), bus.clone())
+            .context("opening the schedules")?,
+    );
     let registry = Arc::new(Registry::open(
         store.clone(),
         store.clone(),
@@ -282,6 +286,10 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         bus.clone(),
         bus.schedule_clock,
     ));
+    sources.start(crate::schedules::runner::Runner::new(
+        schedules.clone(),
+        bus.schedule_clock,
+    ));
     let state = Arc::new(AppState {
         registry,
         control,
@@ -296,6 +304,7 @@ pub async fn start(settings: ServerSettings) -> anyhow::Result<RunningServer> {
         layers,
         gateway,
         bus,
+        schedules,
         disk,
         async_payload_max: settings.async_payload_limit,
         arns,

@@ -31,6 +31,7 @@ mod logs;
 mod mappings;
 mod policy;
 mod query;
+mod scheduler;
 pub mod scope;
 mod sns;
 mod sqs;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Event buses (EventBridge); their deliverer runs as an event source.
     pub bus: Arc<crate::bus::EventBusService>,
+    /// Scheduler schedules and groups; their runner is an event source.
+    pub schedules: Arc<crate::schedules::SchedulerService>,
     /// The data disk's budget: checked before async events, queue messages and code
     /// packages are written.
     pub disk: Arc<crate::disk::DiskBudget>,
@@ -243,6 +246,7 @@ pub fn router(state: SharedState) -> Router {
             get(unconfigured::code_signing_config),
         )
         .merge(apigw::routes())
+        .merge(scheduler::routes())
         .route("/metrics", get(metrics))
         .route("/", post(fronts::handle).get(sns::link))
         .route("/{account}/{queue}", post(sqs_at_queue))
@@ -658,9 +662,11 @@ async fn authenticate(
         })
     };
     // A wire front's requests are signed for its service, API Gateway's (`/v2/`) for
-    // `apigateway`, everything else for Lambda.
+    // `apigateway`, the Scheduler's for `scheduler`, everything else for Lambda.
     let service = if signed.path.starts_with("/v2/") {
         "apigateway"
+    } else if scheduler::is_scheduler_path(signed.path) {
+        "scheduler"
     } else {
         fronts::signing_service(fronts::front_of(&parts.method, signed.path, &parts.headers))
     };

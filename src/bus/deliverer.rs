@@ -246,7 +246,13 @@ async fn attempt(targets: &Targets, due: Due) -> Ended {
         ),
         ("RETRY_ATTEMPTS".to_string(), text(due.attempts.to_string())),
     ]);
-    let dead = Delivery::new(due.event.to_string()).with_attributes(attributes);
+    // An event is sent as its JSON; a firing of the Scheduler (whose event is its input
+    // text) as that text.
+    let body = match &due.event {
+        Value::String(text) => text.clone(),
+        event => event.to_string(),
+    };
+    let dead = Delivery::new(body).with_attributes(attributes);
     match targets.deliver(dlq, dead).await {
         Ok(()) => {
             tracing::info!(%arn, %dlq, condition, "a bus event went to its target's dead-letter queue");

@@ -137,7 +137,9 @@ impl EventBusService {
             arns,
             replays_changed: tokio::sync::Notify::new(),
             committed: tokio::sync::Notify::new(),
-            schedule_clock: super::ticker::Clock::from_env(),
+            schedule_clock: super::ticker::Clock::from_env(
+                outbox_path.parent().unwrap_or(std::path::Path::new(".")),
+            ),
         };
         Ok(service)
     }

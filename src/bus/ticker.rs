@@ -9,8 +9,9 @@
 //! rule never overlap: the next is computed from the last.
 //!
 //! `SHOAL_SCHEDULE_SPEEDUP` (a whole number, default 1) runs schedule time that many times
-//! faster than the wall clock (from a fixed point, 2026-01-01, so that it is the same
-//! across restarts): a test sees `rate(1 minute)` fire every second with 60.
+//! faster than the wall clock (from the first start with a speedup, kept in the data
+//! directory's `schedule-clock` file, so that it goes on across restarts): a test sees
+//! `rate(1 minute)` fire every second with 60.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +27,12 @@ use crate::sources::{EventSource, SourceContext};
 /// The longest the ticker sleeps between looks at the schedules.
 const TICK: Duration = Duration::from_millis(200);
 
-/// Where a faster schedule clock runs from (2026-01-01T00:00:00Z): fixed, so schedule
-/// time is the same across restarts.
-const FAST_CLOCK_BASE_MS: u64 = 1_767_225_600_000;
+/// The file (in the data directory) that keeps where a faster schedule clock runs from.
+pub const FAST_CLOCK_FILE: &str = "schedule-clock";
 
-/// Schedule time: the wall clock, or one `speedup` times faster from a fixed point.
+/// Schedule time: the wall clock, or one `speedup` times faster from a point kept in the
+/// data directory (the wall-clock time of the first start with a speedup), so that
+/// schedule time goes on from where it was across restarts.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     start_ms: u64,
@@ -38,27 +40,45 @@ pub struct Clock {
 }
 
 impl Clock {
-    pub fn from_env() -> Self {
+    pub fn from_env(data_dir: &std::path::Path) -> Self {
         let speedup = std::env::var("SHOAL_SCHEDULE_SPEEDUP")
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|s| *s >= 1)
             .unwrap_or(1);
+        let mut start_ms = 0;
         if speedup > 1 {
+            let file = data_dir.join(FAST_CLOCK_FILE);
+            start_ms = match std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                Some(ms) => ms,
+                None => {
+                    let now = crate::timefmt::now_ms();
+                    if let Err(e) = std::fs::write(&file, now.to_string()) {
+                        tracing::warn!(error = %e, "the faster schedule clock's start was not kept");
+                    }
+                    now
+                }
+            };
             tracing::warn!(
                 speedup,
+                start_ms,
                 "schedule time runs faster than the wall clock (SHOAL_SCHEDULE_SPEEDUP)"
             );
         }
-        Self {
-            start_ms: FAST_CLOCK_BASE_MS,
-            speedup,
-        }
+        Self { start_ms, speedup }
     }
 
     pub fn now(&self) -> u64 {
         let real = crate::timefmt::now_ms();
         self.start_ms + real.saturating_sub(self.start_ms) * self.speedup
+    }
+
+    /// How long, on the wall clock, until schedule time reaches `due`.
+    pub fn real_wait(&self, due: u64) -> Duration {
+        Duration::from_millis(due.saturating_sub(self.now()) / self.speedup)
     }
 }
 

@@ -216,34 +216,39 @@ impl Call<'_> {
     }
 }
 
+/// A `{"Key", "Value"}` tag as EventBridge and the Scheduler send it.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
-struct Tag {
+pub(super) struct Tag {
     key: String,
     value: String,
 }
 
-fn tag_map(tags: Option<Vec<Tag>>) -> Result<BTreeMap<String, String>, EventsError> {
-    let tags = tags.unwrap_or_default();
-    if tags.len() > 50 {
-        return Err(EventsError::validation(
-            "A resource can have at most 50 tags.",
-        ));
+/// Tags as a map: at most `max`, keys 1 to 128 characters, values up to 256; the refusal's
+/// message.
+pub(super) fn checked_tags(tags: Vec<Tag>, max: usize) -> Result<BTreeMap<String, String>, String> {
+    if tags.len() > max {
+        return Err(format!("A resource can have at most {max} tags."));
     }
     let mut out = BTreeMap::new();
     for t in tags {
         if t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256 {
-            return Err(EventsError::validation(format!(
+            return Err(format!(
                 "Tag {} is not valid: keys 1 to 128 characters, values up to 256.",
                 t.key
-            )));
+            ));
         }
         out.insert(t.key, t.value);
     }
     Ok(out)
 }
 
-fn tag_list(tags: &BTreeMap<String, String>) -> Value {
+fn tag_map(tags: Option<Vec<Tag>>) -> Result<BTreeMap<String, String>, EventsError> {
+    checked_tags(tags.unwrap_or_default(), 50).map_err(EventsError::validation)
+}
+
+/// Tags as the `[{"Key", "Value"}]` list the wire takes.
+pub(super) fn tag_list(tags: &BTreeMap<String, String>) -> Value {
     Value::Array(
         tags.iter()
             .map(|(k, v)| json!({ "Key": k, "Value": v }))

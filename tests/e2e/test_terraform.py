@@ -4,10 +4,14 @@ another, by redrive policy; a FIFO queue with content-based deduplication; one w
 policy letting the topic send to it), an event source mapping from a queue to the function,
 a topic with two subscriptions (the function; the queue, raw and with a filter policy), a
 layer and a function using it, a public function URL on the alias (CORS, its permission),
-and an HTTP API (a Lambda route with a path parameter, a storage-first route into a queue,
-an auto-deploying stage, API Gateway's permission) is applied, planned again without
-changes, used (a publish reaches the queue and the function, a message sent to the mapped
-queue reaches the function, the URL and the API's routes answer curl), and destroyed.
+an HTTP API (a Lambda route with a path parameter, a storage-first route into a queue,
+an auto-deploying stage, API Gateway's permission), and on the event bus a custom bus with
+a rule by event pattern whose targets are the function and a queue (by input transformer),
+a scheduled rule on the default bus targeting the function, and EventBridge's permissions,
+is applied, planned again without changes, used (a publish reaches the queue and the
+function, a message sent to the mapped queue reaches the function, the URL and the API's
+routes answer curl, an event put on the custom bus reaches the function and, reshaped, the
+queue), and destroyed.
 A step that runs past its time fails with the provider's last requests (TF_LOG).
 
 Needs `terraform` on PATH (or $SHOAL_TERRAFORM) and the hashicorp/aws provider in a local
@@ -104,6 +108,8 @@ provider "aws" {{
     sns          = "{endpoint}"
     sqs          = "{endpoint}"
     apigatewayv2 = "{endpoint}"
+    events       = "{endpoint}"
+    scheduler    = "{endpoint}"
   }}
 }}
 
@@ -326,6 +332,108 @@ resource "aws_lambda_permission" "apigw" {{
 output "api" {{
   value = aws_apigatewayv2_api.web.api_endpoint
 }}
+
+# The event bus: on a custom bus, a rule whose pattern picks orders, with two targets (the
+# function; a queue, the event reshaped by an input transformer) and the permission that
+# lets the rule invoke the function; on the default bus, a scheduled rule invoking the
+# function with a constant input.
+resource "aws_cloudwatch_event_bus" "shop" {{
+  name = "{prefix}-bus"
+  tags = {{ team = "shoal" }}
+}}
+
+resource "aws_cloudwatch_event_rule" "orders" {{
+  name           = "{prefix}-orders"
+  description    = "orders placed in the shop"
+  event_bus_name = aws_cloudwatch_event_bus.shop.name
+  event_pattern = jsonencode({{
+    source        = ["shoal.shop"]
+    "detail-type" = ["order placed"]
+  }})
+  tags = {{ team = "shoal" }}
+}}
+
+resource "aws_sqs_queue" "placed" {{
+  name = "{prefix}-placed"
+}}
+
+resource "aws_cloudwatch_event_target" "fn" {{
+  event_bus_name = aws_cloudwatch_event_bus.shop.name
+  rule           = aws_cloudwatch_event_rule.orders.name
+  target_id      = "fn"
+  arn            = aws_lambda_function.fn.arn
+}}
+
+resource "aws_cloudwatch_event_target" "placed" {{
+  event_bus_name = aws_cloudwatch_event_bus.shop.name
+  rule           = aws_cloudwatch_event_rule.orders.name
+  target_id      = "placed"
+  arn            = aws_sqs_queue.placed.arn
+  input_transformer {{
+    input_paths = {{
+      order  = "$.detail.order"
+      source = "$.source"
+    }}
+    input_template = "{{\\"order\\": <order>, \\"from\\": <source>}}"
+  }}
+}}
+
+resource "aws_lambda_permission" "events" {{
+  statement_id  = "events"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.fn.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.orders.arn
+}}
+
+resource "aws_cloudwatch_event_rule" "tick" {{
+  name                = "{prefix}-tick"
+  schedule_expression = "rate(1 minute)"
+}}
+
+resource "aws_cloudwatch_event_target" "tick" {{
+  rule      = aws_cloudwatch_event_rule.tick.name
+  target_id = "tick"
+  arn       = aws_lambda_function.fn.arn
+  input     = jsonencode({{ tick = true }})
+}}
+
+resource "aws_lambda_permission" "tick" {{
+  statement_id  = "events-tick"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.fn.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.tick.arn
+}}
+
+resource "aws_scheduler_schedule_group" "jobs" {{
+  name = "{prefix}-jobs"
+  tags = {{ team = "shoal" }}
+}}
+
+resource "aws_scheduler_schedule" "morning" {{
+  name                         = "{prefix}-morning"
+  group_name                   = aws_scheduler_schedule_group.jobs.name
+  schedule_expression          = "cron(0 9 ? * MON-FRI *)"
+  schedule_expression_timezone = "Europe/Berlin"
+  description                  = "weekday mornings in Berlin"
+
+  flexible_time_window {{
+    mode                      = "FLEXIBLE"
+    maximum_window_in_minutes = 15
+  }}
+
+  target {{
+    arn      = aws_lambda_function.fn.arn
+    role_arn = "arn:aws:iam::{account}:role/scheduler"
+    input    = jsonencode({{ job = "report" }})
+
+    retry_policy {{
+      maximum_retry_attempts       = 3
+      maximum_event_age_in_seconds = 3600
+    }}
+  }}
+}}
 """
 
 
@@ -468,7 +576,7 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     assert sorted(s["Sid"] for s in policy["Statement"]) == [
         "AllowPublicUrl", "FunctionURLAllowPublicAccess"], policy
     assert sorted(s["Sid"] for s in json.loads(lam.get_policy(FunctionName=fn)["Policy"])[
-        "Statement"]) == ["apigw", "sns"]
+        "Statement"]) == ["apigw", "events", "events-tick", "sns"]
 
     # The HTTP API: the function behind a route with a path parameter, and the
     # storage-first route into the intake queue.
@@ -533,6 +641,66 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     support.wait_for(lambda: queue_depth(sqs, work_url), lambda d: d == (0, 0), timeout=15,
                      interval=0.2, what="the work queue emptied by the mapping")
 
+    # The event bus: the custom bus, its rule and targets, the scheduled rule on the
+    # default bus, as applied; an order put on the custom bus reaches the function as the
+    # event and the queue as the transformer made it; an event the pattern does not match
+    # (put with it) does not reach the queue.
+    events = client("events", endpoint)
+    bus_name, rule_name, tick_name = f"{prefix}-bus", f"{prefix}-orders", f"{prefix}-tick"
+    bus_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{bus_name}"
+    rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus_name}/{rule_name}"
+    tick_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{tick_name}"
+    assert events.describe_event_bus(Name=bus_name)["Arn"] == bus_arn
+    assert events.list_tags_for_resource(ResourceARN=bus_arn)["Tags"] == [
+        {"Key": "team", "Value": "shoal"}]
+    rule = events.describe_rule(Name=rule_name, EventBusName=bus_name)
+    assert (rule["Arn"], rule["State"], rule["EventBusName"]) == (
+        rule_arn, "ENABLED", bus_name), rule
+    assert json.loads(rule["EventPattern"]) == {
+        "source": ["shoal.shop"], "detail-type": ["order placed"]}, rule
+    tick = events.describe_rule(Name=tick_name)
+    assert (tick["Arn"], tick["ScheduleExpression"], tick["EventBusName"]) == (
+        tick_arn, "rate(1 minute)", "default"), tick
+    placed_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{prefix}-placed"
+    targets = {t["Id"]: t for t in events.list_targets_by_rule(
+        Rule=rule_name, EventBusName=bus_name)["Targets"]}
+    assert sorted(targets) == ["fn", "placed"], targets
+    assert targets["fn"]["Arn"] == support.function_arn(fn), targets
+    assert targets["placed"]["Arn"] == placed_arn, targets
+    assert targets["placed"]["InputTransformer"]["InputPathsMap"] == {
+        "order": "$.detail.order", "source": "$.source"}, targets
+    [tick_target] = events.list_targets_by_rule(Rule=tick_name)["Targets"]
+    assert (tick_target["Id"], json.loads(tick_target["Input"])) == ("tick", {"tick": True})
+    scheduler = client("scheduler", endpoint)
+    morning = scheduler.get_schedule(Name=f"{prefix}-morning", GroupName=f"{prefix}-jobs")
+    assert (morning["ScheduleExpression"], morning["ScheduleExpressionTimezone"]) == (
+        "cron(0 9 ? * MON-FRI *)", "Europe/Berlin"), morning
+    assert morning["FlexibleTimeWindow"] == {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 15}
+    assert (morning["Target"]["Arn"], json.loads(morning["Target"]["Input"])) == (
+        support.function_arn(fn), {"job": "report"}), morning
+    assert morning["Target"]["RetryPolicy"] == {
+        "MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600}, morning
+    [allow] = [s for s in json.loads(lam.get_policy(FunctionName=fn)["Policy"])["Statement"]
+               if s["Sid"] == "events"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}, allow
+    assert allow["Condition"]["ArnLike"]["AWS:SourceArn"] == rule_arn, allow
+
+    put = events.put_events(Entries=[
+        {"EventBusName": bus_name, "Source": "shoal.shop", "DetailType": "order placed",
+         "Detail": json.dumps({"order": 7})},
+        {"EventBusName": bus_name, "Source": "shoal.shop", "DetailType": "order cancelled",
+         "Detail": json.dumps({"order": 8})}])
+    assert put["FailedEntryCount"] == 0, put
+    placed_url = sqs.get_queue_url(QueueName=f"{prefix}-placed")["QueueUrl"]
+    assert [json.loads(m["Body"]) for m in receive(sqs, placed_url, 1)] == [
+        {"order": 7, "from": "shoal.shop"}]
+    [got] = support.wait_for(
+        lambda: [e for e in logged_events(endpoint, fn) if e.get("source") == "shoal.shop"],
+        lambda es: len(es) >= 1, timeout=30, interval=0.2,
+        what="the order event in the function's log")
+    assert (got["id"], got["detail-type"], got["detail"], got["resources"]) == (
+        put["Entries"][0]["EventId"], "order placed", {"order": 7}, []), got
+
     terraform(stack, env, "destroy", "-auto-approve")
     names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
     assert fn not in names, names
@@ -544,5 +712,16 @@ def test_terraform_apply_plan_destroy(tf_server, tmp_path):
     assert [s for s in sns.list_subscriptions()["Subscriptions"] if s["TopicArn"] == topic] == []
     assert lam.list_event_source_mappings(
         EventSourceArn=mapping["EventSourceArn"])["EventSourceMappings"] == []
+    for call, kwargs in [(events.describe_event_bus, {"Name": bus_name}),
+                         (events.describe_rule, {"Name": rule_name, "EventBusName": bus_name}),
+                         (events.describe_rule, {"Name": tick_name})]:
+        with pytest.raises(events.exceptions.ResourceNotFoundException):
+            call(**kwargs)
+    assert events.list_rule_names_by_target(TargetArn=support.function_arn(fn))[
+        "RuleNames"] == []
+    with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
+        scheduler.get_schedule_group(Name=f"{prefix}-jobs")
+    with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
+        scheduler.get_schedule(Name=f"{prefix}-morning", GroupName=f"{prefix}-jobs")
     state = json.loads((stack / "terraform.tfstate").read_text())
     assert state["resources"] == [], state["resources"]

@@ -19,6 +19,7 @@ mod gateway;
 mod matching;
 mod nginx;
 mod queues;
+mod schedules;
 mod topics;
 
 use std::net::SocketAddr;
@@ -67,6 +68,9 @@ pub struct BenchArgs {
     /// Events put on the bus to time their way to a function target (0: none).
     #[arg(long, default_value_t = 50)]
     pub bus_events: usize,
+    /// One-time schedules to time the firing lateness of (0: none).
+    #[arg(long, default_value_t = 10)]
+    pub schedules: usize,
     /// Rule counts to time pattern matching at, in-process (0: none).
     #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
     pub match_rules: Vec<usize>,
@@ -574,6 +578,9 @@ async fn run_in(args: &BenchArgs, data_dir: &Path, isolation: &str) -> anyhow::R
             args.bus_events,
         )
         .await?;
+    }
+    if args.schedules > 0 {
+        schedules::lateness(&client, (&arn_parts.0, &arn_parts.1), args.schedules).await?;
     }
     if args.topic_messages > 0 {
         topics::run(

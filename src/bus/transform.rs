@@ -145,7 +145,11 @@ impl InputSpec {
     /// `ingestion_ms`.
     pub fn apply(&self, event: &Value, rule_arn: &str, rule_name: &str, ingestion: &str) -> String {
         match self {
-            Self::Event => event.to_string(),
+            // A bus event is an object; a Scheduler firing is its input text, handed as is.
+            Self::Event => match event {
+                Value::String(text) => text.clone(),
+                event => event.to_string(),
+            },
             Self::Constant(text) => text.clone(),
             Self::Path(path) => select(event, path).map_or("null".into(), Value::to_string),
             Self::Template { paths, template } => {

@@ -160,11 +160,11 @@ impl Runner {
             &scheduled_time,
             &execution,
         );
-        // What a dead-letter queue gets: the input, as the Scheduler sends it.
-        let event = Value::String(input.clone());
+        // The target (and a dead-letter queue) gets the input text as it is.
+        let event = Value::String(input);
         let accepted = Accepted {
             event,
-            deliveries: vec![(schedule.arn.clone(), bus_target(&schedule.target, input))],
+            deliveries: vec![(schedule.arn.clone(), bus_target(&schedule.target))],
             archives: Vec::new(),
         };
         outbox.fire(&schedule.arn, accepted, fired_at, crate::timefmt::now_ms())?;

@@ -446,12 +446,11 @@ fn check_window(window: &Value) -> Result<(), SchedulerError> {
 }
 
 /// The Scheduler target as the event bus's deliverer takes it (EventBridge's `Target`
-/// shape), its `Input` left for the firing to fill.
-pub fn bus_target(target: &Value, input: String) -> Value {
+/// shape, without an input: the firing's event is the input text, handed as is).
+pub fn bus_target(target: &Value) -> Value {
     let mut out = json!({
         "Id": "schedule",
         "Arn": target.get("Arn").cloned().unwrap_or(Value::Null),
-        "Input": input,
     });
     for field in ["RetryPolicy", "DeadLetterConfig", "SqsParameters"] {
         if let Some(v) = target.get(field).filter(|v| !v.is_null()) {
@@ -481,6 +480,6 @@ fn check_target(
     {
         return Err(validation("Target.Input is a non-empty string."));
     }
-    bus.check_target(&bus_target(target, "{}".into()), delivery)
+    bus.check_target(&bus_target(target), delivery)
         .map_err(|(_, message)| validation(message))
 }

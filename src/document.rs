@@ -88,6 +88,21 @@ pub struct FunctionDocument {
     pub policies: BTreeMap<String, Vec<crate::policy::Statement>>,
 }
 
+impl FunctionDocument {
+    /// The resource-policy statements of the function as `qualifier` names it (`None` or
+    /// `$LATEST`: the unqualified function).
+    pub fn statements(&self, qualifier: Option<&str>) -> &[crate::policy::Statement] {
+        let key = match qualifier {
+            None | Some(crate::function::LATEST) => "",
+            Some(q) => q,
+        };
+        self.policies
+            .get(key)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+}
+
 fn one() -> u64 {
     1
 }

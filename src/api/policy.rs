@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::Scope;
 use super::{ApiError, SharedState, parse_json, read_body};
 use crate::document::{FunctionDocument, Target};
-use crate::function::LATEST;
 use crate::policy::{POLICY_MAX_BYTES, Permission, document};
 use crate::registry::RegistryError;
 
@@ -202,6 +201,5 @@ pub fn statements_for_url<'a>(
     doc: &'a FunctionDocument,
     qualifier: &str,
 ) -> &'a [crate::policy::Statement] {
-    let key = if qualifier == LATEST { "" } else { qualifier };
-    doc.policies.get(key).map(Vec::as_slice).unwrap_or_default()
+    doc.statements(Some(qualifier))
 }

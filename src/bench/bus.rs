@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use hyper::Method;
 use serde_json::json;
 
 use super::{latest_log, print_start_latency, start_after};
@@ -16,12 +17,23 @@ pub async fn put_events_latency(
     samples: usize,
 ) -> anyhow::Result<()> {
     let events = client.for_service("events");
-    crate::cli::aws::events(
+    let rule = crate::cli::aws::events(
         &events,
         "PutRule",
         &json!({ "Name": "bench-latency", "EventPattern": "{\"source\":[\"bench\"]}" }),
     )
     .await?;
+    // The rule may invoke the function (its resource policy allows it).
+    client
+        .send_json(
+            Method::POST,
+            &format!("/2015-03-31/functions/{function}/policy"),
+            &json!({
+                "StatementId": "bench-latency", "Action": "lambda:InvokeFunction",
+                "Principal": "events.amazonaws.com", "SourceArn": rule["RuleArn"],
+            }),
+        )
+        .await?;
     crate::cli::aws::events(
         &events,
         "PutTargets",

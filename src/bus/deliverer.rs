@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use super::outbox::Due;
 use super::transform::InputSpec;
 use super::{DEFAULT_MAX_AGE_S, DEFAULT_RETRIES, EventBusService};
-use crate::delivery::{Delivery, DeliveryError, Targets};
+use crate::delivery::{Delivery, DeliveryError, Principal, Targets};
 use crate::invoke::{BoxFuture, Origin};
 use crate::queues::Attribute;
 use crate::sources::{EventSource, SourceContext};
@@ -183,6 +183,14 @@ async fn attempt(targets: &Targets, due: Due) -> Ended {
     let ingestion = super::event::iso_seconds(due.accepted_ms);
     let input = spec.apply(&due.event, &due.rule_arn, &rule_name, &ingestion);
     let mut delivery = Delivery::new(input).with_origin(Origin::Bus(due.rule_arn.clone()));
+    // A rule invokes a function as `events.amazonaws.com`, which the function's resource
+    // policy must allow (a Scheduler schedule acts through its role instead).
+    if due.rule_arn.starts_with("arn:aws:events:") {
+        delivery.principal = Some(Principal {
+            service: "events.amazonaws.com",
+            source_arn: due.rule_arn.clone(),
+        });
+    }
     if let Some(group) = due
         .target
         .get("SqsParameters")
@@ -201,6 +209,7 @@ async fn attempt(targets: &Targets, due: Due) -> Ended {
         Ok(()) => return Ended::Done(due.id),
         Err(DeliveryError::Failed { reason, .. }) => ("SDK_CLIENT_ERROR", reason, true),
         Err(e @ DeliveryError::NotFound(_)) => ("RESOURCE_NOT_FOUND", e.to_string(), false),
+        Err(e @ DeliveryError::Denied { .. }) => ("NO_PERMISSIONS", e.to_string(), false),
         Err(e) => ("INVALID_PARAMETER", e.to_string(), false),
     };
     let (max_retries, max_age_s) = policy(&due.target);

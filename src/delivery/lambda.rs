@@ -1,4 +1,5 @@
-//! Deliveries to functions: an asynchronous invocation through the invoke door.
+//! Deliveries to functions: an asynchronous invocation through the invoke door, once the
+//! function's resource policy allows the delivering service, when one is named.
 
 use std::sync::Arc;
 
@@ -42,6 +43,22 @@ impl Target for FunctionTarget {
         Box::pin(async move {
             let (name, qualifier) = arn.function_parts()?;
             let key = self.arns.key_of_arn(&arn.region, name).into_owned();
+            if let Some(principal) = &delivery.principal {
+                let Some(document) = self.registry.get(&key) else {
+                    return Err(DeliveryError::NotFound(arn.to_string()));
+                };
+                if !crate::policy::allows_service(
+                    document.statements(qualifier),
+                    principal.service,
+                    &principal.source_arn,
+                    &self.arns.account_id,
+                ) {
+                    return Err(DeliveryError::Denied {
+                        arn: arn.to_string(),
+                        service: principal.service,
+                    });
+                }
+            }
             let origin = delivery.origin.unwrap_or(Origin::Destination);
             let invocation = Invocation::new(key, delivery.body, Mode::Async, origin)
                 .qualifier(qualifier.map(str::to_string))

@@ -38,6 +38,17 @@ pub struct Delivery {
     /// A FIFO queue's message group and deduplication id.
     pub group_id: Option<String>,
     pub dedup_id: Option<String>,
+    /// The service delivering on behalf of one of its resources, for targets whose
+    /// resource policy must allow it (a function invoked by an event bus rule).
+    pub principal: Option<Principal>,
+}
+
+/// A service principal and the ARN of its resource that delivers (`events.amazonaws.com`
+/// and a rule's ARN).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub service: &'static str,
+    pub source_arn: String,
 }
 
 impl Delivery {
@@ -76,6 +87,11 @@ pub enum DeliveryError {
     Foreign(String),
     #[error("The destination ARN {0} is invalid: it does not exist")]
     NotFound(String),
+    /// The target's resource policy does not allow the delivering principal.
+    #[error(
+        "{service} is not allowed to deliver to {arn}: its resource policy has no statement allowing it"
+    )]
+    Denied { arn: String, service: &'static str },
     /// The target took the delivery and failed (its reason in words).
     #[error("delivering to {arn} failed: {reason}")]
     Failed { arn: String, reason: String },

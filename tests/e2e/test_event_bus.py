@@ -208,7 +208,8 @@ def test_inputs_paths_and_transformers_shape_what_targets_get(events, sqs, queue
     events.delete_rule(Name=source)
 
 
-def test_a_function_target_is_invoked_with_the_event(events, make_fn, server):
+def test_a_function_target_is_invoked_with_the_event_once_its_policy_allows_the_rule(
+        events, sqs, queue, make_fn, lam, server):
     fn = make_fn(py_zip('''
 import json
 def handler(event, context):
@@ -216,8 +217,19 @@ def handler(event, context):
     return {}
 '''))
     source = support.unique_name("fn")
-    events.put_rule(Name=source, EventPattern=json.dumps({"source": [source]}))
-    events.put_targets(Rule=source, Targets=[{"Id": "f", "Arn": fn["FunctionArn"]}])
+    rule_arn = events.put_rule(Name=source, EventPattern=json.dumps({"source": [source]}))["RuleArn"]
+    dlq_url, dlq_arn = queue("fn-dlq")
+    events.put_targets(Rule=source, Targets=[{"Id": "f", "Arn": fn["FunctionArn"],
+                                              "DeadLetterConfig": {"Arn": dlq_arn}}])
+    # Without a permission for events.amazonaws.com the function is not invoked: the
+    # event goes to the dead-letter queue as EventBridge's NO_PERMISSIONS.
+    refused = events.put_events(Entries=[entry(source, "Refused", {"who": "nobody"})])
+    [dead] = drain(sqs, dlq_url, 1)
+    assert json.loads(dead["Body"])["id"] == refused["Entries"][0]["EventId"]
+    assert dead["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS", dead
+    lam.add_permission(FunctionName=fn["FunctionName"], StatementId="from-the-rule",
+                       Action="lambda:InvokeFunction", Principal="events.amazonaws.com",
+                       SourceArn=rule_arn)
     out = events.put_events(Entries=[entry(source, "Hello", {"who": "bus"})])
     event_id = out["Entries"][0]["EventId"]
     logs = support.wait_for_logs(server.endpoint, fn["FunctionName"],

@@ -759,6 +759,8 @@ def build_bus(ev, sqs, sns, lam, bus: str, second_bus: str) -> list[Sink]:
                     FunctionName=name, Runtime=support.PY_RUNTIME, Handler="app.handler",
                     Role=support.ROLE, Code={"ZipFile": support.py_zip(FORWARDER)},
                     Environment={"Variables": {"SINK_URL": s.url}})
+                lam.add_permission(FunctionName=name, StatementId="events", Action="lambda:InvokeFunction",
+                                   Principal="events.amazonaws.com", SourceArn=rule_arn(bus, rule.name))
                 targets.append({"Id": "function", "Arn": fn["FunctionArn"]})
             elif kind == "path":
                 s = sink(f"path-{rule.name}", "detail", rule)

@@ -39,6 +39,7 @@ macro_rules! say {
 }
 
 pub mod aws;
+mod inputs;
 pub mod queue;
 pub mod routes;
 pub mod topic;
@@ -76,9 +77,10 @@ pub struct DeployArgs {
     /// Runtime identifier: python3.12, nodejs20.x, provided.al2023, ...
     #[arg(long)]
     pub runtime: String,
-    /// Handler: module.function (Python), file.export (Node); any value for provided runtimes.
-    #[arg(long, default_value = "bootstrap")]
-    pub handler: String,
+    /// Handler: module.function (Python; default app.handler), file.export (Node.js;
+    /// default index.handler); provided runtimes run `bootstrap`.
+    #[arg(long)]
+    pub handler: Option<String>,
     /// Memory size in MB (128-10240).
     #[arg(long)]
     pub memory: Option<u32>,
@@ -88,6 +90,9 @@ pub struct DeployArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Environment variables from a dotenv file (KEY=VALUE lines; `--env` wins over it).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
     /// Network mode of isolated environments: `none` (loopback only) or `egress`
     /// (outbound connections); sets the function's `shoal:network` tag.
     #[arg(long, value_parser = ["none", "egress"])]
@@ -111,9 +116,15 @@ pub struct DeployArgs {
 #[derive(Debug, clap::Args)]
 pub struct InvokeArgs {
     pub name: String,
-    /// The event, as JSON.
+    /// The event: JSON text, `@FILE` for a file's content, or `-` for standard input.
     #[arg(long, default_value = "{}")]
     pub payload: String,
+    /// The version or alias to invoke (also `NAME:QUALIFIER`).
+    #[arg(long)]
+    pub qualifier: Option<String>,
+    /// Print the version that ran on stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Print the invocation's log tail on stderr.
     #[arg(long, conflicts_with = "r#async")]
     pub tail: bool,
@@ -169,20 +180,29 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let zip = package(&args.path)?;
     let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
     let mut variables = serde_json::Map::new();
+    if let Some(file) = &args.env_file {
+        for (k, v) in inputs::dotenv(file)? {
+            variables.insert(k, json!(v));
+        }
+    }
     for pair in &args.env {
         let (k, v) = pair
             .split_once('=')
             .with_context(|| format!("--env {pair}: expected KEY=VALUE"))?;
         variables.insert(k.to_string(), json!(v));
     }
-    let mut config = json!({ "Runtime": args.runtime, "Handler": args.handler });
+    let handler = match &args.handler {
+        Some(handler) => handler.clone(),
+        None => inputs::default_handler(&args.runtime)?.to_string(),
+    };
+    let mut config = json!({ "Runtime": args.runtime, "Handler": handler });
     if let Some(memory) = args.memory {
         config["MemorySize"] = json!(memory);
     }
     if let Some(timeout) = args.timeout {
         config["Timeout"] = json!(timeout);
     }
-    if !args.env.is_empty() {
+    if !variables.is_empty() {
         config["Environment"] = json!({ "Variables": variables });
     }
     let existing = match client
@@ -198,6 +218,10 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|mode| json!({ crate::function::NETWORK_TAG: mode }));
     let result = if let Some(current) = existing {
+        // A redeploy without --handler keeps the function's handler when the runtime stays.
+        if args.handler.is_none() && current["Runtime"].as_str() == Some(args.runtime.as_str()) {
+            config["Handler"] = current["Handler"].clone();
+        }
         if let (Some(tags), Some(arn)) = (&network_tag, current["FunctionArn"].as_str()) {
             client
                 .send_json(
@@ -384,14 +408,22 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
     if args.r#async {
         headers.push(("x-amz-invocation-type", "Event".to_string()));
     }
+    let payload = inputs::payload(&args.payload)?;
+    let path = match &args.qualifier {
+        Some(q) => format!("{FUNCTIONS}/{}/invocations?Qualifier={q}", args.name),
+        None => format!("{FUNCTIONS}/{}/invocations", args.name),
+    };
     let reply = client
-        .send(
-            Method::POST,
-            &format!("{FUNCTIONS}/{}/invocations", args.name),
-            &headers,
-            Some(Bytes::from(args.payload.clone())),
-        )
+        .send(Method::POST, &path, &headers, Some(Bytes::from(payload)))
         .await?;
+    if args.verbose
+        && let Some(version) = reply
+            .headers
+            .get("x-amz-executed-version")
+            .and_then(|v| v.to_str().ok())
+    {
+        eprintln!("executed version: {version}");
+    }
     if args.r#async {
         let id = reply
             .headers

@@ -448,3 +448,52 @@ def test_deploy_queue_wires_a_queue_to_the_function(cli, lam, hello):
     text = wait_for_output(cli, ("logs", hello), "REPORT RequestId:")
     assert "Saying hello to world" in text, text
     ok(cli("queue", "rm", queue_name))
+
+
+# --------------------------------------------------------------------------- the first hour
+
+
+def test_payload_from_a_file_and_from_standard_input(cli, server, hello, tmp_path):
+    ok(deploy(cli, hello))
+    event = tmp_path / "event.json"
+    event.write_text('{"name": "file"}')
+    assert "Hello, file!" in ok(cli("invoke", hello, "--payload", f"@{event}")).stdout
+    piped = subprocess.run([str(SHOAL_BIN), "invoke", hello, "--payload", "-",
+                            "--endpoint", server.endpoint],
+                           input='{"name": "stdin"}', capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "Hello, stdin!" in piped.stdout
+    missing = cli("invoke", hello, "--payload", f"@{tmp_path / 'none.json'}")
+    assert missing.returncode != 0 and "none.json" in missing.stderr
+
+
+def test_invoke_a_qualifier_and_say_which_version_ran(cli, lam, hello):
+    ok(deploy(cli, hello))
+    version = lam.publish_version(FunctionName=hello)["Version"]
+    lam.create_alias(FunctionName=hello, Name="live", FunctionVersion=version)
+    out = ok(cli("invoke", hello, "--qualifier", "live", "--verbose", "--payload", '{"name":"q"}'))
+    assert "Hello, q!" in out.stdout
+    assert f"executed version: {version}" in out.stderr
+    out = ok(cli("invoke", f"{hello}:{version}", "--verbose"))
+    assert f"executed version: {version}" in out.stderr
+    assert "executed version: $LATEST" in ok(cli("invoke", hello, "--verbose")).stderr
+
+
+def test_deploy_reads_an_env_file_and_defaults_the_handler(cli, lam, hello, tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# local settings\nGREETING=hi there\nexport MODE='dev # not a comment'\n"
+                   "QUOTED=\"a\\nb\"\n")
+    # No --handler: a Python function gets app.handler; --env wins over the file.
+    ok(cli("deploy", str(HELLO), "--name", hello, "--runtime", support.PY_RUNTIME,
+           "--env-file", str(env), "--env", "MODE=prod"))
+    cfg = lam.get_function_configuration(FunctionName=hello)
+    assert cfg["Handler"] == "app.handler"
+    assert cfg["Environment"]["Variables"] == {"GREETING": "hi there", "MODE": "prod", "QUOTED": "a\nb"}
+    assert "Hello, h!" in ok(cli("invoke", hello, "--payload", '{"name":"h"}')).stdout
+    bad = tmp_path / "bad.env"
+    bad.write_text("NOT A LINE\n")
+    out = cli("deploy", str(HELLO), "--name", hello, "--runtime", support.PY_RUNTIME,
+              "--env-file", str(bad))
+    assert out.returncode != 0 and "line 1" in out.stderr, out.stderr
+    out = cli("deploy", str(HELLO), "--name", hello, "--runtime", "java21")
+    assert out.returncode != 0 and "--handler" in out.stderr, out.stderr

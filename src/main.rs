@@ -73,7 +73,7 @@ enum Command {
     /// Invoke a function and print its result.
     Invoke(cli::InvokeArgs),
     /// Print a function's logs.
-    Logs(cli::LogsArgs),
+    Logs(cli::logs::LogsArgs),
     /// List functions.
     Ls(cli::Endpoint),
     /// Delete a function.
@@ -157,7 +157,7 @@ fn main() -> std::process::ExitCode {
                 cli::require_name(&args.name)?;
                 cli::invoke(args).await
             }
-            Command::Logs(args) => cli::logs(args).await.map(|()| true),
+            Command::Logs(args) => cli::logs::run(args).await.map(|()| true),
             Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
             Command::Pending(args) => cli::pending(args).await.map(|()| true),

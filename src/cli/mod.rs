@@ -7,7 +7,6 @@
 pub mod client;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -40,6 +39,7 @@ macro_rules! say {
 
 pub mod aws;
 mod inputs;
+pub mod logs;
 pub mod queue;
 pub mod routes;
 pub mod topic;
@@ -131,16 +131,6 @@ pub struct InvokeArgs {
     /// Invoke asynchronously: the event is queued and the request id printed.
     #[arg(long = "async")]
     pub r#async: bool,
-    #[command(flatten)]
-    pub endpoint: Endpoint,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct LogsArgs {
-    pub name: String,
-    /// Keep printing new log lines as they arrive.
-    #[arg(long, short)]
-    pub follow: bool,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -453,40 +443,6 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
         return Ok(false);
     }
     Ok(true)
-}
-
-pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let client = args.endpoint.client();
-    let mut after = 0u64;
-    loop {
-        let page = client
-            .get_json(&format!(
-                "/shoal/v1/functions/{}/logs?after={after}&limit=1000",
-                args.name
-            ))
-            .await?;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        for event in &events {
-            // Runtimes join the lines of one record with '\r' (Lambda's format).
-            say!(
-                "{}",
-                event["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .replace('\r', "\n")
-            );
-        }
-        after = page["nextAfter"].as_u64().unwrap_or(after);
-        if events.len() >= 1000 {
-            continue;
-        }
-        if !args.follow {
-            return Ok(());
-        }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {

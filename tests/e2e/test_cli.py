@@ -189,6 +189,8 @@ def test_logs_follow_shows_new_invocations(cli, lam, hello, endpoint):
             f"follow output did not show the new invocation {request_id}; got:\n"
             + "\n".join(seen) + f"\nexit: {proc.poll()}")
         assert any(l.startswith(f"REPORT RequestId: {request_id}") for l in seen), seen
+        # It starts at now: the invocation before it is not printed.
+        assert not any("before" in l for l in seen), seen
         assert proc.poll() is None, "`shoal logs --follow` exited on its own"
     finally:
         proc.kill()
@@ -497,3 +499,35 @@ def test_deploy_reads_an_env_file_and_defaults_the_handler(cli, lam, hello, tmp_
     assert out.returncode != 0 and "line 1" in out.stderr, out.stderr
     out = cli("deploy", str(HELLO), "--name", hello, "--runtime", "java21")
     assert out.returncode != 0 and "--handler" in out.stderr, out.stderr
+
+
+def test_logs_filter_by_request_text_time_and_count_with_timestamps_or_json(cli, lam, hello):
+    ok(deploy(cli, hello))
+    ids = []
+    for who in ["alpha", "beta", "gamma"]:
+        resp = invoke(lam, hello, {"name": who}, LogType="Tail")
+        ids.append(support.request_id_from_tail(resp["LogResult"]))
+    support.wait_for(lambda: ok(cli("logs", hello)).stdout,
+                     lambda out: f"REPORT RequestId: {ids[2]}" in out, timeout=10, what="the logs")
+
+    only_beta = ok(cli("logs", hello, "--request-id", ids[1])).stdout.splitlines()
+    assert only_beta[0].startswith(f"START RequestId: {ids[1]}"), only_beta
+    assert only_beta[-1].startswith(f"REPORT RequestId: {ids[1]}"), only_beta
+    assert any("Saying hello to beta" in l for l in only_beta)
+    assert not any("alpha" in l or "gamma" in l for l in only_beta), only_beta
+
+    assert ok(cli("logs", hello, "--filter", "hello to gamma")).stdout.splitlines() == [
+        "Saying hello to gamma"]
+    last = ok(cli("logs", hello, "-n", "2")).stdout.splitlines()
+    assert len(last) == 2 and last[-1].startswith(f"REPORT RequestId: {ids[2]}"), last
+    assert ok(cli("logs", hello, "--since", "2030-01-01T00:00Z")).stdout == ""
+    assert "hello to alpha" in ok(cli("logs", hello, "--since", "10m")).stdout
+
+    stamped = ok(cli("logs", hello, "--timestamps", "--filter", "hello to alpha")).stdout.split(" ", 1)
+    assert stamped[0].endswith("Z") and stamped[0][:2] == "20" and "T" in stamped[0], stamped
+    assert stamped[1].strip() == "Saying hello to alpha"
+    rows = [json.loads(l) for l in ok(cli("logs", hello, "--output", "json")).stdout.splitlines()]
+    assert {"timestamp", "time", "logStream", "message"} <= set(rows[0]), rows[0]
+    assert any(r["message"] == "Saying hello to beta" for r in rows)
+    bad = cli("logs", hello, "--since", "yesterday")
+    assert bad.returncode != 0 and "--since" in bad.stderr

@@ -115,6 +115,7 @@ pub struct DeployArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InvokeArgs {
+    /// The function's name, or NAME:QUALIFIER (a version or alias).
     pub name: String,
     /// The event: JSON text, `@FILE` for a file's content, or `-` for standard input.
     #[arg(long, default_value = "{}")]
@@ -137,6 +138,7 @@ pub struct InvokeArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct NameArgs {
+    /// The function's name.
     pub name: String,
     #[command(flatten)]
     pub endpoint: Endpoint,

@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::response_stream::{STREAM_MAX_BYTES, StreamPart, StreamSink};
 use super::runtime_http::{Answer, BodyError, Connection, Head};
 
-/// Lambda's limit on a synchronous response (6 MB).
-pub const RESPONSE_MAX_BYTES: usize = 6 * 1024 * 1024;
+/// Lambda's limit on a synchronous response: 6 MB and 100 bytes (6,291,556, the figure
+/// its error names).
+pub const RESPONSE_MAX_BYTES: usize = 6 * 1024 * 1024 + 100;
 /// Error bodies are small; a larger one is cut off.
 const ERROR_MAX_BYTES: usize = 1024 * 1024;
 

@@ -286,7 +286,7 @@ def test_response_over_6mb_is_a_function_error(lam, py_echo):
     assert resp["StatusCode"] == 200
     assert resp["FunctionError"] == "Unhandled"
     assert resp["json"]["errorType"] == "Function.ResponseSizeTooLarge", resp["raw"][:500]
-    assert "6291456" in resp["json"]["errorMessage"], resp["json"]
+    assert "6291556" in resp["json"]["errorMessage"], resp["json"]
     small = invoke(lam, name, {"bytes": 3})
     assert_ok(small)
     assert small["json"] == "xxx"

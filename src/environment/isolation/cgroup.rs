@@ -67,7 +67,7 @@ impl Cgroups {
             for dir in [v2, shoal.as_path(), root.as_path()] {
                 let _ = write(&dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
             }
-            remove_leftovers(std::slice::from_ref(&root));
+            remove_leftovers(std::slice::from_ref(&root), Leftovers::EarlierRun);
             return Some(Self {
                 layout: Layout::V2 { root },
             });
@@ -83,7 +83,7 @@ impl Cgroups {
                 .into_iter()
                 .flatten()
                 .collect();
-            remove_leftovers(&parents);
+            remove_leftovers(&parents, Leftovers::EarlierRun);
             return Some(Self {
                 layout: Layout::V1 { memory, cpu, pids },
             });
@@ -100,7 +100,7 @@ impl Cgroups {
                 .flatten()
                 .collect(),
         };
-        remove_leftovers(&parents);
+        remove_leftovers(&parents, Leftovers::ThisRun);
         for parent in parents {
             let _ = fs::remove_dir(parent);
         }
@@ -158,8 +158,16 @@ impl Cgroups {
     }
 }
 
+/// Whose environment groups are being removed: an earlier run's (a server that was
+/// killed: worth a warning) or this run's, at its shutdown (routine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftovers {
+    EarlierRun,
+    ThisRun,
+}
+
 /// Kills the processes of every environment group under `parents` and removes the groups.
-fn remove_leftovers(parents: &[PathBuf]) {
+fn remove_leftovers(parents: &[PathBuf], whose: Leftovers) {
     let mut removed = 0;
     for parent in parents {
         let Ok(entries) = fs::read_dir(parent) else {
@@ -189,11 +197,13 @@ fn remove_leftovers(parents: &[PathBuf]) {
             }
         }
     }
-    if removed > 0 {
-        tracing::warn!(
+    match whose {
+        _ if removed == 0 => {}
+        Leftovers::EarlierRun => tracing::warn!(
             removed,
             "removed environment cgroups (and their processes) left by an earlier run"
-        );
+        ),
+        Leftovers::ThisRun => tracing::debug!(removed, "removed this run's environment cgroups"),
     }
 }
 

@@ -78,6 +78,12 @@ enum Command {
     Ls(cli::Endpoint),
     /// Delete a function.
     Rm(cli::NameArgs),
+    /// Publish a version of a function from its current code and configuration.
+    Publish(cli::versions::PublishArgs),
+    /// A function's aliases: set (with weighted routing), list, delete.
+    Alias(cli::versions::AliasArgs),
+    /// Show, set or clear a function's reserved concurrency.
+    Concurrency(cli::versions::ConcurrencyArgs),
     /// Show a function's pending asynchronous events.
     Pending(cli::NameArgs),
     /// What answers HTTP: every HTTP API's routes, and every function URL.
@@ -160,6 +166,9 @@ fn main() -> std::process::ExitCode {
             Command::Logs(args) => cli::logs::run(args).await.map(|()| true),
             Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
+            Command::Publish(args) => cli::versions::publish(args).await.map(|()| true),
+            Command::Alias(args) => cli::versions::alias(args).await.map(|()| true),
+            Command::Concurrency(args) => cli::versions::concurrency(args).await.map(|()| true),
             Command::Pending(args) => cli::pending(args).await.map(|()| true),
             Command::Routes(args) => cli::routes::run(args).await.map(|()| true),
             Command::Queue(args) => cli::queue::run(args).await.map(|()| true),

@@ -43,6 +43,7 @@ pub mod logs;
 pub mod queue;
 pub mod routes;
 pub mod topic;
+pub mod versions;
 
 #[derive(Debug, clap::Args)]
 pub struct Endpoint {

@@ -531,3 +531,33 @@ def test_logs_filter_by_request_text_time_and_count_with_timestamps_or_json(cli,
     assert any(r["message"] == "Saying hello to beta" for r in rows)
     bad = cli("logs", hello, "--since", "yesterday")
     assert bad.returncode != 0 and "--since" in bad.stderr
+
+
+def test_publish_aliases_with_weights_and_reserved_concurrency(cli, lam, hello):
+    ok(deploy(cli, hello))
+    assert f"published {hello} version 1" in ok(cli("publish", hello, "--description", "first")).stdout
+    ok(cli("deploy", str(HELLO), "--name", hello, "--runtime", support.PY_RUNTIME, "--env", "STAGE=2"))
+    assert f"published {hello} version 2" in ok(cli("publish", hello)).stdout
+    assert lam.get_function_configuration(FunctionName=hello, Qualifier="1")["Description"] == "first"
+
+    ok(cli("alias", "set", hello, "live", "1"))
+    out = ok(cli("alias", "set", hello, "live", "1", "--weight", "2=0.25")).stdout
+    assert f"{hello}:live -> version 1 (and 2=0.25)" in out
+    alias = lam.get_alias(FunctionName=hello, Name="live")
+    assert alias["FunctionVersion"] == "1"
+    assert alias["RoutingConfig"]["AdditionalVersionWeights"] == {"2": 0.25}
+    table = ok(cli("alias", "ls", hello)).stdout.splitlines()
+    assert table[0].split() == ["ALIAS", "VERSION", "WEIGHTS"]
+    assert table[1].split() == ["live", "1", "2=0.25"]
+    [row] = json.loads(ok(cli("alias", "ls", hello, "--output", "json")).stdout)
+    assert (row["Name"], row["FunctionVersion"]) == ("live", "1")
+    bad = cli("alias", "set", hello, "live", "1", "--weight", "2=3")
+    assert bad.returncode != 0 and "0 to 1" in bad.stderr
+    ok(cli("alias", "rm", hello, "live"))
+    assert lam.list_aliases(FunctionName=hello)["Aliases"] == []
+
+    assert "5 reserved" in ok(cli("concurrency", hello, "5")).stdout
+    assert lam.get_function_concurrency(FunctionName=hello)["ReservedConcurrentExecutions"] == 5
+    assert "5 reserved" in ok(cli("concurrency", hello)).stdout
+    assert "no reserved" in ok(cli("concurrency", hello, "--clear")).stdout
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=hello)

@@ -75,7 +75,7 @@ enum Command {
     /// Print a function's logs.
     Logs(cli::logs::LogsArgs),
     /// List functions.
-    Ls(cli::Endpoint),
+    Ls(cli::ListArgs),
     /// Delete a function.
     Rm(cli::NameArgs),
     /// Publish a version of a function from its current code and configuration.
@@ -85,7 +85,7 @@ enum Command {
     /// Show, set or clear a function's reserved concurrency.
     Concurrency(cli::versions::ConcurrencyArgs),
     /// Show a function's pending asynchronous events.
-    Pending(cli::NameArgs),
+    Pending(cli::PendingArgs),
     /// What answers HTTP: every HTTP API's routes, and every function URL.
     Routes(cli::routes::RoutesArgs),
     /// Built-in queues: create, send, receive, list, purge, redrive, delete.
@@ -96,6 +96,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The AWS SDKs functions import without bundling them.
     Sdk(sdk::SdkArgs),
+    /// Print a shell's completion script (`shoal completions bash > /etc/bash_completion.d/shoal`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_tracing() {
@@ -164,7 +169,7 @@ fn main() -> std::process::ExitCode {
                 cli::invoke(args).await
             }
             Command::Logs(args) => cli::logs::run(args).await.map(|()| true),
-            Command::Ls(endpoint) => cli::list(endpoint).await.map(|()| true),
+            Command::Ls(args) => cli::list(args).await.map(|()| true),
             Command::Rm(args) => cli::remove(args).await.map(|()| true),
             Command::Publish(args) => cli::versions::publish(args).await.map(|()| true),
             Command::Alias(args) => cli::versions::alias(args).await.map(|()| true),
@@ -174,6 +179,16 @@ fn main() -> std::process::ExitCode {
             Command::Queue(args) => cli::queue::run(args).await.map(|()| true),
             Command::Topic(args) => cli::topic::run(args).await.map(|()| true),
             Command::Bench(args) => bench::run(args).await.map(|()| true),
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut command, "shoal", &mut script);
+                cli::emit(format_args!(
+                    "{}",
+                    String::from_utf8_lossy(&script).trim_end()
+                ));
+                Ok(true)
+            }
             Command::Sdk(args) => match args.command {
                 sdk::SdkCommand::Install(install) => sdk::install(&install).map(|()| true),
             },
@@ -186,5 +201,15 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    /// clap's own checks of the definition (arguments that name unknown ones, clashing
+    /// short flags, ...), which the completion scripts rely on.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

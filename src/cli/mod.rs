@@ -128,11 +128,43 @@ pub struct InvokeArgs {
     #[arg(long, short)]
     pub verbose: bool,
     /// Print the invocation's log tail on stderr.
-    #[arg(long, conflicts_with = "r#async")]
+    #[arg(long, conflicts_with = "async")]
     pub tail: bool,
     /// Invoke asynchronously: the event is queued and the request id printed.
     #[arg(long = "async")]
     pub r#async: bool,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+/// `--output`: a table (or line) for people, or JSON for scripts.
+#[derive(Debug, clap::Args)]
+pub struct Output {
+    /// `text`, or `json` (what the API answered, for scripts).
+    #[arg(long, short, value_parser = ["text", "json"], default_value = "text")]
+    pub output: String,
+}
+
+impl Output {
+    fn json(&self) -> bool {
+        self.output == "json"
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub output: Output,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PendingArgs {
+    /// The function's name.
+    pub name: String,
+    #[command(flatten)]
+    pub output: Output,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -448,16 +480,28 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
-    let client = endpoint.client();
+pub async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let client = args.endpoint.client();
     let mut marker: Option<String> = None;
     let mut header = false;
+    let mut all = Vec::new();
     loop {
         let path = match &marker {
             Some(m) => format!("{FUNCTIONS}/?MaxItems=50&Marker={m}"),
             None => format!("{FUNCTIONS}/?MaxItems=50"),
         };
         let page = client.get_json(&path).await?;
+        if args.output.json() {
+            all.extend(page["Functions"].as_array().cloned().unwrap_or_default());
+            match page["NextMarker"].as_str() {
+                Some(next) => marker = Some(next.to_string()),
+                None => {
+                    say!("{}", serde_json::Value::Array(all));
+                    return Ok(());
+                }
+            }
+            continue;
+        }
         if !header {
             say!(
                 "{:<32} {:<16} {:>7} {:>8}  LAST_MODIFIED",
@@ -486,11 +530,15 @@ pub async fn list(endpoint: Endpoint) -> anyhow::Result<()> {
 }
 
 /// Prints how many asynchronous events of a function wait, and the oldest one's age.
-pub async fn pending(args: NameArgs) -> anyhow::Result<()> {
+pub async fn pending(args: PendingArgs) -> anyhow::Result<()> {
     let client = args.endpoint.client();
     let page = client
         .get_json(&format!("/shoal/v1/functions/{}/async-events", args.name))
         .await?;
+    if args.output.json() {
+        say!("{page}");
+        return Ok(());
+    }
     say!(
         "{} pending, oldest {} ms",
         page["pending"].as_u64().unwrap_or_default(),

@@ -561,3 +561,26 @@ def test_publish_aliases_with_weights_and_reserved_concurrency(cli, lam, hello):
     assert "5 reserved" in ok(cli("concurrency", hello)).stdout
     assert "no reserved" in ok(cli("concurrency", hello, "--clear")).stdout
     assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=hello)
+
+
+def test_ls_and_pending_print_json_for_scripts(cli, hello):
+    ok(deploy(cli, hello))
+    functions = json.loads(ok(cli("ls", "--output", "json")).stdout)
+    [mine] = [f for f in functions if f["FunctionName"] == hello]
+    assert (mine["Runtime"], mine["Handler"]) == (support.PY_RUNTIME, "app.handler")
+    pending = json.loads(ok(cli("pending", hello, "-o", "json")).stdout)
+    assert pending["pending"] == 0 and "oldestAgeMs" in pending
+
+
+def test_shell_completions(tmp_path):
+    for shell, marker in [("bash", "_shoal()"), ("zsh", "#compdef shoal"), ("fish", "complete -c shoal")]:
+        out = subprocess.run([str(SHOAL_BIN), "completions", shell], capture_output=True, text=True,
+                             timeout=30, stdin=subprocess.DEVNULL)
+        assert out.returncode == 0, out.stderr
+        assert marker in out.stdout, (shell, out.stdout[:200])
+        assert "deploy" in out.stdout and "payload" in out.stdout
+    script = tmp_path / "shoal.bash"
+    script.write_text(subprocess.run([str(SHOAL_BIN), "completions", "bash"], capture_output=True,
+                                     text=True, timeout=30).stdout)
+    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr

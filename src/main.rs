@@ -206,10 +206,18 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(test)]
 mod command_line_tests {
-    /// clap's own checks of the definition (arguments that name unknown ones, clashing
-    /// short flags, ...), which the completion scripts rely on.
+    use clap::ValueEnum;
+
+    /// clap's checks of the definition, and every shell's completion script made from it
+    /// (which looks up what each argument conflicts with).
     #[test]
     fn the_command_line_is_well_formed() {
-        <super::Cli as clap::CommandFactory>::command().debug_assert();
+        let mut command = <super::Cli as clap::CommandFactory>::command();
+        command.clone().debug_assert();
+        for shell in clap_complete::Shell::value_variants() {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "shoal", &mut script);
+            assert!(!script.is_empty(), "{shell}");
+        }
     }
 }

@@ -388,7 +388,10 @@ def test_filling_tmp_stops_at_its_size_inside(iso, ilam, hostile, tmp_fs):
         grown = images_after - images_before  # (some writes may still be on their way)
         if on_disk:
             assert grown >= (filled["written_mb"] - 64) << 20, f"the images grew by {grown >> 20} MB"
-        assert host_before - host_after <= grown + (64 << 20), \
+        # The other test worker writes to the same disk meanwhile (event archives, queues,
+        # logs: tens of MB at times), hence the margin; a /tmp written to the host instead
+        # of the image would cost it another 600 MB.
+        assert host_before - host_after <= grown + (160 << 20), \
             f"the host lost {(host_before - host_after) >> 20} MB, the images took {grown >> 20}"
     finally:
         removed = probe(ilam, name, "remove_fill")

@@ -116,11 +116,7 @@ impl<T> RuleSet<T> {
 
     /// What the rules `event` matches stand for, in the order they were given.
     pub fn matching<'a>(&'a self, event: &Value) -> Vec<&'a T> {
-        let mut candidates = Vec::new();
-        self.candidates(&self.root, event, &mut candidates);
-        candidates.sort_unstable();
-        candidates.dedup();
-        candidates
+        self.candidate_rules(event)
             .into_iter()
             .map(|i| &self.rules[i as usize])
             .filter(|(pattern, _)| pattern.matches(event))
@@ -130,11 +126,16 @@ impl<T> RuleSet<T> {
 
     /// How many rules a match of `event` judges in full (what the tree did not rule out).
     pub fn judged(&self, event: &Value) -> usize {
+        self.candidate_rules(event).len()
+    }
+
+    /// The rules the tree leaves for `event`, each once, in order.
+    fn candidate_rules(&self, event: &Value) -> Vec<u32> {
         let mut candidates = Vec::new();
         self.candidates(&self.root, event, &mut candidates);
         candidates.sort_unstable();
         candidates.dedup();
-        candidates.len()
+        candidates
     }
 
     fn candidates(&self, node: &Node, event: &Value, out: &mut Vec<u32>) {

@@ -246,26 +246,70 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /shoal/v1/functions/{name}/async-events`: events waiting and the oldest one's age.
+/// `GET /shoal/v1/functions/{name}/async-events[?limit=N]`: how many events wait, the
+/// oldest one's age, and the first `limit` (100 unless said, at most 1,000), next due
+/// first, each with its attempts, next attempt and last error.
 pub async fn pending(
     State(state): State<SharedState>,
     scope: Scope,
     Path(raw): Path<String>,
+    Query(query): Query<PendingQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let name = super::function_ref(&scope, &raw)?.name;
-    state
-        .registry
-        .require(&scope.key(&name), || scope.function_arn(&name))?;
+    let key = scope.key(&name);
+    state.registry.require(&key, || scope.function_arn(&name))?;
+    let limit = match query.limit.as_deref() {
+        None => PENDING_LIST_DEFAULT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=PENDING_LIST_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::InvalidParameterValue(format!(
+                    "limit must be a number from 1 to {PENDING_LIST_MAX}"
+                ))
+            })?,
+    };
     let (pending, oldest) = state
         .dispatcher
         .depth()
         .await
         .into_iter()
-        .find(|(function, ..)| *function == name)
+        .find(|(function, ..)| *function == key)
         .map(|(_, n, age)| (n, age))
         .unwrap_or((0, 0));
-    Ok(Json(json!({ "pending": pending, "oldestAgeMs": oldest })))
+    let now = crate::timefmt::now_ms();
+    let events: Vec<_> = state
+        .dispatcher
+        .waiting(&key, limit)
+        .await
+        .map_err(|e| ApiError::Service(e.to_string()))?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "requestId": e.request_id,
+                "qualifier": e.qualifier.unwrap_or_else(|| crate::function::LATEST.to_string()),
+                "receivedMs": e.received_ms,
+                "ageMs": now.saturating_sub(e.received_ms),
+                "attempts": e.attempts,
+                "nextAttemptMs": e.due_ms,
+                "running": e.leased_until_ms > now,
+                "lastError": e.last_error,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "pending": pending, "oldestAgeMs": oldest, "events": events }),
+    ))
 }
+
+#[derive(serde::Deserialize)]
+pub struct PendingQuery {
+    limit: Option<String>,
+}
+
+const PENDING_LIST_DEFAULT: usize = 100;
+const PENDING_LIST_MAX: usize = 1000;
 
 pub async fn list(
     State(state): State<SharedState>,

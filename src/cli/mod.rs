@@ -163,6 +163,9 @@ pub struct ListArgs {
 pub struct PendingArgs {
     /// The function's name.
     pub name: String,
+    /// How many of the waiting events to list (1-1,000).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
     #[command(flatten)]
     pub output: Output,
     #[command(flatten)]
@@ -529,22 +532,75 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints how many asynchronous events of a function wait, and the oldest one's age.
+/// Prints how many asynchronous events of a function wait and the oldest one's age, then
+/// the first of them (next due first): attempts made, when the next is due, last error.
 pub async fn pending(args: PendingArgs) -> anyhow::Result<()> {
     let client = args.endpoint.client();
     let page = client
-        .get_json(&format!("/shoal/v1/functions/{}/async-events", args.name))
+        .get_json(&format!(
+            "/shoal/v1/functions/{}/async-events?limit={}",
+            args.name, args.limit
+        ))
         .await?;
     if args.output.json() {
         say!("{page}");
         return Ok(());
     }
+    let pending = page["pending"].as_u64().unwrap_or_default();
     say!(
-        "{} pending, oldest {} ms",
-        page["pending"].as_u64().unwrap_or_default(),
+        "{pending} pending, oldest {} ms",
         page["oldestAgeMs"].as_u64().unwrap_or_default()
     );
+    let events = page["events"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        return Ok(());
+    }
+    say!(
+        "{:<36}  {:<9} {:>9} {:>8}  {:<24}  LAST_ERROR",
+        "REQUEST_ID",
+        "QUALIFIER",
+        "AGE",
+        "ATTEMPTS",
+        "NEXT_ATTEMPT"
+    );
+    let now = crate::timefmt::now_ms();
+    for e in &events {
+        let due = e["nextAttemptMs"].as_u64().unwrap_or_default();
+        let next = if e["running"] == json!(true) {
+            "running".to_string()
+        } else if due <= now {
+            "now".to_string()
+        } else {
+            crate::timefmt::iso_timestamp(due)
+        };
+        say!(
+            "{:<36}  {:<9} {:>9} {:>8}  {:<24}  {}",
+            e["requestId"].as_str().unwrap_or_default(),
+            e["qualifier"].as_str().unwrap_or_default(),
+            short_age(e["ageMs"].as_u64().unwrap_or_default()),
+            e["attempts"].as_u64().unwrap_or_default(),
+            next,
+            e["lastError"].as_str().unwrap_or("-").replace('\n', " ")
+        );
+    }
+    if (events.len() as u64) < pending {
+        say!(
+            "... and {} more (--limit to list more)",
+            pending - events.len() as u64
+        );
+    }
     Ok(())
+}
+
+/// An age as people read it: `850ms`, `42s`, `3m05s`, `2h10m`.
+fn short_age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 pub async fn remove(args: NameArgs) -> anyhow::Result<()> {

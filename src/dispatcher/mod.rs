@@ -364,29 +364,40 @@ impl Dispatcher {
         .trace_id(event.trace_id.clone())
         .request_id(Some(event.request_id.clone()))
         .admission_wait(ADMISSION_WAIT);
-        let (attempt, response) = match context.invoke.invoke(invocation).await {
+        let (attempt, response, error) = match context.invoke.invoke(invocation).await {
             Ok(InvokeOutcome::Completed(response)) if response.stopped_by_shutdown => {
                 return self.put_back(&queued).await;
             }
             Err(InvokeError::ShuttingDown) => return self.put_back(&queued).await,
             Ok(InvokeOutcome::Completed(response)) if response.function_error.is_none() => {
-                (Attempt::Succeeded, Some(response))
+                (Attempt::Succeeded, Some(response), None)
             }
-            Ok(InvokeOutcome::Completed(response)) => (Attempt::FunctionFailed, Some(response)),
+            Ok(InvokeOutcome::Completed(response)) => {
+                let error = function_error(&response);
+                (Attempt::FunctionFailed, Some(response), Some(error))
+            }
             Ok(other) => {
                 tracing::error!(?other, "a synchronous invocation did not complete");
-                (Attempt::NotRun, None)
+                (Attempt::NotRun, None, Some("ServiceException".into()))
             }
             Err(InvokeError::NotFound(_)) => {
                 return self.drop_event(queued.id, "FunctionNotFound").await;
             }
-            Err(InvokeError::Throttled(_)) => {
+            Err(InvokeError::Throttled(e)) => {
                 self.defer_backlog(&event.function).await;
-                (Attempt::NotRun, None)
+                (
+                    Attempt::NotRun,
+                    None,
+                    Some(format!("TooManyRequestsException: {}", e.message()).into()),
+                )
             }
             Err(e) => {
                 tracing::warn!(error = %e, "async invocation failed inside the server; it will be retried");
-                (Attempt::NotRun, None)
+                (
+                    Attempt::NotRun,
+                    None,
+                    Some(format!("ServiceException: {e}").into()),
+                )
             }
         };
         match policy.after(attempt, queued.attempts, event.received_ms, now_ms()) {
@@ -400,6 +411,7 @@ impl Dispatcher {
                     id: queued.id,
                     attempts,
                     due_ms,
+                    error,
                 });
             }
         }
@@ -415,6 +427,7 @@ impl Dispatcher {
                     id,
                     attempts,
                     due_ms: now_ms(),
+                    error: None,
                 }])
             })
             .await
@@ -522,7 +535,38 @@ impl Dispatcher {
             .map(|(f, n, oldest)| (f, n, now.saturating_sub(oldest)))
             .collect()
     }
+
+    /// Up to `limit` of `function`'s waiting events, next due first.
+    pub async fn waiting(
+        &self,
+        function: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::store::events::WaitingEvent>, StoreError> {
+        let function = function.to_string();
+        self.blocking(move |s| s.waiting(&function, limit)).await
+    }
 }
+
+/// What a failed attempt says of itself, for the listing of waiting events: the
+/// function's `errorType: errorMessage` (cut to [`ERROR_TEXT_MAX`] characters), or the
+/// `X-Amz-Function-Error` kind when its payload is not Lambda's error shape.
+fn function_error(response: &InvokeResponse) -> std::sync::Arc<str> {
+    let kind = response.function_error.unwrap_or("Unhandled");
+    let parsed: serde_json::Value = serde_json::from_slice(&response.payload).unwrap_or_default();
+    let text = match (
+        parsed["errorType"].as_str(),
+        parsed["errorMessage"].as_str(),
+    ) {
+        (Some(t), Some(m)) => format!("{t}: {m}"),
+        (Some(t), None) => t.to_string(),
+        (None, Some(m)) => format!("{kind}: {m}"),
+        (None, None) => kind.to_string(),
+    };
+    text.chars().take(ERROR_TEXT_MAX).collect::<String>().into()
+}
+
+/// The longest error text kept with a waiting event.
+const ERROR_TEXT_MAX: usize = 512;
 
 impl EventSource for Dispatcher {
     fn name(&self) -> String {

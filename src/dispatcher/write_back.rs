@@ -201,6 +201,13 @@ mod tests {
         fn depth(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
             self.inner.depth()
         }
+        fn waiting(
+            &self,
+            f: &str,
+            limit: usize,
+        ) -> Result<Vec<crate::store::events::WaitingEvent>, StoreError> {
+            self.inner.waiting(f, limit)
+        }
     }
 
     fn event(n: u64) -> NewEvent {
@@ -224,6 +231,7 @@ mod tests {
             id: claimed[0].id,
             attempts: 1,
             due_ms: now_ms(),
+            error: None,
         };
         write_backs.write(retry);
         write_backs.write(Settlement::Complete { id: claimed[1].id });

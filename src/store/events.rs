@@ -33,10 +33,17 @@ pub struct QueuedEvent {
 }
 
 /// What becomes of a claimed event once its run is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    /// Due again at `due_ms` with `attempts` made; its lease ends.
-    Reschedule { id: i64, attempts: u32, due_ms: u64 },
+    /// Due again at `due_ms` with `attempts` made; its lease ends. `error` says why the
+    /// last attempt failed (kept, shown to whoever lists the waiting events); `None`
+    /// keeps what was said before.
+    Reschedule {
+        id: i64,
+        attempts: u32,
+        due_ms: u64,
+        error: Option<std::sync::Arc<str>>,
+    },
     /// Gone: its outcome has been dealt with.
     Complete { id: i64 },
 }
@@ -89,6 +96,24 @@ pub trait EventStore: Send + Sync {
     -> Result<u64, StoreError>;
     /// Events waiting per function, and the receipt time of the oldest of each.
     fn depth(&self) -> Result<Vec<(String, u64, u64)>, StoreError>;
+    /// Up to `limit` of `function`'s waiting events, oldest first.
+    fn waiting(&self, function: &str, limit: usize) -> Result<Vec<WaitingEvent>, StoreError>;
+}
+
+/// An event that waits for (another) attempt, as [`EventStore::waiting`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingEvent {
+    pub request_id: String,
+    pub qualifier: Option<String>,
+    pub received_ms: u64,
+    /// Invocations already made.
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub due_ms: u64,
+    /// Until when a dispatcher holds it (an attempt under way); 0 when none does.
+    pub leased_until_ms: u64,
+    /// Why the last attempt failed, if one did.
+    pub last_error: Option<String>,
 }
 
 pub struct SqliteEventStore {
@@ -145,11 +170,29 @@ CREATE INDEX IF NOT EXISTS async_events_due ON async_events (due_ms);
 CREATE INDEX IF NOT EXISTS async_events_function ON async_events (function, due_ms);
 ";
 
+/// Stores of an earlier version lack `last_error`: it is added (empty for the events
+/// already there).
+fn add_last_error(conn: &Connection) -> Result<(), StoreError> {
+    let has: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('async_events') WHERE name = 'last_error')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(backend)?;
+    if !has {
+        conn.execute_batch("ALTER TABLE async_events ADD COLUMN last_error TEXT;")
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 impl SqliteEventStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let connect = |synchronous| super::connect(path, synchronous);
         let conn = connect("FULL")?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        add_last_error(&conn)?;
         let settle = connect("NORMAL")?;
         let turns = {
             let mut stmt = conn
@@ -355,17 +398,21 @@ impl EventStore for SqliteEventStore {
                 .map_err(backend)?;
             let mut reschedule = tx
                 .prepare_cached(
-                    "UPDATE async_events SET attempts = ?2, due_ms = ?3, leased_until_ms = 0 WHERE id = ?1",
+                    "UPDATE async_events SET attempts = ?2, due_ms = ?3, leased_until_ms = 0,
+                         last_error = COALESCE(?4, last_error) WHERE id = ?1",
                 )
                 .map_err(backend)?;
             for s in settlements {
-                match *s {
+                match s {
                     Settlement::Complete { id } => delete.execute(params![id]),
                     Settlement::Reschedule {
                         id,
                         attempts,
                         due_ms,
-                    } => reschedule.execute(params![id, attempts, due_ms as i64]),
+                        error,
+                    } => {
+                        reschedule.execute(params![id, attempts, *due_ms as i64, error.as_deref()])
+                    }
                 }
                 .map_err(backend)?;
             }
@@ -418,6 +465,32 @@ impl EventStore for SqliteEventStore {
                     row.get::<_, i64>(1)? as u64,
                     row.get::<_, i64>(2)? as u64,
                 ))
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
+    fn waiting(&self, function: &str, limit: usize) -> Result<Vec<WaitingEvent>, StoreError> {
+        let conn = self.settling();
+        // Next due first, read in the order of the `(function, due_ms)` index.
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT request_id, qualifier, received_ms, attempts, due_ms, leased_until_ms, last_error
+                 FROM async_events INDEXED BY async_events_function
+                 WHERE function = ?1 ORDER BY due_ms LIMIT ?2",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![function, limit as i64], |row| {
+                Ok(WaitingEvent {
+                    request_id: row.get(0)?,
+                    qualifier: row.get(1)?,
+                    received_ms: row.get::<_, i64>(2)? as u64,
+                    attempts: row.get::<_, i64>(3)? as u32,
+                    due_ms: row.get::<_, i64>(4)? as u64,
+                    leased_until_ms: row.get::<_, i64>(5)? as u64,
+                    last_error: row.get(6)?,
+                })
             })
             .map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
@@ -482,10 +555,27 @@ mod tests {
                     id: claimed[1].id,
                     attempts: 1,
                     due_ms: 5000,
+                    error: Some("Unhandled: boom".into()),
                 }])
                 .unwrap();
         }
         let store = SqliteEventStore::open(&path).unwrap();
+        // Listed next due first, with the failed attempt's error.
+        let waiting = store.waiting("f", 10).unwrap();
+        assert_eq!(
+            waiting
+                .iter()
+                .map(|w| (
+                    w.request_id.as_str(),
+                    w.attempts,
+                    w.due_ms,
+                    w.last_error.as_deref()
+                ))
+                .collect::<Vec<_>>(),
+            [("r3", 0, 3, None), ("r2", 1, 5000, Some("Unhandled: boom"))]
+        );
+        assert_eq!(store.waiting("f", 1).unwrap().len(), 1);
+        assert!(store.waiting("g", 10).unwrap().is_empty());
         // After the lease of event 3 ran out (a crash), it is claimed again.
         let again = store.claim(2000, 1000, 10).unwrap();
         assert_eq!(again.len(), 1);
@@ -512,6 +602,7 @@ mod tests {
                     id: claimed[0].id,
                     attempts: claimed[0].attempts,
                     due_ms: 11,
+                    error: None,
                 }])
                 .unwrap();
             store.release_leases().unwrap();

@@ -327,6 +327,46 @@ def test_invoke_async_queues_the_event_and_pending_shows_it(cli, hello):
     assert pending.startswith("0 pending"), pending
 
 
+def test_pending_lists_waiting_events_with_attempts_next_retry_and_last_error(
+        cli, lam, unique_name, tmp_path):
+    """A failing async event waits a minute for its retry: `pending` shows it."""
+    src = tmp_path / "failing"
+    src.mkdir()
+    (src / "app.py").write_text(
+        "def handler(event, context):\n    raise ValueError('no ' + event['what'])\n")
+    name = unique_name("failing")
+    ok(cli("deploy", str(src), "--name", name, "--runtime", support.PY_RUNTIME))
+    try:
+        request_id = ok(cli("invoke", name, "--async", "--payload", '{"what":"luck"}')
+                        ).stdout.split()[1]
+        deadline = time.monotonic() + 20
+        while True:
+            listed = json.loads(ok(cli("pending", name, "-o", "json")).stdout)
+            events = listed["events"]
+            if events and events[0]["attempts"] == 1 and events[0]["lastError"]:
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.2)
+        [event] = events
+        assert listed["pending"] == 1
+        assert event["requestId"] == request_id
+        assert event["qualifier"] == "$LATEST"
+        assert event["lastError"] == "ValueError: no luck", event
+        # The first retry waits about a minute.
+        assert event["nextAttemptMs"] > time.time() * 1000 + 30_000, event
+        assert event["running"] is False
+        table = ok(cli("pending", name)).stdout.splitlines()
+        assert table[0].startswith("1 pending"), table
+        assert table[1].split() == ["REQUEST_ID", "QUALIFIER", "AGE", "ATTEMPTS",
+                                    "NEXT_ATTEMPT", "LAST_ERROR"], table
+        row = table[2].split()
+        assert row[0] == request_id and row[1] == "$LATEST" and row[3] == "1", table
+        assert row[4].endswith("Z") and " ".join(row[5:]) == "ValueError: no luck", table
+        assert "--limit" in cli("pending", name, "--limit", "0").stderr
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
 def test_pending_of_a_missing_function_fails(cli, unique_name):
     out = cli("pending", unique_name("missing"))
     assert out.returncode != 0, out

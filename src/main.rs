@@ -199,6 +199,13 @@ fn main() -> std::process::ExitCode {
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = e
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<cli::client::ClientError>())
+                .and_then(|e| e.hint())
+            {
+                eprintln!("hint: {hint}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

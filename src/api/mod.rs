@@ -723,8 +723,9 @@ async fn authenticate(
     }
 }
 
-/// Oversized bodies up to this size are read (and discarded) before the 413 is sent.
-const DRAIN_MAX: u64 = 16 * 1024 * 1024;
+/// Oversized bodies up to this size are read (and discarded) before the 413 is sent: an
+/// upload a few times Lambda's limit is still answered with its error, not a reset.
+const DRAIN_MAX: u64 = 256 * 1024 * 1024;
 
 /// How long draining waits for more of a refused body before giving up.
 const DRAIN_SILENCE: std::time::Duration = std::time::Duration::from_secs(1);

@@ -1,6 +1,9 @@
 //! A small HTTP client for Shoal's public API, used by the CLI and the benchmark.
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client as HyperClient;
@@ -13,6 +16,16 @@ pub enum ClientError {
         "cannot reach Shoal at {endpoint}: {reason} (is `shoal server` running? set --endpoint or SHOAL_ENDPOINT)"
     )]
     Unreachable { endpoint: String, reason: String },
+    #[error(
+        "the connection to {endpoint} was cut while sending a request of {megabytes} MB ({reason}): \
+         the server most likely refused a request this large (Lambda takes code of up to 50 MB \
+         zipped in a request)"
+    )]
+    UploadCut {
+        endpoint: String,
+        megabytes: u64,
+        reason: String,
+    },
     #[error("{code}: {message}")]
     Api {
         status: StatusCode,
@@ -22,6 +35,32 @@ pub enum ClientError {
     #[error("invalid request: {0}")]
     Invalid(String),
 }
+
+impl ClientError {
+    /// What the user can do about this error, when the CLI knows more than the server
+    /// said: which variables hold the keys the CLI signs with, for an authentication
+    /// failure.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Api { code, .. } if AUTH_ERRORS.contains(&code.as_str()) => Some(
+                "the CLI signs requests with SHOAL_ACCESS_KEY_ID and SHOAL_SECRET_ACCESS_KEY \
+                 (else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), in the region of --region, \
+                 SHOAL_REGION, AWS_REGION or AWS_DEFAULT_REGION (else us-east-1); set them to \
+                 a key pair the server was started with (its --access-key-id and \
+                 --secret-access-key, or its --keys-file)",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The codes of answers that refuse a request's signature or keys.
+const AUTH_ERRORS: [&str; 4] = [
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+];
 
 pub struct Reply {
     pub status: StatusCode,
@@ -69,8 +108,10 @@ impl Credentials {
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpConnector, BoxBody<Bytes, Infallible>>,
     credentials: Option<Credentials>,
+    /// Large request bodies say on stderr how much of them has been sent.
+    progress: bool,
     /// The service requests are signed for (`lambda`, `sqs`, `sns`).
     service: &'static str,
 }
@@ -84,8 +125,15 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             http,
             credentials: None,
+            progress: false,
             service: "lambda",
         }
+    }
+
+    /// The same client, showing the progress of large uploads on stderr.
+    pub fn with_progress(mut self) -> Self {
+        self.progress = true;
+        self
     }
 
     /// The same client, for another service's requests (signed for it). A query-protocol
@@ -193,18 +241,31 @@ impl Client {
                 builder = builder.header(name, value);
             }
         }
+        let size = body.len();
+        let body = if self.progress && size >= super::progress::PROGRESS_MIN_BYTES {
+            super::progress::ProgressBody::new(body).boxed()
+        } else {
+            Full::new(body).boxed()
+        };
         let request = builder
-            .body(Full::new(body))
+            .body(body)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let unreachable = |reason: String| ClientError::Unreachable {
             endpoint: self.endpoint.clone(),
             reason,
         };
-        let response = self
-            .http
-            .request(request)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let response = self.http.request(request).await.map_err(|e| {
+            // A large body cut off on a connection that was made: refused for its size.
+            if !e.is_connect() && size >= super::progress::PROGRESS_MIN_BYTES {
+                ClientError::UploadCut {
+                    endpoint: self.endpoint.clone(),
+                    megabytes: (size as u64).div_ceil(1024 * 1024),
+                    reason: e.to_string(),
+                }
+            } else {
+                unreachable(e.to_string())
+            }
+        })?;
         let (parts, body) = response.into_parts();
         let body = body
             .collect()

@@ -40,6 +40,7 @@ macro_rules! say {
 pub mod aws;
 mod inputs;
 pub mod logs;
+mod progress;
 pub mod queue;
 pub mod routes;
 pub mod topic;
@@ -196,7 +197,7 @@ fn print_json(value: &serde_json::Value) {
 }
 
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    let client = args.endpoint.client();
+    let client = args.endpoint.client().with_progress();
     let name = match &args.name {
         Some(name) => name.clone(),
         None => args

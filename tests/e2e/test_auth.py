@@ -770,6 +770,10 @@ def test_shoal_cli_without_keys_against_a_keyed_server(keyed):
     proc = _shoal(keyed, clean_env(), "ls")
     assert proc.returncode != 0, proc.stdout
     assert "MissingAuthenticationTokenException" in proc.stdout + proc.stderr, proc.stderr
+    # ...and it says which variables it reads the keys from.
+    hint = [l for l in proc.stderr.splitlines() if l.startswith("hint: ")]
+    assert hint and "SHOAL_ACCESS_KEY_ID" in hint[0] and "AWS_SECRET_ACCESS_KEY" in hint[0], \
+        proc.stderr
 
 
 # --------------------------------------------------------------------------- body limits

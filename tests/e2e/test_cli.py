@@ -327,6 +327,34 @@ def test_invoke_async_queues_the_event_and_pending_shows_it(cli, hello):
     assert pending.startswith("0 pending"), pending
 
 
+def test_large_uploads_show_progress_and_an_oversized_one_the_servers_error(
+        cli, lam, unique_name, tmp_path):
+    """A 12 MB deploy counts its bytes; a 60 MB one gets RequestTooLargeException."""
+    def folder(name, size):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "app.py").write_text("def handler(event, context):\n    return 'big'\n")
+        (d / "blob").write_bytes(os.urandom(size))
+        return d
+
+    name = unique_name("big")
+    out = ok(cli("deploy", str(folder("fits", 12 * 1024 * 1024)), "--name", name,
+                 "--runtime", support.PY_RUNTIME))
+    try:
+        lines = [l for l in out.stderr.splitlines() if l.startswith("uploading ")]
+        assert len(lines) == 4 and lines[-1].endswith("(100%)"), out.stderr
+        assert " of 16." in lines[0], lines  # 12 MB of random bytes, base64 in JSON
+        assert invoke(lam, name, {})["json"] == "big"
+        too_big = cli("deploy", str(folder("too-big", 60 * 1024 * 1024)), "--name", name,
+                      "--runtime", support.PY_RUNTIME)
+        assert too_big.returncode != 0
+        assert "RequestTooLargeException" in too_big.stderr, too_big.stderr
+        assert "cannot reach" not in too_big.stderr, too_big.stderr
+        assert invoke(lam, name, {})["json"] == "big"  # the function is as it was
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
 def test_pending_lists_waiting_events_with_attempts_next_retry_and_last_error(
         cli, lam, unique_name, tmp_path):
     """A failing async event waits a minute for its retry: `pending` shows it."""

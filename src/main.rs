@@ -70,6 +70,9 @@ enum Command {
     Server(config::ServerSettings),
     /// Create or update a function from a folder or a zip.
     Deploy(cli::DeployArgs),
+    /// Deploy a folder, then redeploy it on every change, building first with --build
+    /// (or cargo, for a Cargo project): `deploy --watch`.
+    Dev(cli::DeployArgs),
     /// Invoke a function and print its result.
     Invoke(cli::InvokeArgs),
     /// Print a function's logs.
@@ -164,6 +167,10 @@ fn main() -> std::process::ExitCode {
                 server::run(settings).await.map(|()| true)
             }
             Command::Deploy(args) => cli::deploy(args).await.map(|()| true),
+            Command::Dev(mut args) => {
+                args.watch = true;
+                cli::deploy(args).await.map(|()| true)
+            }
             Command::Invoke(args) => {
                 cli::require_name(&args.name)?;
                 cli::invoke(args).await

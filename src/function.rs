@@ -78,6 +78,9 @@ pub struct FunctionSpec {
     /// Its layers, in order (later ones win where paths meet), unpacked under `/opt`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerRef>,
+    /// Tracing, logging, VPC, KMS key and SnapStart.
+    #[serde(default)]
+    pub settings: crate::function_settings::FunctionSettings,
 }
 
 /// A layer version a function uses: its ARN and its code (kept while the function holds
@@ -456,16 +459,14 @@ impl FunctionRecord {
             "LastModified": crate::timefmt::lambda_timestamp(self.last_modified_ms),
             "CodeSha256": self.code.sha256_b64,
             "Version": self.version,
-            "TracingConfig": { "Mode": "PassThrough" },
             "RevisionId": self.revision_id,
             "State": "Active",
             "LastUpdateStatus": "Successful",
             "PackageType": "Zip",
             "Architectures": [spec.architecture],
             "EphemeralStorage": { "Size": spec.ephemeral_storage_mb },
-            "SnapStart": { "ApplyOn": "None", "OptimizationStatus": "Off" },
-            "LoggingConfig": { "LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", spec.name) },
         });
+        spec.settings.render(&spec.name, &mut config);
         if !spec.environment.is_empty() {
             config["Environment"] = serde_json::json!({ "Variables": spec.environment });
         }
@@ -503,6 +504,7 @@ pub fn sample_record(name: &str, version: &str, code: &str) -> FunctionRecord {
             network: NetworkMode::None,
             region: None,
             layers: Vec::new(),
+            settings: Default::default(),
         },
         code: CodeRef {
             sha256_hex: code.into(),

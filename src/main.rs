@@ -24,6 +24,7 @@ mod dispatcher;
 mod document;
 mod environment;
 mod function;
+mod function_settings;
 mod gateway;
 mod invoke;
 mod layers;

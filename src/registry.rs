@@ -73,6 +73,8 @@ pub struct ConfigPatch {
     pub dead_letter_target: Option<String>,
     /// `Some(vec![])` removes every layer.
     pub layers: Option<Vec<crate::function::LayerRef>>,
+    /// The settings as they become (already merged with the current ones).
+    pub settings: Option<crate::function_settings::FunctionSettings>,
 }
 
 pub struct Registry {
@@ -409,6 +411,9 @@ impl Registry {
                 }
                 if let Some(v) = patch.layers {
                     spec.layers = v;
+                }
+                if let Some(v) = patch.settings {
+                    spec.settings = v;
                 }
                 latest.last_modified_ms = now_ms();
                 latest.revision_id = new_revision();

@@ -93,6 +93,8 @@ pub struct CreateFunctionRequest {
     architectures: Option<Vec<String>>,
     layers: Option<Vec<String>>,
     tags: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    settings: crate::function_settings::SettingsInput,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +124,8 @@ pub struct UpdateConfigurationRequest {
     ephemeral_storage: Option<EphemeralStorageInput>,
     layers: Option<Vec<String>>,
     dead_letter_config: Option<DeadLetterInput>,
+    #[serde(flatten)]
+    settings: crate::function_settings::SettingsInput,
 }
 
 /// `Marker` and `MaxItems`, the paging of Lambda's list operations.
@@ -354,7 +358,16 @@ pub async fn create(
     drop(body);
     function::validate_name(&request.function_name)
         .or_else(|_| super::function_ref(&scope, &request.function_name).map(|_| ()))?;
-    let name = super::function_ref(&scope, &request.function_name)?.name;
+    let named = super::function_ref(&scope, &request.function_name)?;
+    if named.qualifier.is_some() {
+        return Err(ApiError::InvalidParameterValue(format!(
+            "A function is created unqualified: {} names a version or alias",
+            request.function_name
+        )));
+    }
+    let name = named.name;
+    let mut settings = crate::function_settings::FunctionSettings::default();
+    request.settings.apply(&mut settings)?;
     if request.package_type.as_deref().is_some_and(|p| p != "Zip") {
         return Err(ApiError::InvalidParameterValue(
             "PackageType Image is not supported by this server; use Zip".into(),
@@ -416,6 +429,7 @@ pub async fn create(
         network: Default::default(),
         region: (!scope.is_home()).then(|| scope.region.clone()),
         layers,
+        settings,
     };
     let name = spec.name.clone();
     let document = state.registry.create(spec, tags, zip).await?;
@@ -609,6 +623,8 @@ pub async fn update_configuration(
     if let Some(description) = &request.description {
         function::validate_description(description)?;
     }
+    let mut settings = current.spec.settings.clone();
+    request.settings.apply(&mut settings)?;
     let patch = ConfigPatch {
         runtime: request.runtime,
         handler: request.handler,
@@ -629,6 +645,7 @@ pub async fn update_configuration(
         environment: environment_of(request.environment)?,
         dead_letter_target: dead_letter_target(&state, request.dead_letter_config)?,
         layers,
+        settings: Some(settings),
     };
     let document = state
         .registry

@@ -201,10 +201,6 @@ impl Launcher {
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
                 spec.memory_mb.to_string(),
             ),
-            (
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", spec.name),
-            ),
             ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_string()),
             (
                 "AWS_LAMBDA_INITIALIZATION_TYPE",
@@ -235,6 +231,12 @@ impl Launcher {
             ),
         ];
         env.extend(platform.into_iter().map(|(k, v)| (k.to_string(), v)));
+        env.extend(
+            spec.settings
+                .runtime_environment(&spec.name)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
         // The function's own AWS_ENDPOINT_URL, if it sets one, wins.
         if !spec.environment.contains_key(ENDPOINT_VARIABLE) {
             env.push((

@@ -81,7 +81,12 @@ impl LocalInvoker {
                         function: invocation.function,
                         qualifier: invocation.qualifier,
                         payload: invocation.payload.to_vec(),
-                        trace_id: invocation.trace_id,
+                        // Every attempt and destination of the event follows one trace.
+                        trace_id: invocation.trace_id.or_else(|| {
+                            Some(super::runner::new_trace_id(
+                                function.spec.settings.tracing_active,
+                            ))
+                        }),
                         received_ms: crate::timefmt::now_ms(),
                     })
                     .await?;

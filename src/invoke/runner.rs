@@ -82,13 +82,16 @@ fn stopped_ending(request_id: &str, ran: Duration) -> Ending {
     }
 }
 
-fn new_trace_id() -> String {
+/// A new trace header (`X-Amzn-Trace-Id`'s format) for an invocation that came without
+/// one: sampled when the function's tracing is `Active`.
+pub fn new_trace_id(sampled: bool) -> String {
     let id = super::new_request_id().simple().to_string();
     let epoch = crate::timefmt::now_ms() / 1000;
     format!(
-        "Root=1-{epoch:08x}-{};Parent={};Sampled=0",
+        "Root=1-{epoch:08x}-{};Parent={};Sampled={}",
         &id[..24],
-        &id[16..32]
+        &id[16..32],
+        u8::from(sampled)
     )
 }
 
@@ -226,7 +229,9 @@ impl Runner {
                 let event = EventSpec {
                     request_id: request_id.clone(),
                     payload: request.payload,
-                    trace_id: request.trace_id.unwrap_or_else(new_trace_id),
+                    trace_id: request
+                        .trace_id
+                        .unwrap_or_else(|| new_trace_id(function.spec.settings.tracing_active)),
                     client_context: request.client_context,
                     invoked_arn,
                     timeout: Duration::from_secs(u64::from(function.spec.timeout_s)),

@@ -32,7 +32,13 @@ pub struct CodeInput {
     zip_file: Option<String>,
     #[serde(rename = "S3Bucket")]
     s3_bucket: Option<String>,
+    #[serde(rename = "S3Key")]
+    s3_key: Option<String>,
+    #[serde(rename = "S3ObjectVersion")]
+    s3_object_version: Option<String>,
     image_uri: Option<String>,
+    #[serde(rename = "SourceKMSKeyArn")]
+    source_kms_key_arn: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +109,10 @@ pub struct UpdateCodeRequest {
     zip_file: Option<String>,
     #[serde(rename = "S3Bucket")]
     s3_bucket: Option<String>,
+    #[serde(rename = "S3Key")]
+    s3_key: Option<String>,
+    #[serde(rename = "S3ObjectVersion")]
+    s3_object_version: Option<String>,
     image_uri: Option<String>,
     revision_id: Option<String>,
     architectures: Option<Vec<String>>,
@@ -407,7 +417,21 @@ pub async fn create(
     let code = request
         .code
         .ok_or_else(|| ApiError::InvalidParameterValue("Code is a required parameter".into()))?;
-    let zip = decode_zip(code.zip_file, code.s3_bucket, code.image_uri)?;
+    if code
+        .source_kms_key_arn
+        .as_deref()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ApiError::InvalidParameterValue(
+            "SourceKMSKeyArn is not supported by this server: code packages stay on its own disk"
+                .into(),
+        ));
+    }
+    let zip = decode_zip(
+        code.zip_file,
+        code.s3_bucket.or(code.s3_key).or(code.s3_object_version),
+        code.image_uri,
+    )?;
     check_with_layers(&state, unzipped(&zip)?, &layers)?;
     state.disk.check(
         crate::code::stored_bytes(&zip),
@@ -577,7 +601,14 @@ pub async fn update_code(
     if let Some(architectures) = &request.architectures {
         function::validate_architecture(architectures)?;
     }
-    let zip = decode_zip(request.zip_file, request.s3_bucket, request.image_uri)?;
+    let zip = decode_zip(
+        request.zip_file,
+        request
+            .s3_bucket
+            .or(request.s3_key)
+            .or(request.s3_object_version),
+        request.image_uri,
+    )?;
     check_with_layers(&state, unzipped(&zip)?, &current.spec.layers)?;
     if request.dry_run == Some(true) {
         return Ok(Json(configuration(&scope, &current)));

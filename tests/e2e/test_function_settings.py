@@ -130,3 +130,18 @@ def test_a_qualified_name_cannot_be_created(lam_nv):
                                Handler="app.handler", Code={"ZipFile": support.py_zip(SEES)})
     assert err.value.response["Error"]["Code"] in ("InvalidParameterValueException",
                                                    "ValidationException")
+
+
+@pytest.mark.parametrize("code, says", [
+    ({"S3Bucket": "b", "S3Key": "k.zip"}, "S3"),
+    ({"S3Key": "k.zip"}, "S3"),
+    ({"ZipFile": support.py_zip(SEES), "SourceKMSKeyArn": "arn:aws:kms:us-east-1:000000000000:key/k"},
+     "SourceKMSKeyArn"),
+])
+def test_code_from_elsewhere_is_refused(lam_nv, code, says):
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        lam_nv.create_function(FunctionName=support.unique_name("code"),
+                               Runtime=support.PY_RUNTIME, Role=support.ROLE,
+                               Handler="app.handler", Code=code)
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert says in err.value.response["Error"]["Message"], err.value.response

@@ -9,7 +9,10 @@
 //!   starts a sampled trace (`Sampled=1`); the header reaches the function as
 //!   `Lambda-Runtime-Trace-Id` (`_X_AMZN_TRACE_ID`) and follows async and destination hops.
 //! - `LoggingConfig`: the format, levels and group reach the runtime as
-//!   `AWS_LAMBDA_LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL` and `AWS_LAMBDA_LOG_GROUP_NAME`.
+//!   `AWS_LAMBDA_LOG_FORMAT`, `AWS_LAMBDA_LOG_LEVEL` and `AWS_LAMBDA_LOG_GROUP_NAME`;
+//!   the platform's lines follow the format and `SystemLogLevel` (`logs::lines::
+//!   PlatformFormat`), the function's JSON records `ApplicationLogLevel`
+//!   (`environment::output`).
 //! - `VpcConfig`, `KMSKeyArn`, `SnapStart`: kept and returned, no effect (one host has no
 //!   VPC to join, keeps environment variables on its own disk, and starts environments
 //!   without snapshots).

@@ -275,6 +275,88 @@ pub mod lines {
         format!("END RequestId: {request_id}")
     }
 
+    /// A platform event as `LogFormat: JSON` writes it: `{"time", "type", "record"}`.
+    fn platform_event(kind: &str, record: serde_json::Value) -> String {
+        serde_json::json!({
+            "time": crate::timefmt::iso_timestamp(crate::timefmt::now_ms()),
+            "type": kind,
+            "record": record,
+        })
+        .to_string()
+    }
+
+    /// How a function's `LoggingConfig` has the platform write its lines: as text
+    /// (START, END, REPORT) or as JSON events (`platform.start`, `platform.report`), and
+    /// not at all at `SystemLogLevel: WARN` (they are INFO events).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct PlatformFormat {
+        json: bool,
+        quiet: bool,
+    }
+
+    impl PlatformFormat {
+        pub fn of(logging: &crate::function_settings::Logging) -> Self {
+            Self {
+                json: logging.json,
+                quiet: logging.json && logging.system_level.as_deref() == Some("WARN"),
+            }
+        }
+
+        pub fn start(self, request_id: &str, version: &str) -> Option<String> {
+            match (self.quiet, self.json) {
+                (true, _) => None,
+                (false, true) => Some(platform_event(
+                    "platform.start",
+                    serde_json::json!({ "requestId": request_id, "version": version }),
+                )),
+                (false, false) => Some(start(request_id, version)),
+            }
+        }
+
+        /// Text only: JSON logs end an invocation with its report.
+        pub fn end(self, request_id: &str) -> Option<String> {
+            (!self.json).then(|| end(request_id))
+        }
+
+        pub fn report(self, report: &Report<'_>) -> Option<String> {
+            match (self.quiet, self.json) {
+                (true, _) => None,
+                (false, true) => Some(report.json()),
+                (false, false) => Some(report.line()),
+            }
+        }
+    }
+
+    /// The rank of an application log level (`TRACE` 1 .. `FATAL` 6, any case), for
+    /// `ApplicationLogLevel` filtering; `WARNING` and `CRITICAL` read as Python names them.
+    pub fn level_rank(level: &str) -> Option<u8> {
+        match level.to_ascii_uppercase().as_str() {
+            "TRACE" => Some(1),
+            "DEBUG" => Some(2),
+            "INFO" => Some(3),
+            "WARN" | "WARNING" => Some(4),
+            "ERROR" => Some(5),
+            "FATAL" | "CRITICAL" => Some(6),
+            _ => None,
+        }
+    }
+
+    /// Whether a line of the function's output passes `ApplicationLogLevel` of rank
+    /// `min`: a JSON object whose `level` ranks below it does not; anything else does.
+    pub fn passes_level(line: &str, min: u8) -> bool {
+        if !line.trim_start().starts_with('{') {
+            return true;
+        }
+        let Ok(serde_json::Value::Object(record)) = serde_json::from_str(line) else {
+            return true;
+        };
+        record
+            .get("level")
+            .and_then(|l| l.as_str())
+            .and_then(level_rank)
+            .is_none_or(|rank| rank >= min)
+    }
+
     /// Figures for the REPORT line of one invocation.
     pub struct Report<'a> {
         pub request_id: &'a str,
@@ -290,6 +372,27 @@ pub mod lines {
         /// Billed duration: the duration rounded up to the next millisecond (at least 1).
         pub fn billed_ms(&self) -> u64 {
             (self.duration_ms.ceil() as u64).max(1)
+        }
+
+        /// The report as a JSON `platform.report` event (`LogFormat: JSON`).
+        pub fn json(&self) -> String {
+            let mut metrics = serde_json::json!({
+                "durationMs": (self.duration_ms * 100.0).round() / 100.0,
+                "billedDurationMs": self.billed_ms(),
+                "memorySizeMB": self.memory_mb,
+                "maxMemoryUsedMB": self.max_memory_used_mb,
+            });
+            if let Some(init) = self.init_duration_ms {
+                metrics["initDurationMs"] = serde_json::json!((init * 100.0).round() / 100.0);
+            }
+            platform_event(
+                "platform.report",
+                serde_json::json!({
+                    "requestId": self.request_id,
+                    "metrics": metrics,
+                    "status": self.status.unwrap_or("success"),
+                }),
+            )
         }
 
         pub fn line(&self) -> String {
@@ -315,6 +418,56 @@ pub mod lines {
 #[cfg(test)]
 mod tests {
     use super::lines::*;
+
+    #[test]
+    fn json_logs_have_platform_events_and_filter_by_level() {
+        let json = crate::function_settings::Logging {
+            json: true,
+            application_level: Some("WARN".into()),
+            system_level: Some("INFO".into()),
+            group: None,
+        };
+        let platform = PlatformFormat::of(&json);
+        let start: serde_json::Value =
+            serde_json::from_str(&platform.start("r1", "$LATEST").unwrap()).unwrap();
+        assert_eq!(start["type"], "platform.start");
+        assert_eq!(start["record"]["requestId"], "r1");
+        assert_eq!(platform.end("r1"), None);
+        let report = Report {
+            request_id: "r1",
+            duration_ms: 1.234,
+            memory_mb: 128,
+            max_memory_used_mb: 20,
+            init_duration_ms: None,
+            status: None,
+        };
+        let reported: serde_json::Value =
+            serde_json::from_str(&platform.report(&report).unwrap()).unwrap();
+        assert_eq!(reported["type"], "platform.report");
+        assert_eq!(reported["record"]["metrics"]["billedDurationMs"], 2);
+        assert_eq!(reported["record"]["status"], "success");
+        // SystemLogLevel WARN: no INFO platform events.
+        let quiet = PlatformFormat::of(&crate::function_settings::Logging {
+            system_level: Some("WARN".into()),
+            ..json.clone()
+        });
+        assert_eq!(quiet.start("r1", "$LATEST"), None);
+        assert_eq!(quiet.report(&report), None);
+        // Text stays word for word.
+        let text = PlatformFormat::of(&Default::default());
+        assert_eq!(text.start("r1", "1").unwrap(), start_line_of("r1", "1"));
+        // ApplicationLogLevel: JSON records below it go; other lines stay.
+        let warn = level_rank("WARN").unwrap();
+        assert!(!passes_level(r#"{"level":"INFO","message":"m"}"#, warn));
+        assert!(passes_level(r#"{"level":"error","message":"m"}"#, warn));
+        assert!(passes_level(r#"{"level":"WARNING"}"#, warn));
+        assert!(passes_level("plain print output", warn));
+        assert!(passes_level(r#"{"no":"level"}"#, warn));
+    }
+
+    fn start_line_of(request_id: &str, version: &str) -> String {
+        start(request_id, version)
+    }
     use super::{LogBudget, Usage};
     use crate::store::sqlite::SqliteStore;
     use crate::store::{LogStore, NewLogEvent};

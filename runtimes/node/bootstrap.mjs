@@ -90,11 +90,29 @@ let currentRequestId; // undefined during init, like Lambda ("undefined" in log 
 
 const LEVELS = { TRACE: 1, DEBUG: 2, INFO: 3, WARN: 4, ERROR: 5, FATAL: 6 };
 
+// LoggingConfig LogFormat JSON: each console call one JSON object, as Lambda's runtime writes.
+function jsonRecord(level, message, params) {
+  const record = { timestamp: new Date().toISOString(), level, requestId: currentRequestId };
+  if (params.length === 0 && message instanceof Error) {
+    record.message = message.message;
+    record.errorType = message.name;
+    record.errorMessage = message.message;
+    record.stackTrace = String(message.stack || "").split("\n");
+  } else {
+    record.message = util.format(message, ...params);
+  }
+  return JSON.stringify(record);
+}
+
 function patchConsole() {
   const minLevel = LEVELS[(env.AWS_LAMBDA_LOG_LEVEL || "").toUpperCase()] ?? LEVELS.TRACE;
+  const json = (env.AWS_LAMBDA_LOG_FORMAT || "").toUpperCase() === "JSON";
   const out = process.stdout;
   const make = (level) => {
     if (LEVELS[level] < minLevel) return () => {};
+    if (json) {
+      return (message, ...params) => out.write(jsonRecord(level, message, params) + "\n");
+    }
     return (message, ...params) => {
       const line = `${new Date().toISOString()}\t${currentRequestId}\t${level}\t${util.format(message, ...params)}`;
       out.write(line.replace(/\n/g, "\r") + "\n");

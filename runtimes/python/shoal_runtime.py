@@ -693,14 +693,38 @@ def _setup_logging(logging):
             record.aws_request_id = _request_id
             return True
 
+    class _JsonFormatter(logging.Formatter):
+        # LoggingConfig LogFormat JSON: one object a record, as Lambda's runtime writes.
+        def format(self, record):
+            import json
+            import traceback
+
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            entry = {
+                "timestamp": "%s.%03dZ" % (stamp, int(record.msecs)),
+                "level": record.levelname,
+                "message": record.getMessage(),
+                "logger": record.name,
+                "requestId": getattr(record, "aws_request_id", None) or "",
+            }
+            if record.exc_info and record.exc_info[0] is not None:
+                kind, value, tb = record.exc_info
+                entry["errorType"] = kind.__name__
+                entry["errorMessage"] = str(value)
+                entry["stackTrace"] = traceback.format_tb(tb)
+            return json.dumps(entry, default=str) + "\n"
+
     logging.Formatter.converter = time.gmtime
     handler = _LambdaLoggerHandler()
-    handler.setFormatter(
-        logging.Formatter(
-            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
-            "%Y-%m-%dT%H:%M:%S",
+    if (_env.get("AWS_LAMBDA_LOG_FORMAT") or "").upper() == "JSON":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+                "%Y-%m-%dT%H:%M:%S",
+            )
         )
-    )
     handler.addFilter(_LambdaLoggerFilter())
     root = logging.getLogger()
     root.addHandler(handler)

@@ -71,15 +71,30 @@ struct Filter<'a> {
     inside: HashMap<String, bool>,
 }
 
+/// Whether `message` is the platform's `word` line (text, `START RequestId: ID ...`) or
+/// `kind` event (`LogFormat: JSON`, `{"type": kind, "record": {"requestId": ID}}`) of
+/// request `id`.
+fn platform_line(message: &str, word: &str, kind: &str, id: &str) -> bool {
+    if let Some(rest) = message
+        .strip_prefix(word)
+        .and_then(|m| m.strip_prefix(" RequestId: "))
+    {
+        return rest.starts_with(id);
+    }
+    if !message.starts_with('{') || !message.contains(kind) {
+        return false;
+    }
+    serde_json::from_str::<Value>(message)
+        .is_ok_and(|event| event["type"] == kind && event["record"]["requestId"] == id)
+}
+
 impl Filter<'_> {
     fn keeps(&mut self, event: &Value) -> bool {
         let message = event["message"].as_str().unwrap_or_default();
         if let Some(id) = self.request_id {
             let stream = event["logStream"].as_str().unwrap_or_default().to_string();
-            let starts = message.starts_with("START RequestId: ")
-                && message["START RequestId: ".len()..].starts_with(id);
-            let reports = message.starts_with("REPORT RequestId: ")
-                && message["REPORT RequestId: ".len()..].starts_with(id);
+            let starts = platform_line(message, "START", "platform.start", id);
+            let reports = platform_line(message, "REPORT", "platform.report", id);
             let inside = self.inside.entry(stream).or_default();
             if starts {
                 *inside = true;
@@ -212,6 +227,32 @@ mod tests {
             crate::timefmt::parse_iso("2026-12-01T00:00:00Z").unwrap()
         );
         assert!(since_ms("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn platform_lines_are_known_in_text_and_json() {
+        assert!(platform_line(
+            "START RequestId: r2 Version: 1",
+            "START",
+            "platform.start",
+            "r2"
+        ));
+        let json_start =
+            r#"{"time":"t","type":"platform.start","record":{"requestId":"r2","version":"1"}}"#;
+        assert!(platform_line(json_start, "START", "platform.start", "r2"));
+        assert!(!platform_line(json_start, "START", "platform.start", "r1"));
+        assert!(!platform_line(
+            json_start,
+            "REPORT",
+            "platform.report",
+            "r2"
+        ));
+        assert!(!platform_line(
+            r#"{"message":"platform.start"}"#,
+            "START",
+            "platform.start",
+            "r2"
+        ));
     }
 
     #[test]

@@ -66,9 +66,22 @@ pub struct LogTarget {
     pub function: Arc<str>,
     pub stream: Arc<str>,
     pub tail: Arc<Mutex<Option<Tail>>>,
+    /// `ApplicationLogLevel`'s rank (JSON logs only): the function's JSON records below
+    /// it are left out.
+    pub min_level: Option<u8>,
 }
 
 impl LogTarget {
+    /// A line of the function's own output, unless its level is filtered out.
+    async fn output_line(&self, message: String) {
+        if let Some(min) = self.min_level
+            && !crate::logs::lines::passes_level(&message, min)
+        {
+            return;
+        }
+        self.line(message).await;
+    }
+
     pub async fn line(&self, message: String) {
         if let Some(tail) = self.tail.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             tail.push(&message);
@@ -177,7 +190,7 @@ async fn read_loop(
                 // that wrote it: the sync marks the end of that invocation.
                 splitter.finish(&mut lines);
                 for line in lines.drain(..) {
-                    target.line(line).await;
+                    target.output_line(line).await;
                 }
                 let _ = ack.send(());
                 if eof {
@@ -189,14 +202,14 @@ async fn read_loop(
                     Ok(0) | Err(_) => {
                         splitter.finish(&mut lines);
                         for line in lines.drain(..) {
-                            target.line(line).await;
+                            target.output_line(line).await;
                         }
                         break;
                     }
                     Ok(n) => {
                         splitter.feed(&buf[..n], &mut lines);
                         for line in lines.drain(..) {
-                            target.line(line).await;
+                            target.output_line(line).await;
                         }
                     }
                 }

@@ -221,7 +221,10 @@ impl Runner {
             }
         }
 
-        env.log(lines::start(&request_id, &version)).await;
+        let platform = lines::PlatformFormat::of(&function.spec.settings.logging);
+        if let Some(line) = platform.start(&request_id, &version) {
+            env.log(line).await;
+        }
         let started = Instant::now();
         let ending = match ending {
             Some(ending) => ending,
@@ -273,7 +276,9 @@ impl Runner {
             ))
             .await;
         }
-        env.log(lines::end(&request_id)).await;
+        if let Some(line) = platform.end(&request_id) {
+            env.log(line).await;
+        }
         let report = lines::Report {
             request_id: &request_id,
             duration_ms: duration.as_secs_f64() * 1000.0,
@@ -282,7 +287,9 @@ impl Runner {
             init_duration_ms: init_duration.map(|d| d.as_secs_f64() * 1000.0),
             status: ending.status,
         };
-        env.log(report.line()).await;
+        if let Some(line) = platform.report(&report) {
+            env.log(line).await;
+        }
         let log_tail = if log_tail {
             env.take_tail().map(|t| t.text())
         } else {

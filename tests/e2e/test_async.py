@@ -745,8 +745,10 @@ def test_accepted_events_survive_kill_9(server_with, client_for, report, tmp_pat
         [(i, rid, rid_of[i]) for i, rid in runs if rid != rid_of[i]][:5]
     # What may run twice: the events running at the kill (at most --async-concurrency, 64)
     # and those that had ended but whose outcome was not written yet (outcomes are
-    # written in batches): a few percent of N.
-    assert duplicates < ASYNC_CONCURRENCY + 0.025 * n, \
+    # written in batches): a few percent of N. Measured 28-129 extra runs over eight runs
+    # (the high end with the other test worker busy); a lost outcome store would rerun
+    # every event that had run (a tenth of N and more).
+    assert duplicates < ASYNC_CONCURRENCY + 0.05 * n, \
         f"{duplicates} duplicate runs after one kill -9 (N={n})"
 
     # The logs: every event that ran is in its function's logs.

@@ -2,6 +2,7 @@
 is honoured, kept and returned, or refused with a clear error."""
 
 import json
+import subprocess
 
 import botocore.exceptions
 import pytest
@@ -145,3 +146,76 @@ def test_code_from_elsewhere_is_refused(lam_nv, code, says):
                                Handler="app.handler", Code=code)
     assert err.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert says in err.value.response["Error"]["Message"], err.value.response
+
+
+LOGS = ("import logging\n"
+        "log = logging.getLogger('app')\n"
+        "def handler(event, context):\n"
+        "    log.info('an info record')\n"
+        "    log.warning('a warning record')\n"
+        "    print('plain print output')\n"
+        "    return 'ok'\n")
+
+
+def test_json_logs_platform_events_and_level_filtering(server, lam, unique_name):
+    name = unique_name("jsonlogs")
+    lam.create_function(FunctionName=name, Runtime=support.PY_RUNTIME, Role=support.ROLE,
+                        Handler="app.handler", Code={"ZipFile": support.py_zip(LOGS)},
+                        LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+    try:
+        request_id = lam.invoke(FunctionName=name)["ResponseMetadata"]["RequestId"]
+        events = support.wait_for_logs(server.endpoint, name, lambda ev: any(
+            '"platform.report"' in e["message"] for e in ev), timeout=10)
+        messages = [e["message"] for e in events]
+        parsed = [json.loads(m) for m in messages if m.startswith("{")]
+        kinds = [p.get("type") for p in parsed]
+        assert "platform.start" in kinds and "platform.report" in kinds, messages
+        assert not any(m.startswith(("START ", "END ", "REPORT ")) for m in messages), messages
+        report = next(p for p in parsed if p.get("type") == "platform.report")
+        assert report["record"]["requestId"] == request_id
+        assert report["record"]["metrics"]["billedDurationMs"] >= 1
+        records = [p for p in parsed if "level" in p]
+        assert [r["message"] for r in records] == ["a warning record"], messages
+        assert records[0]["requestId"] == request_id and records[0]["logger"] == "app"
+        assert "plain print output" in messages  # print() is not a log record
+        # `shoal logs --request-id` finds the request by its JSON platform events.
+        out = subprocess.run([str(support.SHOAL_BIN), "logs", name, "--request-id", request_id,
+                              "--endpoint", server.endpoint], capture_output=True, text=True,
+                             timeout=30)
+        assert "a warning record" in out.stdout and "platform.report" in out.stdout, out
+        # SystemLogLevel WARN: no platform events at INFO.
+        lam.update_function_configuration(FunctionName=name,
+                                          LoggingConfig={"SystemLogLevel": "WARN",
+                                                         "ApplicationLogLevel": "DEBUG"})
+        second = lam.invoke(FunctionName=name)["ResponseMetadata"]["RequestId"]
+        events = support.wait_for_logs(server.endpoint, name, lambda ev: any(
+            second in e["message"] and "an info record" in e["message"] for e in ev), timeout=10)
+        assert not any(second in e["message"] and "platform." in e["message"] for e in events)
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
+def test_node_console_writes_json_records(server, lam, unique_name):
+    name = unique_name("jsonnode")
+    source = ("exports.handler = async () => {\n"
+              "  console.info('node info');\n"
+              "  console.warn('node warning', 42);\n"
+              "  console.error(new TypeError('node error'));\n"
+              "  return 'ok';\n"
+              "};\n")
+    lam.create_function(FunctionName=name, Runtime=support.NODE_RUNTIME, Role=support.ROLE,
+                        Handler="index.handler",
+                        Code={"ZipFile": support.zip_files({"index.js": source})},
+                        LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+    try:
+        request_id = lam.invoke(FunctionName=name)["ResponseMetadata"]["RequestId"]
+        events = support.wait_for_logs(server.endpoint, name, lambda ev: any(
+            '"platform.report"' in e["message"] for e in ev), timeout=10)
+        records = [json.loads(e["message"]) for e in events
+                   if e["message"].startswith("{") and '"level"' in e["message"]]
+        assert [(r["level"], r["message"]) for r in records] == [
+            ("WARN", "node warning 42"), ("ERROR", "node error")], records
+        assert all(r["requestId"] == request_id for r in records)
+        assert records[1]["errorType"] == "TypeError" and records[1]["stackTrace"]
+    finally:
+        lam.delete_function(FunctionName=name)

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::Endpoint;
 use super::client::Client;
+use super::filter_pattern::Pattern as FilterPattern;
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -25,8 +26,10 @@ pub struct LogsArgs {
     /// (`2026-12-01T10:00Z`, `2026-12-01T10:00:00Z`).
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Only lines containing this text.
-    #[arg(long, value_name = "TEXT")]
+    /// Only lines matching this CloudWatch Logs filter pattern: terms (`ERROR timeout`,
+    /// `"a phrase"`, `?ERROR ?WARN`, `-DEBUG`) or, for JSON lines, `{ $.level = "ERROR" }`,
+    /// `{ $.ms > 100 && $.path = "/api/*" }`.
+    #[arg(long, value_name = "PATTERN")]
     pub filter: Option<String>,
     /// Only the lines of this request (from its START to its REPORT line).
     #[arg(long, value_name = "ID")]
@@ -65,7 +68,7 @@ fn since_ms(since: &str, now_ms: u64) -> anyhow::Result<u64> {
 /// Which lines pass the filters, remembering which streams are inside the wanted request.
 struct Filter<'a> {
     since_ms: u64,
-    text: Option<&'a str>,
+    pattern: FilterPattern,
     request_id: Option<&'a str>,
     /// Streams between the wanted request's START and REPORT lines.
     inside: HashMap<String, bool>,
@@ -107,8 +110,7 @@ impl Filter<'_> {
                 return false;
             }
         }
-        event["timestamp"].as_u64().unwrap_or(0) >= self.since_ms
-            && self.text.is_none_or(|t| message.contains(t))
+        event["timestamp"].as_u64().unwrap_or(0) >= self.since_ms && self.pattern.matches(message)
     }
 }
 
@@ -158,7 +160,8 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         .transpose()?;
     let mut filter = Filter {
         since_ms: since.unwrap_or(0),
-        text: args.filter.as_deref(),
+        pattern: FilterPattern::parse(args.filter.as_deref().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("--filter: {e}"))?,
         request_id: args.request_id.as_deref(),
         inside: HashMap::new(),
     };
@@ -259,7 +262,7 @@ mod tests {
     fn a_request_is_its_lines_from_start_to_report_on_its_stream() {
         let mut filter = Filter {
             since_ms: 0,
-            text: None,
+            pattern: FilterPattern::All,
             request_id: Some("r2"),
             inside: HashMap::new(),
         };

@@ -38,6 +38,7 @@ macro_rules! say {
 pub mod aws;
 mod build;
 mod deploy;
+mod filter_pattern;
 mod inputs;
 pub mod logs;
 mod progress;

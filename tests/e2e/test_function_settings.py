@@ -183,6 +183,23 @@ def test_json_logs_platform_events_and_level_filtering(server, lam, unique_name)
                               "--endpoint", server.endpoint], capture_output=True, text=True,
                              timeout=30)
         assert "a warning record" in out.stdout and "platform.report" in out.stdout, out
+        # CloudWatch filter patterns: JSON expressions and terms.
+        def logs(pattern):
+            done = subprocess.run([str(support.SHOAL_BIN), "logs", name, "--filter", pattern,
+                                   "--endpoint", server.endpoint], capture_output=True,
+                                  text=True, timeout=30)
+            assert done.returncode == 0, done.stderr
+            return done.stdout.splitlines()
+        [warning] = logs('{ $.level = "WARN*" && $.logger = app }')
+        assert json.loads(warning)["message"] == "a warning record"
+        [report_line] = logs('{ $.type = "platform.report" && $.record.metrics.billedDurationMs >= 1 }')
+        assert json.loads(report_line)["record"]["requestId"] == request_id
+        assert logs("?nothing ?\"plain print\"") == ["plain print output"]
+        assert logs("plain -print") == []
+        bad = subprocess.run([str(support.SHOAL_BIN), "logs", name, "--filter", "{ $.level = ",
+                              "--endpoint", server.endpoint], capture_output=True, text=True,
+                             timeout=30)
+        assert bad.returncode != 0 and "--filter" in bad.stderr, bad
         # SystemLogLevel WARN: no platform events at INFO.
         lam.update_function_configuration(FunctionName=name,
                                           LoggingConfig={"SystemLogLevel": "WARN",

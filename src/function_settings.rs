@@ -60,6 +60,17 @@ pub struct Vpc {
     pub ipv6_allowed_for_dual_stack: bool,
 }
 
+impl Logging {
+    /// The rank of `ApplicationLogLevel` the function's JSON records are filtered at
+    /// (`logs::lines::level_rank`); `None` for text logs, which are not filtered.
+    pub fn application_min_rank(&self) -> Option<u8> {
+        self.json
+            .then_some(self.application_level.as_deref())
+            .flatten()
+            .and_then(crate::logs::lines::level_rank)
+    }
+}
+
 const APPLICATION_LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 const SYSTEM_LEVELS: [&str; 3] = ["DEBUG", "INFO", "WARN"];
 

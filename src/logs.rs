@@ -455,7 +455,10 @@ mod tests {
         assert_eq!(quiet.report(&report), None);
         // Text stays word for word.
         let text = PlatformFormat::of(&Default::default());
-        assert_eq!(text.start("r1", "1").unwrap(), start_line_of("r1", "1"));
+        assert_eq!(
+            text.start("r1", "1").unwrap(),
+            super::lines::start("r1", "1")
+        );
         // ApplicationLogLevel: JSON records below it go; other lines stay.
         let warn = level_rank("WARN").unwrap();
         assert!(!passes_level(r#"{"level":"INFO","message":"m"}"#, warn));
@@ -463,10 +466,6 @@ mod tests {
         assert!(passes_level(r#"{"level":"WARNING"}"#, warn));
         assert!(passes_level("plain print output", warn));
         assert!(passes_level(r#"{"no":"level"}"#, warn));
-    }
-
-    fn start_line_of(request_id: &str, version: &str) -> String {
-        start(request_id, version)
     }
     use super::{LogBudget, Usage};
     use crate::store::sqlite::SqliteStore;

@@ -1,9 +1,11 @@
 //! `shoal logs`: a function's log lines, filtered by time, text and request, the last N,
 //! followed from now, with timestamps or as JSON lines for scripts.
 //!
-//! Reads the logs endpoint page by page and filters here. A request's lines are those of
-//! its log stream from its `START RequestId: ID` line to its `REPORT RequestId: ID` line
-//! (an environment runs one request at a time).
+//! Reads the logs endpoint page by page and filters here (`--filter` with CloudWatch's
+//! filter patterns, `filter_pattern.rs`). A request's lines are those of its log stream
+//! from its `START RequestId: ID` line to its `REPORT RequestId: ID` line, or from its
+//! `platform.start` to its `platform.report` event in JSON logs (an environment runs one
+//! request at a time).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;

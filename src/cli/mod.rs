@@ -1,5 +1,5 @@
-//! The friendly CLI: `deploy`, `invoke`, `logs`, `ls`, `rm`, `routes`, `queue ...`,
-//! `topic ...`.
+//! The friendly CLI: `deploy` and `dev`, `invoke`, `logs`, `ls`, `rm`, `pending`,
+//! `publish`, `alias ...`, `concurrency`, `routes`, `queue ...`, `topic ...`.
 //! Every command talks to a server through the same public API any other client uses
 //! (never around it): Lambda's REST API, API Gateway's (`apigatewayv2`), SQS's JSON
 //! protocol and SNS's query protocol (`aws.rs`).

@@ -272,13 +272,7 @@ impl Launcher {
             function: key.as_ref().into(),
             stream: log_stream.clone(),
             tail: Arc::new(Mutex::new(None)),
-            min_level: spec
-                .settings
-                .logging
-                .json
-                .then_some(spec.settings.logging.application_level.as_deref())
-                .flatten()
-                .and_then(crate::logs::lines::level_rank),
+            min_level: spec.settings.logging.application_min_rank(),
         };
         let output = OutputCapture::start(read_end, target.clone())?;
         let sandbox = self.sandbox.clone();

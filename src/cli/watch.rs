@@ -4,8 +4,10 @@
 //!
 //! The folder is watched by polling its files' sizes and modification times every
 //! [`POLL`] (portable, and cheap for source trees; build output, `.git`, `target` and
-//! `node_modules` are not watched). What a build writes inside the folder is taken in
-//! as the new baseline, so a build never triggers itself.
+//! `node_modules` are not watched). The files are looked at before each build, so an
+//! edit made while a build and deploy run is picked up after it; with `--build`, what
+//! changes during the build command is taken as its output (the baseline is looked at
+//! again when it ends), so a build never triggers itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +89,24 @@ fn first_change(before: &Snapshot, after: &Snapshot) -> Option<PathBuf> {
         })
 }
 
+/// Builds what `args` say and returns the zip, with the snapshot the next change is
+/// judged against: the folder as it was before the build, or, when a `--build` command
+/// ran (it may write anywhere in the folder), as it is after.
+fn build_and_baseline(
+    args: &DeployArgs,
+    root: &Path,
+    skip: &[PathBuf],
+) -> (anyhow::Result<Vec<u8>>, Snapshot) {
+    let before = snapshot(root, skip);
+    let zip = build_package(args);
+    let baseline = if args.build.is_some() {
+        snapshot(root, skip)
+    } else {
+        before
+    };
+    (zip, baseline)
+}
+
 /// `850 ms`, `1.42 s`.
 fn took(d: Duration) -> String {
     if d < Duration::from_secs(1) {
@@ -120,7 +140,8 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         .collect();
 
     let started = Instant::now();
-    let zip = build_package(&args)?;
+    let (zip, mut baseline) = build_and_baseline(&args, &root, &skip);
+    let zip = zip?;
     let built = started.elapsed();
     apply(&client, &args, &name, &zip).await?;
     finish(&client, &args, &name).await?;
@@ -132,7 +153,6 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         took(started.elapsed() - built)
     );
     eprintln!("watching {} for changes (Ctrl-C to stop)", root.display());
-    let mut baseline = snapshot(&root, &skip);
     loop {
         tokio::time::sleep(POLL).await;
         let now = snapshot(&root, &skip);
@@ -142,14 +162,15 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
         tokio::time::sleep(SETTLE).await;
         let started = Instant::now();
         let shown = changed.strip_prefix(&root).unwrap_or(&changed).display();
-        let zip = match build_package(&args) {
+        let (zip, next_baseline) = build_and_baseline(&args, &root, &skip);
+        baseline = next_baseline;
+        let zip = match zip {
             Ok(zip) => zip,
             Err(e) => {
                 eprintln!(
                     "{} build failed after a change to {shown}: {e:#}; waiting for the next change",
                     clock()
                 );
-                baseline = snapshot(&root, &skip);
                 continue;
             }
         };
@@ -171,7 +192,6 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<()> {
             ),
             Err(e) => eprintln!("{} redeploy failed: {e:#}", clock()),
         }
-        baseline = snapshot(&root, &skip);
     }
 }
 
